@@ -1,0 +1,15 @@
+# The corpgraph image used by compose.yaml (not built on the development machines).
+FROM python:3.11.11-slim-bookworm
+RUN useradd --create-home --uid 10001 corpgraph
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY graph graph
+COPY schema schema
+COPY resolvers resolvers
+COPY loaders loaders
+COPY db db
+RUN pip install --no-cache-dir .
+USER corpgraph
+ENV CORPGRAPH_ENV=production CORPGRAPH_HOST=0.0.0.0
+EXPOSE 8000
+CMD ["corpgraph", "serve"]

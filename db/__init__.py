@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, Alembic migrations, the engine and the demo data set."""

@@ -1,0 +1,1 @@
+"""corpgraph's application edge: settings, app assembly, HTTP/WebSocket protocol, auth, CLI."""

@@ -1,0 +1,82 @@
+"""`create_app(settings)`: routes, middleware and the lifespan that owns every connection."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
+
+from db.engine import create_engine
+from graph import health
+from graph.execution import Executor
+from graph.http import graphql_endpoint
+from graph.settings import Settings
+from loaders.cache import EntityCache
+from schema.schema import build_schema
+
+
+def redis_client(url: str | None) -> Redis | None:
+    return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0) if url else None
+
+
+def create_app(settings: Settings) -> Starlette:
+    if settings.database_url is None:
+        raise ValueError(
+            "CORPGRAPH_DATABASE_URL is not set: run `corpgraph serve`, which starts embedded "
+            "servers, or point the setting at PostgreSQL."
+        )
+    database_url = settings.database_url.get_secret_value()
+    schema = build_schema()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = create_engine(
+            database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+            statement_timeout=settings.statement_timeout,
+        )
+        redis = redis_client(settings.redis_url)
+        cache_redis = redis_client(settings.cache_redis_url) if settings.cache_redis_url else redis
+        app.state.settings = settings
+        # reads need no transaction: autocommit saves a BEGIN and a ROLLBACK per batch
+        app.state.db = db.execution_options(isolation_level="AUTOCOMMIT")
+        app.state.redis = redis
+        app.state.entity_cache = (
+            EntityCache(cache_redis, settings.entity_cache_ttl) if cache_redis else None
+        )
+        app.state.executor = Executor(schema._schema, settings)
+        try:
+            yield
+        finally:
+            for client in {redis, cache_redis} - {None}:
+                await client.aclose()  # type: ignore[union-attr]
+            await db.dispose()
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "x-api-key",
+                               "apollo-require-preflight", "x-apollo-operation-name"],
+                max_age=600,
+            )
+        )
+    routes = [
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/health/live", health.live, methods=["GET"]),
+        Route("/health/ready", health.ready, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def app_from_environment() -> Starlette:
+    """For Hypercorn workers: `graph.app:app_from_environment()`."""
+    return create_app(Settings())

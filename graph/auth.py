@@ -1,0 +1,38 @@
+"""Who is asking: the API key of a request, resolved once at the edge into a `Viewer`."""
+
+from collections.abc import Mapping
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
+
+from db.apikeys import active_key
+from resolvers.context import Viewer
+
+
+class Unauthenticated(Exception):
+    """A key was presented but is malformed, unknown, expired or revoked: never downgraded."""
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, key = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthenticated("Authorization must be `Bearer <API key>`.")
+        return key.strip()
+    key = headers.get("x-api-key")
+    return key.strip() if key is not None else None
+
+
+async def viewer_for_key(db: AsyncEngine, key: str | None, client_ip: str | None) -> Viewer:
+    if key is None:
+        return Viewer(client_ip=client_ip)
+    row = await active_key(db, key)
+    if row is None:
+        raise Unauthenticated("The API key is unknown, expired or revoked.")
+    return Viewer(row.tier, frozenset(row.scopes), client_ip, row.id)
+
+
+async def viewer_of(connection: HTTPConnection, db: AsyncEngine) -> Viewer:
+    client_ip = connection.client.host if connection.client else None
+    return await viewer_for_key(db, presented_key(connection.headers), client_ip)

@@ -1,0 +1,209 @@
+"""The `corpgraph` command: serve, migrate, seed, schema and apikey."""
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from db.apikeys import create_key, list_keys, revoke_key
+from db.engine import create_engine, ensure_database
+from db.migrate import migrate
+from db.seed import is_seeded, seed
+from graph.embedded import embedded_servers
+from graph.settings import Settings
+from resolvers.context import TIERS
+
+app = typer.Typer(help="corpgraph: the GraphQL API of companies, SEC filings, metrics and prices.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="Where embedded PostgreSQL and Redis keep their data.", envvar="CORPGRAPH_DATA_DIR"),
+]
+SeedSize = Literal["small", "default"]
+
+
+def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if data_dir is not None:
+        given["data_dir"] = data_dir
+    return Settings(**given)
+
+
+@contextmanager
+def servers(settings: Settings) -> Iterator[Settings]:
+    """Settings pointing at real servers: the configured ones, or embedded ones started here."""
+    if not settings.embedded:
+        yield settings
+        return
+    with embedded_servers(settings.data_dir) as embedded:
+        asyncio.run(ensure_database(embedded.database_url))
+        yield settings.replace(database_url=embedded.database_url, redis_url=embedded.redis_url)
+
+
+def database_url(settings: Settings) -> str:
+    assert settings.database_url is not None
+    return settings.database_url.get_secret_value()
+
+
+async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> None:
+    engine = create_engine(database_url(settings))
+    try:
+        await migrate(engine)
+        if seed_size is not None and not await is_seeded(engine):
+            typer.echo(f"Loading the {seed_size} demo data set...", err=True)
+            counts = await seed(engine, seed_size)
+            typer.echo(f"Loaded {counts}.", err=True)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Hypercorn worker processes.")] = None,
+    seed_size: Annotated[str, typer.Option(help="Demo data set loaded on first start (embedded only): small or default.")] = "default",
+) -> None:
+    """Serve GraphQL and GraphiQL on /graphql; embedded PostgreSQL and Redis unless configured."""
+    settings = settings_for(data_dir, host=host, port=port, workers=workers)
+    if seed_size not in ("small", "default"):
+        raise typer.BadParameter(f"--seed-size takes small or default, received {seed_size!r}")
+    with servers(settings) as running:
+        if settings.embedded:
+            asyncio.run(prepare_database(running, seed_size))  # type: ignore[arg-type]
+        run_hypercorn(running)
+
+
+def run_hypercorn(settings: Settings) -> None:
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.errorlog = "-"
+    config.graceful_timeout = 5.0
+    typer.echo(f"corpgraph: GraphiQL on http://{settings.host}:{settings.port}/graphql", err=True)
+    if settings.workers > 1:
+        from hypercorn.run import run
+
+        os.environ["CORPGRAPH_DATABASE_URL"] = database_url(settings)
+        if settings.redis_url:
+            os.environ["CORPGRAPH_REDIS_URL"] = settings.redis_url
+        config.workers = settings.workers
+        config.worker_class = "uvloop"
+        config.application_path = "graph.app:app_from_environment()"
+        run(config)
+        return
+    serve_in_process(settings, config)
+
+
+def serve_in_process(settings: Settings, config: Any) -> None:
+    import uvloop
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    from graph.app import create_app
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await hypercorn_serve(create_app(settings), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+    uvloop.run(main())
+
+
+@app.command("migrate")
+def migrate_command(data_dir: DataDir = None) -> None:
+    """Upgrade the database schema (safe to run from many replicas at once)."""
+    with servers(settings_for(data_dir)) as running:
+        asyncio.run(prepare_database(running, None))
+    typer.echo("Database schema is up to date.")
+
+
+@app.command("seed")
+def seed_command(
+    data_dir: DataDir = None,
+    size: Annotated[str, typer.Option(help="small (tests) or default (about 500 companies).")] = "default",
+) -> None:
+    """Load the deterministic demo data set into an empty database."""
+    if size not in ("small", "default"):
+        raise typer.BadParameter(f"--size takes small or default, received {size!r}")
+    with servers(settings_for(data_dir)) as running:
+        asyncio.run(prepare_database(running, size))  # type: ignore[arg-type]
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the subgraph SDL (as `_service { sdl }` serves it)."""
+    from schema.schema import build_schema, sdl
+
+    typer.echo(sdl(build_schema()), nl=False)
+
+
+async def _with_engine(settings: Settings, work: Any) -> Any:
+    engine = create_engine(database_url(settings))
+    try:
+        return await work(engine)
+    finally:
+        await engine.dispose()
+
+
+@apikey_app.command("create")
+def apikey_create(
+    tier: Annotated[str, typer.Option(help=f"One of {', '.join(TIERS)}.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: filings:write, admin.")] = "",
+    name: Annotated[str | None, typer.Option(help="A label for humans.")] = None,
+    expires_in_days: Annotated[int | None, typer.Option(help="Days until the key expires.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key; the key itself is printed once, as the last line."""
+    if tier not in TIERS:
+        raise typer.BadParameter(f"--tier takes one of {', '.join(TIERS)}, received {tier!r}")
+    scope_list = [scope.strip() for scope in scopes.split(",") if scope.strip()]
+    unknown = set(scope_list) - {"filings:write", "admin"}
+    if unknown:
+        raise typer.BadParameter(f"unknown scopes {sorted(unknown)}: use filings:write, admin")
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    with servers(settings_for(data_dir)) as running:
+        asyncio.run(prepare_database(running, None))
+        key_id, key = asyncio.run(
+            _with_engine(running, lambda db: create_key(db, tier, scope_list, name, expires))
+        )
+    typer.echo(f"Created API key {key_id} (tier {tier}, scopes {scope_list or 'none'}). Keep it secret:")
+    typer.echo(key)
+
+
+@apikey_app.command("list")
+def apikey_list(data_dir: DataDir = None) -> None:
+    """List keys (prefixes only; keys themselves are never stored)."""
+    with servers(settings_for(data_dir)) as running:
+        rows = asyncio.run(_with_engine(running, list_keys))
+    for row in rows:
+        state = "revoked" if row.revoked_at else "expired" if row.expires_at and row.expires_at < datetime.now(UTC) else "active"
+        typer.echo(f"{row.id}\t{row.prefix}...\t{row.tier}\t{','.join(row.scopes) or '-'}\t{state}\t{row.name or ''}")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The id shown by `apikey list`.")], data_dir: DataDir = None) -> None:
+    """Revoke a key: requests that present it are refused from now on."""
+    with servers(settings_for(data_dir)) as running:
+        revoked = asyncio.run(_with_engine(running, lambda db: revoke_key(db, key_id)))
+    if not revoked:
+        typer.echo(f"No active key with id {key_id}.", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Revoked API key {key_id}.")
+
+
+def main() -> None:
+    app()

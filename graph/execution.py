@@ -1,0 +1,154 @@
+"""Parse, validate (both cached per document text) and execute one GraphQL operation."""
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from inspect import isawaitable
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    execute,
+    get_operation_ast,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+
+from graph.errors import format_execution_error, format_request_errors, request_error
+from graph.limits import limit_error, shape_limits
+from graph.settings import Settings
+
+CACHED_DOCUMENT_CHARS = 64_000
+CACHED_DOCUMENTS = 1000
+
+
+@dataclass
+class Outcome:
+    """What to send back. A GraphQL request error (`by_accept`) gets `status` only under
+    application/graphql-response+json and 200 under legacy application/json (GraphQL over
+    HTTP); protocol refusals (bad envelope, 401, 405, 413, 415, ...) always get `status`."""
+
+    payload: dict[str, Any]
+    status: int = 200
+    by_accept: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def refused(code: str, message: str, status: int = 400, **extensions: Any) -> Outcome:
+    return Outcome({"errors": [request_error(message, code, **extensions)]}, status)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    document: DocumentNode | None
+    errors: list[dict[str, Any]]
+
+
+class Executor:
+    def __init__(self, schema: GraphQLSchema, settings: Settings) -> None:
+        self.schema = schema
+        self.settings = settings
+        self.rules = [
+            *specified_rules,
+            shape_limits(settings.max_depth, settings.max_aliases, settings.max_root_fields),
+        ]
+        if not settings.introspection_enabled:
+            self.rules.append(NoSchemaIntrospectionCustomRule)
+        self._prepared: OrderedDict[str, Prepared] = OrderedDict()
+
+    def prepare(self, query: str) -> Prepared:
+        prepared = self._prepared.get(query)
+        if prepared is None:
+            prepared = self._parse_and_validate(query)
+            if len(query) <= CACHED_DOCUMENT_CHARS:
+                self._prepared[query] = prepared
+                if len(self._prepared) > CACHED_DOCUMENTS:
+                    self._prepared.popitem(last=False)
+        else:
+            self._prepared.move_to_end(query)
+        return prepared
+
+    def _parse_and_validate(self, query: str) -> Prepared:
+        limit = self.settings.max_tokens
+        try:
+            document = parse(query, no_location=False, max_tokens=limit)
+        except GraphQLError as error:
+            if "Document contains more than" in error.message:
+                return Prepared(None, [limit_error("tokens", limit, limit + 1).formatted])
+            return Prepared(None, format_request_errors([error], "GRAPHQL_PARSE_FAILED"))
+        errors = validate(
+            self.schema, document, self.rules, hide_suggestions=self.settings.production
+        )
+        return Prepared(document, format_request_errors(errors, "GRAPHQL_VALIDATION_FAILED"))
+
+    async def run(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Any,
+        *,
+        mutations_allowed: bool,
+    ) -> Outcome:
+        prepared = self.prepare(query)
+        if prepared.document is None or prepared.errors:
+            return Outcome({"errors": prepared.errors}, 400, by_accept=True)
+        operation = get_operation_ast(prepared.document, operation_name)
+        if operation is None:
+            message = (
+                f"Unknown operation named {operation_name!r}."
+                if operation_name
+                else "Name the operation to run: the document has several."
+            )
+            return refused("BAD_REQUEST", message)
+        if operation.operation == OperationType.SUBSCRIPTION:
+            return refused("BAD_REQUEST", "Subscriptions are served over WebSocket on /graphql.")
+        if operation.operation == OperationType.MUTATION and not mutations_allowed:
+            outcome = refused("BAD_REQUEST", "Mutations are only accepted over POST.", 405)
+            outcome.headers["Allow"] = "POST"
+            return outcome
+        return await self._execute(prepared.document, variables, operation_name, context)
+
+    async def _execute(
+        self, document: DocumentNode, variables: dict[str, Any] | None,
+        operation_name: str | None, context: Any,
+    ) -> Outcome:
+        deadline = self.settings.request_timeout
+        try:
+            async with asyncio.timeout(deadline.total_seconds()):
+                result = execute(self.schema, document, None, context, variables, operation_name)
+                if isawaitable(result):
+                    result = await result
+        except TimeoutError:
+            return timed_out(deadline)
+        return shaped(result)
+
+
+def timed_out(deadline: timedelta) -> Outcome:
+    message = f"The request exceeded its deadline of {deadline.total_seconds():g} s."
+    return Outcome({"errors": [request_error(message, "TIMEOUT")]}, 504)
+
+
+def shaped(result: ExecutionResult) -> Outcome:
+    errors = result.errors or []
+    if result.data is None and errors and all(error.path is None for error in errors):
+        # variable coercion failed: nothing ran
+        return Outcome(
+            {"errors": format_request_errors(errors, "BAD_USER_INPUT")}, 400, by_accept=True
+        )
+    payload: dict[str, Any] = {}
+    if errors:
+        payload["errors"] = [format_execution_error(error) for error in errors]
+    payload["data"] = result.data
+    # nothing but bad arguments and no data: a request error in all but name
+    rejected = result.data is None and all(
+        error["extensions"]["code"] == "BAD_USER_INPUT" for error in payload.get("errors", [])
+    )
+    return Outcome(payload, 400 if rejected else 200, by_accept=rejected)

@@ -1,0 +1,152 @@
+"""GraphQL over HTTP: the envelope, media types, statuses, CSRF prevention and GraphiQL."""
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from graph.auth import Unauthenticated, viewer_of
+from graph.execution import Executor, Outcome, refused
+from graph.graphiql import graphiql_html
+from graph.settings import Settings
+from loaders.request import Loaders
+from resolvers.context import Context
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+SIMPLE_CONTENT_TYPES = {"text/plain", "multipart/form-data", "application/x-www-form-urlencoded"}
+PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
+
+
+class BadRequest(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+
+def response(request: Request, outcome: Outcome) -> Response:
+    modern = GRAPHQL_RESPONSE in request.headers.get("accept", "")
+    status = outcome.status if modern or not outcome.by_accept else 200
+    media_type = GRAPHQL_RESPONSE if modern else JSON
+    return Response(orjson.dumps(outcome.payload), status, outcome.headers, media_type)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
+    return bytes(body)
+
+
+def envelope_error(message: str) -> BadRequest:
+    return BadRequest(refused("BAD_REQUEST", message))
+
+
+def check_envelope(params: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+    if not isinstance(params, dict):
+        raise envelope_error("The body must be a JSON object with a `query`.")
+    query, variables, name = params.get("query"), params.get("variables"), params.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        raise envelope_error("`query` must be a non-empty string.")
+    if variables is not None and not isinstance(variables, dict):
+        raise envelope_error("`variables` must be a JSON object.")
+    if name is not None and not isinstance(name, str):
+        raise envelope_error("`operationName` must be a string.")
+    extensions = params.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise envelope_error("`extensions` must be a JSON object.")
+    return query, variables, name
+
+
+def get_params(request: Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.query_params)
+    for key in ("variables", "extensions"):
+        if key in params:
+            try:
+                params[key] = orjson.loads(params[key])
+            except orjson.JSONDecodeError:
+                raise envelope_error(f"`{key}` must be JSON.") from None
+    return params
+
+
+async def post_params(request: Request, settings: Settings) -> tuple[list[Any], bool]:
+    """The operations of a POST and whether they came as a batch (a JSON array)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != JSON:
+        raise BadRequest(
+            refused("BAD_REQUEST", f"Content-Type must be {JSON}, received {media_type!r}.", 415)
+        )
+    try:
+        params = orjson.loads(await read_body(request, settings.max_body_bytes))
+    except orjson.JSONDecodeError:
+        raise envelope_error("The body is not valid JSON.") from None
+    if isinstance(params, list):
+        if not settings.allow_batching:
+            raise envelope_error("Batched requests are disabled on this server.")
+        if not params:
+            raise envelope_error("A batch needs at least one operation.")
+        return params, True
+    return [params], False
+
+
+def csrf_check(request: Request, settings: Settings) -> None:
+    """Apollo Server's CSRF prevention: simple requests must carry a non-simple header."""
+    if not settings.csrf_enabled:
+        return
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    simple = request.method == "GET" or not media_type or media_type in SIMPLE_CONTENT_TYPES
+    if simple and not any(request.headers.get(header) for header in PREFLIGHT_HEADERS):
+        raise envelope_error(
+            "This request may be a CSRF attempt: send a `Content-Type: application/json` POST "
+            "or an `apollo-require-preflight` header."
+        )
+
+
+def wants_graphiql(request: Request, settings: Settings) -> bool:
+    # A GET carrying only a persisted-query hash has no `query`, but is not a page request.
+    return (
+        settings.graphiql
+        and request.method == "GET"
+        and "text/html" in request.headers.get("accept", "")
+        and not {"query", "extensions", "documentId"} & set(request.query_params)
+    )
+
+
+async def graphql_endpoint(request: Request) -> Response:
+    state = request.app.state
+    settings: Settings = state.settings
+    if wants_graphiql(request, settings):
+        return HTMLResponse(graphiql_html(settings))
+    try:
+        csrf_check(request, settings)
+        if request.method == "GET":
+            batch, is_batch = [get_params(request)], False
+        else:
+            batch, is_batch = await post_params(request, settings)
+        viewer = await viewer_of(request, state.db)
+    except BadRequest as error:
+        return response(request, error.outcome)
+    except Unauthenticated as error:
+        outcome = refused("UNAUTHENTICATED", str(error), 401)
+        outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
+        return response(request, outcome)
+    context = Context(Loaders(state.db, state.entity_cache), viewer, settings.max_page_size)
+    outcomes = [await run_one(request, state.executor, params, context) for params in batch]
+    if not is_batch:
+        return response(request, outcomes[0])
+    return Response(orjson.dumps([o.payload for o in outcomes]), 200, media_type=JSON)
+
+
+async def run_one(request: Request, executor: Executor, params: Any, context: Context) -> Outcome:
+    try:
+        query, variables, name = check_envelope(params)
+    except BadRequest as error:
+        return error.outcome
+    return await executor.run(
+        query, variables, name, context, mutations_allowed=request.method == "POST"
+    )

@@ -1,0 +1,1 @@
+"""Per-request DataLoaders: one batched SQL statement per batch, plain rows out."""

@@ -1,0 +1,74 @@
+"""Redis read-through cache for entities loaded by a unique key.
+
+One MGET per batch; misses go to SQL in one statement and are written back with a TTL.
+Redis is an accelerator here, not a dependency: when it is down the loaders read PostgreSQL.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+V = TypeVar("V")
+PREFIX = "cg:entity:v1"
+
+
+class EntityCache:
+    def __init__(self, redis: Redis, ttl: timedelta) -> None:
+        self.redis = redis
+        self.ttl = ttl
+
+    @staticmethod
+    def key(kind: str, key: str) -> str:
+        return f"{PREFIX}:{kind}:{key}"
+
+    async def get_many(self, kind: str, keys: Sequence[str]) -> list[bytes | None]:
+        try:
+            values: list[bytes | None] = await self.redis.mget([self.key(kind, k) for k in keys])
+            return values
+        except RedisError as error:
+            log.warning("entity cache read failed, reading PostgreSQL: %s", error)
+            return [None] * len(keys)
+
+    async def set_many(self, kind: str, items: dict[str, bytes]) -> None:
+        if not items:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(self.key(kind, key), value, ex=self.ttl)
+                await pipe.execute()
+        except RedisError as error:
+            log.warning("entity cache write failed: %s", error)
+
+    async def invalidate(self, kind: str, keys: Sequence[str]) -> None:
+        """Called by the write path after a commit that changes these entities."""
+        if keys:
+            await self.redis.delete(*(self.key(kind, k) for k in keys))
+
+
+async def read_through(
+    cache: EntityCache | None,
+    kind: str,
+    keys: Sequence[str],
+    load: Callable[[Sequence[str]], Awaitable[list[V | None]]],
+    to_dict: Callable[[V], dict[str, Any]],
+    from_dict: Callable[[dict[str, Any]], V],
+) -> list[V | None]:
+    if cache is None:
+        return await load(keys)
+    hits = await cache.get_many(kind, keys)
+    misses = [key for key, hit in zip(keys, hits, strict=True) if hit is None]
+    loaded = dict(zip(misses, await load(misses), strict=True)) if misses else {}
+    await cache.set_many(
+        kind, {key: orjson.dumps(to_dict(row)) for key, row in loaded.items() if row is not None}
+    )
+    return [
+        from_dict(orjson.loads(hit)) if hit is not None else loaded[key]
+        for key, hit in zip(keys, hits, strict=True)
+    ]

@@ -1,0 +1,1 @@
+"""Field resolvers: validate arguments, ask the request's loaders, return rows."""

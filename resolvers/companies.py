@@ -1,0 +1,63 @@
+"""Companies: one by ticker or CIK, and the filtered company list."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from loaders.companies import CompanyRow, company_count, company_page
+from loaders.pagination import Page
+from resolvers.context import Info
+from resolvers.errors import UserInputError
+from resolvers.pagination import Cursor, decode_cursor, encode_cursor, window
+
+KIND = "company"
+DEFAULT_PAGE = 20
+
+
+def cursor_of(row: CompanyRow) -> str:
+    return encode_cursor(KIND, (row.ticker,))
+
+
+def _parse(values: list[Any]) -> Cursor:
+    (ticker,) = values
+    if not isinstance(ticker, str):
+        raise TypeError(ticker)
+    return (ticker,)
+
+
+def _decode(cursor: str, argument: str) -> Cursor:
+    return decode_cursor(KIND, cursor, argument, _parse)
+
+
+async def company_by_ticker(info: Info, ticker: str) -> CompanyRow | None:
+    return await info.context.loaders.company_by_ticker.load(ticker.strip().upper())
+
+
+async def company_by_cik(info: Info, cik: str) -> CompanyRow | None:
+    if not cik.strip().isdigit() or len(cik.strip()) > 10:
+        raise UserInputError(f"`cik` must be up to 10 digits, received {cik[:32]!r}.")
+    return await info.context.loaders.company_by_cik.load(cik.strip().zfill(10))
+
+
+async def company_by_id(info: Info, company_id: int) -> CompanyRow:
+    row = await info.context.loaders.company_by_id.load(company_id)
+    assert row is not None, f"company {company_id} is referenced but missing"
+    return row
+
+
+async def companies(
+    info: Info,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    sector: str | None,
+    search: str | None,
+) -> tuple[Page[CompanyRow], Callable[[], Awaitable[int]]]:
+    context = info.context
+    page_window = window(
+        first, after, last, before,
+        default=DEFAULT_PAGE, maximum=context.max_page_size, decode=_decode,
+    )
+    db = context.loaders.db
+    page = await company_page(db, page_window, sector, search)
+    return page, lambda: company_count(db, sector, search)

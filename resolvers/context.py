@@ -1,0 +1,29 @@
+"""The per-request context that every resolver receives, and the project-wide `Info` alias."""
+
+from dataclasses import dataclass, field
+
+import strawberry
+
+from loaders.request import Loaders
+
+TIERS = ("anonymous", "free", "pro", "enterprise")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking, resolved once at the edge."""
+
+    tier: str = "anonymous"
+    scopes: frozenset[str] = frozenset()
+    client_ip: str | None = None
+    key_id: int | None = None
+
+
+@dataclass
+class Context:
+    loaders: Loaders
+    viewer: Viewer = field(default_factory=Viewer)
+    max_page_size: int = 100
+
+
+Info = strawberry.Info[Context, None]

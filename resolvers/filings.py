@@ -1,0 +1,81 @@
+"""Filings: one by accession number, the filtered filing list, and a company's filings."""
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from loaders.filings import FilingFilter, FilingRow, filing_count, filing_page
+from loaders.pagination import Page
+from resolvers.context import Info
+from resolvers.errors import UserInputError, limit_list
+from resolvers.pagination import Cursor, decode_cursor, encode_cursor, window
+
+KIND = "filing"
+ROOT_PAGE = 20
+COMPANY_PAGE = 10
+
+
+def cursor_of(row: FilingRow) -> str:
+    return encode_cursor(KIND, (row.filed_at.isoformat(), row.accession_number))
+
+
+def _parse(values: list[Any]) -> Cursor:
+    filed_at, accession_number = values
+    if not isinstance(accession_number, str):
+        raise TypeError(accession_number)
+    return (datetime.fromisoformat(filed_at), accession_number)
+
+
+def _decode(cursor: str, argument: str) -> Cursor:
+    return decode_cursor(KIND, cursor, argument, _parse)
+
+
+async def filing_by_accession(info: Info, accession_number: str) -> FilingRow | None:
+    return await info.context.loaders.filing_by_accession.load(accession_number.strip())
+
+
+async def filing_by_id(info: Info, filing_id: int) -> FilingRow | None:
+    return await info.context.loaders.filing_by_id.load(filing_id)
+
+
+async def filings(
+    info: Info,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    tickers: list[str] | None,
+    form_types: list[str] | None,
+    filed_after: datetime | None,
+    filed_before: datetime | None,
+) -> tuple[Page[FilingRow], Callable[[], Awaitable[int]]]:
+    if filed_after and filed_before and filed_after >= filed_before:
+        raise UserInputError("`filedAfter` must be earlier than `filedBefore`.")
+    upper = limit_list("tickers", [t.strip().upper() for t in tickers] if tickers else tickers)
+    where = FilingFilter(limit_list("formTypes", form_types), upper, filed_after, filed_before)
+    page_window = window(
+        first, after, last, before,
+        default=ROOT_PAGE, maximum=info.context.max_page_size, decode=_decode,
+    )
+    db = info.context.loaders.db
+    page = await filing_page(db, page_window, where)
+    return page, lambda: filing_count(db, where)
+
+
+async def company_filings(
+    info: Info,
+    company_id: int,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    form_types: list[str] | None,
+) -> tuple[Page[FilingRow], Callable[[], Awaitable[int]]]:
+    loaders = info.context.loaders
+    where = FilingFilter(form_types=limit_list("formTypes", form_types))
+    page_window = window(
+        first, after, last, before,
+        default=COMPANY_PAGE, maximum=info.context.max_page_size, decode=_decode,
+    )
+    page = await loaders.filings_by_company(page_window, where).load(company_id)
+    return page, lambda: loaders.filing_count_by_company(where).load(company_id)

@@ -1,0 +1,1 @@
+"""The GraphQL schema: Strawberry types, the federation `Schema`, the committed SDL."""

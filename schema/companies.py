@@ -1,0 +1,97 @@
+"""The Company entity: federation keys `ticker` and `cik`."""
+
+from datetime import date
+from typing import TYPE_CHECKING, Annotated, Any, Self
+
+import strawberry
+
+from loaders.companies import CompanyRow
+from resolvers import companies, filings, metrics
+from resolvers.context import Info
+from schema.metrics import Metric, PriceBar
+from schema.node import Node, to_global_id
+from schema.pagination import Connection
+
+if TYPE_CHECKING:
+    from schema.filings import Filing
+
+FilingConnection = Connection[Annotated["Filing", strawberry.lazy("schema.filings")]]
+
+
+@strawberry.federation.type(
+    keys=["ticker", "cik"], description="A company that files with the SEC."
+)
+class Company(Node):
+    db_id: strawberry.Private[int]
+    ticker: str = strawberry.field(description="Trading symbol, e.g. `AAPL`.")
+    cik: str = strawberry.field(description="SEC Central Index Key, 10 digits with leading zeros.")
+    name: str = strawberry.field(description="Registered company name.")
+    sector: str | None = strawberry.field(description="GICS sector, e.g. `Information Technology`.")
+    industry: str | None = strawberry.field(description="GICS industry, e.g. `Semiconductors`.")
+
+    @classmethod
+    def from_row(cls, row: CompanyRow) -> Self:
+        return cls(
+            id=to_global_id("Company", row.cik),
+            db_id=row.id,
+            ticker=row.ticker,
+            cik=row.cik,
+            name=row.name,
+            sector=row.sector,
+            industry=row.industry,
+        )
+
+    @classmethod
+    def maybe(cls, row: CompanyRow | None) -> Self | None:
+        return None if row is None else cls.from_row(row)
+
+    @classmethod
+    async def resolve_reference(
+        cls, info: Info, ticker: str | None = None, cik: str | None = None, **_: Any
+    ) -> Self | None:
+        if ticker is not None:
+            return cls.maybe(await companies.company_by_ticker(info, ticker))
+        if cik is not None:
+            return cls.maybe(await companies.company_by_cik(info, cik))
+        return None
+
+    @strawberry.field(description="The company's filings, newest first.")
+    async def filings(
+        self,
+        info: Info,
+        first: Annotated[int | None, strawberry.argument(description="Page size forward (1-100, default 10).")] = None,
+        after: Annotated[str | None, strawberry.argument(description="Return items after this cursor.")] = None,
+        last: Annotated[int | None, strawberry.argument(description="Page size backward (1-100).")] = None,
+        before: Annotated[str | None, strawberry.argument(description="Return items before this cursor.")] = None,
+        form_types: Annotated[list[str] | None, strawberry.argument(description="Only these form types, e.g. `[\"10-K\", \"10-Q\"]`.")] = None,
+    ) -> FilingConnection:
+        from schema.filings import Filing
+
+        page, count = await filings.company_filings(
+            info, self.db_id, first, after, last, before, form_types
+        )
+        return Connection.build(page, count, Filing.from_row, filings.cursor_of)
+
+    @strawberry.field(description="Reported financial metrics, oldest period first.")
+    async def metrics(
+        self,
+        info: Info,
+        names: Annotated[list[str] | None, strawberry.argument(description="Only these metrics, e.g. `[\"revenue\"]`.")] = None,
+        from_: Annotated[date | None, strawberry.argument(name="from", description="Periods ending on or after this date.")] = None,
+        to: Annotated[date | None, strawberry.argument(description="Periods ending on or before this date.")] = None,
+    ) -> list[Metric]:
+        rows = await metrics.company_metrics(info, self.db_id, names, from_, to)
+        return [Metric.from_row(row) for row in rows]
+
+    @strawberry.field(description="Daily price bars, oldest first.")
+    async def prices(
+        self,
+        info: Info,
+        from_: Annotated[date | None, strawberry.argument(name="from", description="First date, inclusive.")] = None,
+        to: Annotated[date | None, strawberry.argument(description="Last date, inclusive.")] = None,
+    ) -> list[PriceBar]:
+        rows = await metrics.company_prices(info, self.db_id, from_, to)
+        return [PriceBar.from_row(row) for row in rows]
+
+
+CompanyConnection = Connection[Company]

@@ -1,0 +1,76 @@
+"""The Filing entity: federation key `accessionNumber`."""
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Self
+
+import strawberry
+
+from loaders.filings import FilingRow
+from resolvers import companies, filings, metrics
+from resolvers.context import Info
+from schema.metrics import Metric
+from schema.node import Node, to_global_id
+
+if TYPE_CHECKING:
+    from schema.companies import Company
+
+
+@strawberry.federation.type(
+    keys=["accessionNumber"], description="A document filed with the SEC (10-K, 10-Q, 8-K, ...)."
+)
+class Filing(Node):
+    db_id: strawberry.Private[int]
+    company_id: strawberry.Private[int]
+    accession_number: str = strawberry.field(
+        description="SEC accession number, e.g. `0000320193-24-000123`."
+    )
+    form_type: str = strawberry.field(description="SEC form type, e.g. `10-K`, `10-Q`, `8-K`.")
+    filed_at: datetime = strawberry.field(description="When the filing was accepted by the SEC.")
+    period_end: date | None = strawberry.field(description="End of the reported period.")
+    fiscal_year: int | None = strawberry.field(description="Fiscal year of the reported period.")
+    fiscal_period: str | None = strawberry.field(description="`FY`, `Q1`, `Q2` or `Q3`.")
+    title: str | None = strawberry.field(description="Human-readable title.")
+
+    @classmethod
+    def from_row(cls, row: FilingRow) -> Self:
+        return cls(
+            id=to_global_id("Filing", row.accession_number),
+            db_id=row.id,
+            company_id=row.company_id,
+            accession_number=row.accession_number,
+            form_type=row.form_type,
+            filed_at=row.filed_at,
+            period_end=row.period_end,
+            fiscal_year=row.fiscal_year,
+            fiscal_period=row.fiscal_period,
+            title=row.title,
+        )
+
+    @classmethod
+    def maybe(cls, row: FilingRow | None) -> Self | None:
+        return None if row is None else cls.from_row(row)
+
+    @classmethod
+    async def resolve_reference(
+        cls, info: Info, accessionNumber: str | None = None, **_: Any  # noqa: N803
+    ) -> Self | None:
+        if accessionNumber is None:
+            return None
+        return cls.maybe(await filings.filing_by_accession(info, accessionNumber))
+
+    @strawberry.field(description="The company that filed it.")
+    async def company(
+        self, info: Info
+    ) -> Annotated["Company", strawberry.lazy("schema.companies")]:
+        from schema.companies import Company
+
+        return Company.from_row(await companies.company_by_id(info, self.company_id))
+
+    @strawberry.field(description="Financial metrics reported in this filing.")
+    async def metrics(
+        self,
+        info: Info,
+        names: Annotated[list[str] | None, strawberry.argument(description="Only these metrics, e.g. `[\"revenue\"]`.")] = None,
+    ) -> list[Metric]:
+        rows = await metrics.filing_metrics(info, self.db_id, names)
+        return [Metric.from_row(row) for row in rows]

@@ -1,0 +1,65 @@
+"""Metric (a reported value) and PriceBar (a daily price)."""
+
+import datetime as dt
+from typing import TYPE_CHECKING, Annotated, Any, Self
+
+import strawberry
+from sqlalchemy import Row
+
+from resolvers import filings
+from resolvers.context import Info
+
+if TYPE_CHECKING:
+    from schema.filings import Filing
+
+
+@strawberry.type(description="A financial value reported in a filing.")
+class Metric:
+    filing_id: strawberry.Private[int]
+    name: str = strawberry.field(description="Metric name, e.g. `revenue`, `total_assets`.")
+    value: float = strawberry.field(description="The reported value, in `unit`.")
+    unit: str = strawberry.field(description="`USD`, `USD/share` or `shares`.")
+    period_start: dt.date | None = strawberry.field(
+        description="Start of the period for flows (revenue); null for point-in-time values (assets)."
+    )
+    period_end: dt.date = strawberry.field(description="End of the period, or the instant measured.")
+    fiscal_year: int | None = strawberry.field(description="Fiscal year of the period.")
+    fiscal_period: str | None = strawberry.field(description="`FY`, `Q1`, `Q2` or `Q3`.")
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Self:
+        return cls(
+            filing_id=row.filing_id,
+            name=row.name,
+            value=row.value,
+            unit=row.unit,
+            period_start=row.period_start,
+            period_end=row.period_end,
+            fiscal_year=row.fiscal_year,
+            fiscal_period=row.fiscal_period,
+        )
+
+    @strawberry.field(description="The filing that reported it.")
+    async def filing(
+        self, info: Info
+    ) -> Annotated["Filing", strawberry.lazy("schema.filings")] | None:
+        from schema.filings import Filing
+
+        return Filing.maybe(await filings.filing_by_id(info, self.filing_id))
+
+
+@strawberry.type(description="One trading day of a stock.")
+class PriceBar:
+    date: dt.date = strawberry.field(description="Trading day.")
+    open: float = strawberry.field(description="Opening price, USD.")
+    high: float = strawberry.field(description="Highest price, USD.")
+    low: float = strawberry.field(description="Lowest price, USD.")
+    close: float = strawberry.field(description="Closing price, USD.")
+    volume: float = strawberry.field(description="Shares traded.")
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Self:
+        return cls(
+            date=row.date, open=row.open, high=row.high, low=row.low, close=row.close,
+            volume=row.volume,
+        )

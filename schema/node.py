@@ -1,0 +1,26 @@
+"""The Relay `Node` interface and opaque global IDs (base64 of type name and key)."""
+
+import base64
+import binascii
+
+import strawberry
+
+
+@strawberry.interface(description="An object with a globally unique, opaque ID.")
+class Node:
+    id: strawberry.ID = strawberry.field(
+        description="Opaque global ID; pass it to `Query.node` to fetch the object again."
+    )
+
+
+def to_global_id(type_name: str, key: str) -> strawberry.ID:
+    return strawberry.ID(base64.urlsafe_b64encode(f"{type_name}:{key}".encode()).decode())
+
+
+def from_global_id(global_id: str) -> tuple[str, str] | None:
+    try:
+        decoded = base64.urlsafe_b64decode(global_id.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    type_name, separator, key = decoded.partition(":")
+    return (type_name, key) if separator and key else None

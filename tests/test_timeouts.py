@@ -1,0 +1,68 @@
+"""Deadlines: a statement over statement_timeout and a request over its deadline both
+answer TIMEOUT, and the server keeps answering. The slow statement is real: a test
+transaction holds a lock the query has to wait for."""
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from db.engine import create_engine
+from graph.app import create_app
+from graph.settings import Settings
+
+QUERY = {"query": '{ company(ticker: "AAPL") { name } }'}
+
+
+@pytest.fixture
+def companies_locked(settings: Settings) -> Iterator[None]:
+    """Hold an ACCESS EXCLUSIVE lock on companies until the test ends."""
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        engine = create_engine(settings.database_url.get_secret_value())  # type: ignore[union-attr]
+        async with engine.begin() as conn:
+            await conn.execute(text("LOCK TABLE companies IN ACCESS EXCLUSIVE MODE"))
+            locked.set()
+            await asyncio.get_running_loop().run_in_executor(None, release.wait)
+        await engine.dispose()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    assert locked.wait(10)
+    yield
+    release.set()
+    holder.join(10)
+
+
+def app_with(settings: Settings, **timeouts: timedelta) -> TestClient:
+    # the entity cache would answer AAPL without touching the locked table
+    return TestClient(create_app(settings.replace(redis_url=None, **timeouts)))
+
+
+def test_statement_timeout_is_a_field_error(settings: Settings, companies_locked: None) -> None:
+    with app_with(settings, statement_timeout=timedelta(milliseconds=300)) as client:
+        response = client.post("/graphql", json=QUERY)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["data"] == {"company": None}
+        assert body["errors"][0]["extensions"]["code"] == "TIMEOUT"
+        assert body["errors"][0]["path"] == ["company"]
+        assert client.post("/graphql", json={"query": "{ __typename }"}).status_code == 200
+
+
+def test_request_deadline_is_504(settings: Settings, companies_locked: None) -> None:
+    with app_with(settings, request_timeout=timedelta(milliseconds=300)) as client:
+        response = client.post("/graphql", json=QUERY)
+        assert response.status_code == 504
+        assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["TIMEOUT"]
+        assert client.post("/graphql", json={"query": "{ __typename }"}).status_code == 200
+
+
+def test_server_answers_after_the_lock_is_gone(settings: Settings) -> None:
+    with app_with(settings, request_timeout=timedelta(milliseconds=300)) as client:
+        assert client.post("/graphql", json=QUERY).json() == {"data": {"company": {"name": "Apple Inc."}}}
