@@ -36,8 +36,12 @@ async def create_key(
     statement = (
         insert(api_keys)
         .values(
-            prefix=key[:SHOWN_PREFIX_CHARS], key_hash=hash_key(key), name=name, tier=tier,
-            scopes=list(scopes), expires_at=expires_at,
+            prefix=key[:SHOWN_PREFIX_CHARS],
+            key_hash=hash_key(key),
+            name=name,
+            tier=tier,
+            scopes=list(scopes),
+            expires_at=expires_at,
         )
         .returning(api_keys.c.id)
     )
@@ -60,8 +64,14 @@ async def active_key(db: AsyncEngine, key: str) -> Row[Any] | None:
 
 async def list_keys(db: AsyncEngine) -> Sequence[Row[Any]]:
     statement = select(
-        api_keys.c.id, api_keys.c.prefix, api_keys.c.name, api_keys.c.tier, api_keys.c.scopes,
-        api_keys.c.created_at, api_keys.c.expires_at, api_keys.c.revoked_at,
+        api_keys.c.id,
+        api_keys.c.prefix,
+        api_keys.c.name,
+        api_keys.c.tier,
+        api_keys.c.scopes,
+        api_keys.c.created_at,
+        api_keys.c.expires_at,
+        api_keys.c.revoked_at,
     ).order_by(api_keys.c.id)
     async with db.connect() as conn:
         return (await conn.execute(statement)).all()

@@ -1,6 +1,7 @@
 """Typed SQLAlchemy models. Reads use their tables through Core `select()`, never ORM objects."""
 
 from datetime import date, datetime
+from typing import Any, ClassVar
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
@@ -30,7 +31,7 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: TIMESTAMP(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: TIMESTAMP(timezone=True)}
 
 
 class Company(Base):

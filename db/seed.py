@@ -109,7 +109,8 @@ def issuers(rng: random.Random, count: int) -> list[Issuer]:
 def issuer(rng: random.Random, id: int, *fields: str) -> Issuer:
     revenue = 10 ** rng.uniform(8.5, 11.5)
     return Issuer(
-        id, *fields,  # type: ignore[arg-type]
+        id,
+        *fields,  # type: ignore[arg-type]
         fiscal_year_end_month=rng.choice((12, 12, 12, 12, 3, 6, 9)),
         annual_revenue=revenue,
         growth=rng.uniform(-0.05, 0.25),
@@ -190,17 +191,31 @@ class Generator:
     def periodic_filing(self, company: Issuer, period: Period) -> None:
         annual = period.quarter == 4
         form = "10-K" if annual else "10-Q"
-        filed = period.end + timedelta(days=(self.rng.randint(50, 60) if annual else self.rng.randint(30, 40)))
+        filed = period.end + timedelta(
+            days=(self.rng.randint(50, 60) if annual else self.rng.randint(30, 40))
+        )
         fiscal_period = "FY" if annual else f"Q{period.quarter}"
         kind = "Annual report" if annual else "Quarterly report"
-        label = f"fiscal year {period.fiscal_year}" if annual else f"{fiscal_period} {period.fiscal_year}"
+        label = (
+            f"fiscal year {period.fiscal_year}"
+            if annual
+            else f"{fiscal_period} {period.fiscal_year}"
+        )
         filing_id = len(self.filings) + 1
-        self.filings.append((
-            filing_id, self.accession(company, filed), company.id, form, self.filed_at(filed),
-            period.end, period.fiscal_year, fiscal_period,
-            f"{company.name} {form} {kind.lower()} for {label}",
-            self.summary(company, f"{kind} for {label}:"),
-        ))
+        self.filings.append(
+            (
+                filing_id,
+                self.accession(company, filed),
+                company.id,
+                form,
+                self.filed_at(filed),
+                period.end,
+                period.fiscal_year,
+                fiscal_period,
+                f"{company.name} {form} {kind.lower()} for {label}",
+                self.summary(company, f"{kind} for {label}:"),
+            )
+        )
         self.period_metrics(company, filing_id, period, annual)
 
     def period_metrics(self, company: Issuer, filing_id: int, period: Period, annual: bool) -> None:
@@ -231,20 +246,37 @@ class Generator:
         for name, unit, kind in METRICS:
             start = flow_start if kind == "flow" else None
             value = round(values[name], 2 if unit == "USD/share" else 0)
-            self.metrics.append((
-                company.id, filing_id, name, period.end, start, value, unit,
-                period.fiscal_year, fiscal_period,
-            ))
+            self.metrics.append(
+                (
+                    company.id,
+                    filing_id,
+                    name,
+                    period.end,
+                    start,
+                    value,
+                    unit,
+                    period.fiscal_year,
+                    fiscal_period,
+                )
+            )
 
     def current_report(self, company: Issuer) -> None:
         day = AS_OF - timedelta(days=self.rng.randrange(0, 365 * self.shape.years))
         item, event = self.rng.choice(CURRENT_EVENTS)
-        self.filings.append((
-            len(self.filings) + 1, self.accession(company, day), company.id, "8-K",
-            self.filed_at(day), None, None, None,
-            f"{company.name} 8-K current report: {event}",
-            self.summary(company, f"Current report ({item}, {event}):"),
-        ))
+        self.filings.append(
+            (
+                len(self.filings) + 1,
+                self.accession(company, day),
+                company.id,
+                "8-K",
+                self.filed_at(day),
+                None,
+                None,
+                None,
+                f"{company.name} 8-K current report: {event}",
+                self.summary(company, f"Current report ({item}, {event}):"),
+            )
+        )
 
     def price_history(self, company: Issuer) -> None:
         price = company.price
@@ -257,21 +289,43 @@ class Generator:
             price = max(1.0, price * (1 + self.rng.gauss(0.0004, 0.018)))
             high = max(open_, price) * (1 + abs(self.rng.gauss(0, 0.006)))
             low = min(open_, price) * (1 - abs(self.rng.gauss(0, 0.006)))
-            self.prices.append((
-                company.id, day, round(open_, 2), round(high, 2), round(low, 2), round(price, 2),
-                float(round(volume * self.rng.uniform(0.5, 1.8))),
-            ))
+            self.prices.append(
+                (
+                    company.id,
+                    day,
+                    round(open_, 2),
+                    round(high, 2),
+                    round(low, 2),
+                    round(price, 2),
+                    float(round(volume * self.rng.uniform(0.5, 1.8))),
+                )
+            )
 
 
 COLUMNS = {
     "companies": ("id", "ticker", "cik", "name", "sector", "industry"),
     "filings": (
-        "id", "accession_number", "company_id", "form_type", "filed_at", "period_end",
-        "fiscal_year", "fiscal_period", "title", "summary",
+        "id",
+        "accession_number",
+        "company_id",
+        "form_type",
+        "filed_at",
+        "period_end",
+        "fiscal_year",
+        "fiscal_period",
+        "title",
+        "summary",
     ),
     "financial_metrics": (
-        "company_id", "filing_id", "name", "period_end", "period_start", "value", "unit",
-        "fiscal_year", "fiscal_period",
+        "company_id",
+        "filing_id",
+        "name",
+        "period_end",
+        "period_start",
+        "value",
+        "unit",
+        "fiscal_year",
+        "fiscal_period",
     ),
     "stock_prices": ("company_id", "date", "open", "high", "low", "close", "volume"),
 }
@@ -300,7 +354,9 @@ async def seed(engine: AsyncEngine, size: Size = "default", seed: int = 20240101
             await raw.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
         for table in ("companies", "filings"):
             await conn.execute(
-                text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+                )
             )
     async with engine.connect() as conn:
         await conn.execute(text("ANALYZE"))

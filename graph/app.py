@@ -64,8 +64,13 @@ def create_app(settings: Settings) -> Starlette:
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "x-api-key",
-                               "apollo-require-preflight", "x-apollo-operation-name"],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "x-api-key",
+                    "apollo-require-preflight",
+                    "x-apollo-operation-name",
+                ],
                 max_age=600,
             )
         )

@@ -19,14 +19,19 @@ from graph.embedded import embedded_servers
 from graph.settings import Settings
 from resolvers.context import TIERS
 
-app = typer.Typer(help="corpgraph: the GraphQL API of companies, SEC filings, metrics and prices.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="corpgraph: the GraphQL API of companies, SEC filings, metrics and prices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 
 DataDir = Annotated[
     Path | None,
-    typer.Option(help="Where embedded PostgreSQL and Redis keep their data.", envvar="CORPGRAPH_DATA_DIR"),
+    typer.Option(
+        help="Where embedded PostgreSQL and Redis keep their data.", envvar="CORPGRAPH_DATA_DIR"
+    ),
 ]
 SeedSize = Literal["small", "default"]
 
@@ -72,7 +77,10 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int | None, typer.Option(help="Hypercorn worker processes.")] = None,
-    seed_size: Annotated[str, typer.Option(help="Demo data set loaded on first start (embedded only): small or default.")] = "default",
+    seed_size: Annotated[
+        str,
+        typer.Option(help="Demo data set loaded on first start (embedded only): small or default."),
+    ] = "default",
 ) -> None:
     """Serve GraphQL and GraphiQL on /graphql; embedded PostgreSQL and Redis unless configured."""
     settings = settings_for(data_dir, host=host, port=port, workers=workers)
@@ -134,7 +142,9 @@ def migrate_command(data_dir: DataDir = None) -> None:
 @app.command("seed")
 def seed_command(
     data_dir: DataDir = None,
-    size: Annotated[str, typer.Option(help="small (tests) or default (about 500 companies).")] = "default",
+    size: Annotated[
+        str, typer.Option(help="small (tests) or default (about 500 companies).")
+    ] = "default",
 ) -> None:
     """Load the deterministic demo data set into an empty database."""
     if size not in ("small", "default"):
@@ -180,7 +190,9 @@ def apikey_create(
         key_id, key = asyncio.run(
             _with_engine(running, lambda db: create_key(db, tier, scope_list, name, expires))
         )
-    typer.echo(f"Created API key {key_id} (tier {tier}, scopes {scope_list or 'none'}). Keep it secret:")
+    typer.echo(
+        f"Created API key {key_id} (tier {tier}, scopes {scope_list or 'none'}). Keep it secret:"
+    )
     typer.echo(key)
 
 
@@ -190,12 +202,17 @@ def apikey_list(data_dir: DataDir = None) -> None:
     with servers(settings_for(data_dir)) as running:
         rows = asyncio.run(_with_engine(running, list_keys))
     for row in rows:
-        state = "revoked" if row.revoked_at else "expired" if row.expires_at and row.expires_at < datetime.now(UTC) else "active"
-        typer.echo(f"{row.id}\t{row.prefix}...\t{row.tier}\t{','.join(row.scopes) or '-'}\t{state}\t{row.name or ''}")
+        expired = row.expires_at is not None and row.expires_at < datetime.now(UTC)
+        state = "revoked" if row.revoked_at else "expired" if expired else "active"
+        scopes = ",".join(row.scopes) or "-"
+        typer.echo(f"{row.id}\t{row.prefix}...\t{row.tier}\t{scopes}\t{state}\t{row.name or ''}")
 
 
 @apikey_app.command("revoke")
-def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The id shown by `apikey list`.")], data_dir: DataDir = None) -> None:
+def apikey_revoke(
+    key_id: Annotated[int, typer.Argument(help="The id shown by `apikey list`.")],
+    data_dir: DataDir = None,
+) -> None:
     """Revoke a key: requests that present it are refused from now on."""
     with servers(settings_for(data_dir)) as running:
         revoked = asyncio.run(_with_engine(running, lambda db: revoke_key(db, key_id)))

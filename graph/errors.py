@@ -56,7 +56,9 @@ def format_execution_error(error: GraphQLError) -> dict[str, Any]:
     return {**formatted, "message": MASKED, "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
 
 
-def format_request_errors(errors: Iterable[GraphQLError], default_code: str) -> list[dict[str, Any]]:
+def format_request_errors(
+    errors: Iterable[GraphQLError], default_code: str
+) -> list[dict[str, Any]]:
     """Parse, validation and variable errors: no data was produced."""
     result = []
     for error in errors:

@@ -117,8 +117,11 @@ class Executor:
         return await self._execute(prepared.document, variables, operation_name, context)
 
     async def _execute(
-        self, document: DocumentNode, variables: dict[str, Any] | None,
-        operation_name: str | None, context: Any,
+        self,
+        document: DocumentNode,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Any,
     ) -> Outcome:
         deadline = self.settings.request_timeout
         try:

@@ -18,7 +18,7 @@ SELF_HOSTED = {
     "graphiql_css": "graphiql.min.css",
 }
 
-EXAMPLE_QUERY = """# Welcome to corpgraph: companies, their SEC filings, reported metrics and prices.
+EXAMPLE_QUERY = """# Welcome to corpgraph: companies, SEC filings, reported metrics and prices.
 # Press the play button (or Ctrl-Enter). Open "Docs" on the left for every type and field.
 
 query CompanyOverview($ticker: String!) {

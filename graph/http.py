@@ -50,7 +50,11 @@ def envelope_error(message: str) -> BadRequest:
 def check_envelope(params: Any) -> tuple[str, dict[str, Any] | None, str | None]:
     if not isinstance(params, dict):
         raise envelope_error("The body must be a JSON object with a `query`.")
-    query, variables, name = params.get("query"), params.get("variables"), params.get("operationName")
+    query, variables, name = (
+        params.get("query"),
+        params.get("variables"),
+        params.get("operationName"),
+    )
     if not isinstance(query, str) or not query.strip():
         raise envelope_error("`query` must be a non-empty string.")
     if variables is not None and not isinstance(variables, dict):

@@ -25,7 +25,10 @@ def limit_error(limit: str, maximum: int, actual: int, node: Any = None) -> Grap
         f"Query exceeds the {limit} limit: {actual} > {maximum}.",
         node,
         extensions={
-            "code": "QUERY_LIMIT_EXCEEDED", "limit": limit, "maximum": maximum, "actual": actual,
+            "code": "QUERY_LIMIT_EXCEEDED",
+            "limit": limit,
+            "maximum": maximum,
+            "actual": actual,
         },
     )
 
@@ -66,7 +69,9 @@ class Shape:
             self._depths[name] = self.depth(self._fragment(name))
         return self._depths[name]
 
-    def root_fields(self, selection_set: SelectionSetNode | None, seen: frozenset[str] = frozenset()) -> int:
+    def root_fields(
+        self, selection_set: SelectionSetNode | None, seen: frozenset[str] = frozenset()
+    ) -> int:
         if selection_set is None:
             return 0
         count = 0
@@ -94,7 +99,9 @@ def shape_limits(max_depth: int, max_aliases: int, max_root_fields: int) -> type
 
         def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
             self.check("depth", max_depth, self.shape.depth(node.selection_set), node)
-            self.check("rootFields", max_root_fields, self.shape.root_fields(node.selection_set), node)
+            self.check(
+                "rootFields", max_root_fields, self.shape.root_fields(node.selection_set), node
+            )
 
         def leave_document(self, node: DocumentNode, *_: Any) -> None:
             self.check("aliases", max_aliases, self.aliases, None)

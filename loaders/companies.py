@@ -48,7 +48,9 @@ async def company_by_ticker(
     async def load(keys: Sequence[str]) -> list[CompanyRow | None]:
         return await _by_ticker(db, keys)
 
-    return await read_through(cache, "company:ticker", tickers, load, CompanyRow._asdict, _from_dict)
+    return await read_through(
+        cache, "company:ticker", tickers, load, CompanyRow._asdict, _from_dict
+    )
 
 
 async def company_by_cik(db: AsyncEngine, ciks: Sequence[str]) -> list[CompanyRow | None]:

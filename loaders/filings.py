@@ -58,11 +58,13 @@ def _rows(raw: Sequence[Any]) -> list[FilingRow]:
 
 def _from_dict(data: dict[str, Any]) -> FilingRow:
     period_end = data["period_end"]
-    return FilingRow(**{
-        **data,
-        "filed_at": datetime.fromisoformat(data["filed_at"]),
-        "period_end": date.fromisoformat(period_end) if period_end else None,
-    })
+    return FilingRow(
+        **{
+            **data,
+            "filed_at": datetime.fromisoformat(data["filed_at"]),
+            "period_end": date.fromisoformat(period_end) if period_end else None,
+        }
+    )
 
 
 async def filing_by_id(db: AsyncEngine, ids: Sequence[int]) -> list[FilingRow | None]:
@@ -77,7 +79,9 @@ async def filing_by_accession(
         statement = select(*COLUMNS).where(any_of(filings.c.accession_number, keys))
         return align_one(keys, _rows(await fetch(db, statement)), lambda r: r.accession_number)
 
-    return await read_through(cache, "filing:accession", numbers, load, FilingRow._asdict, _from_dict)
+    return await read_through(
+        cache, "filing:accession", numbers, load, FilingRow._asdict, _from_dict
+    )
 
 
 async def filings_by_company(

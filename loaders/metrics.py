@@ -14,8 +14,15 @@ from loaders.sql import align_many, any_of, fetch
 METRIC_COLUMNS = [
     financial_metrics.c[name]
     for name in (
-        "company_id", "filing_id", "name", "value", "unit", "period_start", "period_end",
-        "fiscal_year", "fiscal_period",
+        "company_id",
+        "filing_id",
+        "name",
+        "value",
+        "unit",
+        "period_start",
+        "period_end",
+        "fiscal_year",
+        "fiscal_period",
     )
 ]
 PRICE_COLUMNS = [

@@ -87,9 +87,7 @@ class Loaders:
     def filing_count_by_company(self, where: FilingFilter) -> "DataLoader[int, int]":
         return self._filing_count_by_company(where)
 
-    def metrics_by_filing(
-        self, names: tuple[str, ...] | None
-    ) -> "DataLoader[int, list[Row[Any]]]":
+    def metrics_by_filing(self, names: tuple[str, ...] | None) -> "DataLoader[int, list[Row[Any]]]":
         return self._metrics_by_filing(names)
 
     def metrics_by_company(self, where: MetricFilter) -> "DataLoader[int, list[Row[Any]]]":

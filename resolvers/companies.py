@@ -55,8 +55,13 @@ async def companies(
 ) -> tuple[Page[CompanyRow], Callable[[], Awaitable[int]]]:
     context = info.context
     page_window = window(
-        first, after, last, before,
-        default=DEFAULT_PAGE, maximum=context.max_page_size, decode=_decode,
+        first,
+        after,
+        last,
+        before,
+        default=DEFAULT_PAGE,
+        maximum=context.max_page_size,
+        decode=_decode,
     )
     db = context.loaders.db
     page = await company_page(db, page_window, sector, search)

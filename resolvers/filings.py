@@ -54,8 +54,13 @@ async def filings(
     upper = limit_list("tickers", [t.strip().upper() for t in tickers] if tickers else tickers)
     where = FilingFilter(limit_list("formTypes", form_types), upper, filed_after, filed_before)
     page_window = window(
-        first, after, last, before,
-        default=ROOT_PAGE, maximum=info.context.max_page_size, decode=_decode,
+        first,
+        after,
+        last,
+        before,
+        default=ROOT_PAGE,
+        maximum=info.context.max_page_size,
+        decode=_decode,
     )
     db = info.context.loaders.db
     page = await filing_page(db, page_window, where)
@@ -74,8 +79,13 @@ async def company_filings(
     loaders = info.context.loaders
     where = FilingFilter(form_types=limit_list("formTypes", form_types))
     page_window = window(
-        first, after, last, before,
-        default=COMPANY_PAGE, maximum=info.context.max_page_size, decode=_decode,
+        first,
+        after,
+        last,
+        before,
+        default=COMPANY_PAGE,
+        maximum=info.context.max_page_size,
+        decode=_decode,
     )
     page = await loaders.filings_by_company(page_window, where).load(company_id)
     return page, lambda: loaders.filing_count_by_company(where).load(company_id)

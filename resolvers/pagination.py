@@ -17,7 +17,9 @@ def encode_cursor(kind: str, key: Cursor) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([kind, *key])).decode().rstrip("=")
 
 
-def decode_cursor(kind: str, cursor: str, argument: str, parse: Callable[[list[Any]], Cursor]) -> Cursor:
+def decode_cursor(
+    kind: str, cursor: str, argument: str, parse: Callable[[list[Any]], Cursor]
+) -> Cursor:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = orjson.loads(raw)

@@ -59,11 +59,22 @@ class Company(Node):
     async def filings(
         self,
         info: Info,
-        first: Annotated[int | None, strawberry.argument(description="Page size forward (1-100, default 10).")] = None,
-        after: Annotated[str | None, strawberry.argument(description="Return items after this cursor.")] = None,
-        last: Annotated[int | None, strawberry.argument(description="Page size backward (1-100).")] = None,
-        before: Annotated[str | None, strawberry.argument(description="Return items before this cursor.")] = None,
-        form_types: Annotated[list[str] | None, strawberry.argument(description="Only these form types, e.g. `[\"10-K\", \"10-Q\"]`.")] = None,
+        first: Annotated[
+            int | None, strawberry.argument(description="Page size forward (1-100, default 10).")
+        ] = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="Return items after this cursor.")
+        ] = None,
+        last: Annotated[
+            int | None, strawberry.argument(description="Page size backward (1-100).")
+        ] = None,
+        before: Annotated[
+            str | None, strawberry.argument(description="Return items before this cursor.")
+        ] = None,
+        form_types: Annotated[
+            list[str] | None,
+            strawberry.argument(description='Only these form types, e.g. `["10-K", "10-Q"]`.'),
+        ] = None,
     ) -> FilingConnection:
         from schema.filings import Filing
 
@@ -76,9 +87,17 @@ class Company(Node):
     async def metrics(
         self,
         info: Info,
-        names: Annotated[list[str] | None, strawberry.argument(description="Only these metrics, e.g. `[\"revenue\"]`.")] = None,
-        from_: Annotated[date | None, strawberry.argument(name="from", description="Periods ending on or after this date.")] = None,
-        to: Annotated[date | None, strawberry.argument(description="Periods ending on or before this date.")] = None,
+        names: Annotated[
+            list[str] | None,
+            strawberry.argument(description='Only these metrics, e.g. `["revenue"]`.'),
+        ] = None,
+        from_: Annotated[
+            date | None,
+            strawberry.argument(name="from", description="Periods ending on or after this date."),
+        ] = None,
+        to: Annotated[
+            date | None, strawberry.argument(description="Periods ending on or before this date.")
+        ] = None,
     ) -> list[Metric]:
         rows = await metrics.company_metrics(info, self.db_id, names, from_, to)
         return [Metric.from_row(row) for row in rows]
@@ -87,7 +106,9 @@ class Company(Node):
     async def prices(
         self,
         info: Info,
-        from_: Annotated[date | None, strawberry.argument(name="from", description="First date, inclusive.")] = None,
+        from_: Annotated[
+            date | None, strawberry.argument(name="from", description="First date, inclusive.")
+        ] = None,
         to: Annotated[date | None, strawberry.argument(description="Last date, inclusive.")] = None,
     ) -> list[PriceBar]:
         rows = await metrics.company_prices(info, self.db_id, from_, to)

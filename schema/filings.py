@@ -52,7 +52,10 @@ class Filing(Node):
 
     @classmethod
     async def resolve_reference(
-        cls, info: Info, accessionNumber: str | None = None, **_: Any  # noqa: N803
+        cls,
+        info: Info,
+        accessionNumber: str | None = None,
+        **_: Any,
     ) -> Self | None:
         if accessionNumber is None:
             return None
@@ -70,7 +73,10 @@ class Filing(Node):
     async def metrics(
         self,
         info: Info,
-        names: Annotated[list[str] | None, strawberry.argument(description="Only these metrics, e.g. `[\"revenue\"]`.")] = None,
+        names: Annotated[
+            list[str] | None,
+            strawberry.argument(description='Only these metrics, e.g. `["revenue"]`.'),
+        ] = None,
     ) -> list[Metric]:
         rows = await metrics.filing_metrics(info, self.db_id, names)
         return [Metric.from_row(row) for row in rows]

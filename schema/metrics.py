@@ -20,9 +20,11 @@ class Metric:
     value: float = strawberry.field(description="The reported value, in `unit`.")
     unit: str = strawberry.field(description="`USD`, `USD/share` or `shares`.")
     period_start: dt.date | None = strawberry.field(
-        description="Start of the period for flows (revenue); null for point-in-time values (assets)."
+        description="Start of the period of a flow (revenue); null for an instant (assets)."
     )
-    period_end: dt.date = strawberry.field(description="End of the period, or the instant measured.")
+    period_end: dt.date = strawberry.field(
+        description="End of the period, or the instant measured."
+    )
     fiscal_year: int | None = strawberry.field(description="Fiscal year of the period.")
     fiscal_period: str | None = strawberry.field(description="`FY`, `Q1`, `Q2` or `Q3`.")
 
@@ -60,6 +62,10 @@ class PriceBar:
     @classmethod
     def from_row(cls, row: Row[Any]) -> Self:
         return cls(
-            date=row.date, open=row.open, high=row.high, low=row.low, close=row.close,
+            date=row.date,
+            open=row.open,
+            high=row.high,
+            low=row.low,
+            close=row.close,
             volume=row.volume,
         )

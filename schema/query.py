@@ -15,7 +15,9 @@ from schema.pagination import Connection
 
 FilingConnection = Connection[Filing]
 
-First = Annotated[int | None, strawberry.argument(description="Page size forward (1-100, default 20).")]
+First = Annotated[
+    int | None, strawberry.argument(description="Page size forward (1-100, default 20).")
+]
 After = Annotated[str | None, strawberry.argument(description="Return items after this cursor.")]
 Last = Annotated[int | None, strawberry.argument(description="Page size backward (1-100).")]
 Before = Annotated[str | None, strawberry.argument(description="Return items before this cursor.")]
@@ -25,7 +27,9 @@ Before = Annotated[str | None, strawberry.argument(description="Return items bef
 class Query:
     @strawberry.field(description="Fetch any object by its global ID.")
     async def node(
-        self, info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")]
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
     ) -> Node | None:
         decoded = from_global_id(id)
         if decoded is None:
@@ -51,8 +55,13 @@ class Query:
         after: After = None,
         last: Last = None,
         before: Before = None,
-        sector: Annotated[str | None, strawberry.argument(description="Exact GICS sector, e.g. `Energy`.")] = None,
-        search: Annotated[str | None, strawberry.argument(description="Ticker prefix or part of the name, case-insensitive.")] = None,
+        sector: Annotated[
+            str | None, strawberry.argument(description="Exact GICS sector, e.g. `Energy`.")
+        ] = None,
+        search: Annotated[
+            str | None,
+            strawberry.argument(description="Ticker prefix or part of the name, case-insensitive."),
+        ] = None,
     ) -> CompanyConnection:
         page, count = await companies.companies(info, first, after, last, before, sector, search)
         return Connection.build(page, count, Company.from_row, companies.cursor_of)
@@ -61,7 +70,9 @@ class Query:
     async def filing(
         self,
         info: Info,
-        accession_number: Annotated[str, strawberry.argument(description="e.g. `0000320193-24-000123`.")],
+        accession_number: Annotated[
+            str, strawberry.argument(description="e.g. `0000320193-24-000123`.")
+        ],
     ) -> Filing | None:
         return Filing.maybe(await filings.filing_by_accession(info, accession_number))
 
@@ -73,10 +84,18 @@ class Query:
         after: After = None,
         last: Last = None,
         before: Before = None,
-        tickers: Annotated[list[str] | None, strawberry.argument(description="Only filings of these companies.")] = None,
-        form_types: Annotated[list[str] | None, strawberry.argument(description="Only these form types.")] = None,
-        filed_after: Annotated[datetime | None, strawberry.argument(description="Filed at or after this instant.")] = None,
-        filed_before: Annotated[datetime | None, strawberry.argument(description="Filed strictly before this instant.")] = None,
+        tickers: Annotated[
+            list[str] | None, strawberry.argument(description="Only filings of these companies.")
+        ] = None,
+        form_types: Annotated[
+            list[str] | None, strawberry.argument(description="Only these form types.")
+        ] = None,
+        filed_after: Annotated[
+            datetime | None, strawberry.argument(description="Filed at or after this instant.")
+        ] = None,
+        filed_before: Annotated[
+            datetime | None, strawberry.argument(description="Filed strictly before this instant.")
+        ] = None,
     ) -> FilingConnection:
         page, count = await filings.filings(
             info, first, after, last, before, tickers, form_types, filed_after, filed_before

@@ -1,6 +1,7 @@
 """The federation `Schema` object."""
 
 from pathlib import Path
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.federation.schema import FederationAny
@@ -20,7 +21,9 @@ class FederatedSchema(strawberry.federation.Schema):
     ) -> list[FederationAny]:
         """Refuse malformed representations with BAD_USER_INPUT instead of a masked error."""
         for index, representation in enumerate(representations):
-            typename = representation.get("__typename") if isinstance(representation, dict) else None
+            typename = (
+                representation.get("__typename") if isinstance(representation, dict) else None
+            )
             if typename not in ENTITY_TYPES:
                 raise GraphQLError(
                     f"representations[{index}] needs `__typename` of "

@@ -6,7 +6,6 @@ import pytest
 from redis import Redis
 
 from graph.settings import Settings
-
 from tests.conftest import Query, StatementLog
 
 NESTED = """
@@ -27,7 +26,9 @@ def metric_count(data: dict[str, Any]) -> int:
 
 
 @pytest.mark.parametrize("page", [5, 50])
-def test_nested_query_runs_one_statement_per_level(gql: Query, sql: StatementLog, page: int) -> None:
+def test_nested_query_runs_one_statement_per_level(
+    gql: Query, sql: StatementLog, page: int
+) -> None:
     result = gql(NESTED, {"sector": "Information Technology", "filings": page})
     assert "errors" not in result
     assert len(result["data"]["companies"]["nodes"]) >= 5
@@ -43,10 +44,15 @@ def test_total_count_adds_one_statement(gql: Query, sql: StatementLog) -> None:
 
 
 def test_entities_with_50_companies_is_one_statement(gql: Query, sql: StatementLog) -> None:
-    tickers = [c["ticker"] for c in gql("{ companies(first: 50) { nodes { ticker } } }")["data"]["companies"]["nodes"]]
+    tickers = [
+        c["ticker"]
+        for c in gql("{ companies(first: 50) { nodes { ticker } } }")["data"]["companies"]["nodes"]
+    ]
     sql.clear()
     representations = [{"__typename": "Company", "ticker": t} for t in tickers]
-    query = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Company { ticker name } } }"
+    query = (
+        "query($r: [_Any!]!) { _entities(representations: $r) { ... on Company { ticker name } } }"
+    )
     result = gql(query, {"r": representations})
     assert [entity["ticker"] for entity in result["data"]["_entities"]] == tickers
     assert len(sql) == 1, sql.statements

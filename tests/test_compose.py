@@ -32,7 +32,9 @@ def test_long_running_services_are_healthchecked_and_awaited(compose: dict[str, 
         if name != "migrate":
             assert "test" in service.get("healthcheck", {}), name
         for dependency, condition in service.get("depends_on", {}).items():
-            expected = "service_completed_successfully" if dependency == "migrate" else "service_healthy"
+            expected = (
+                "service_completed_successfully" if dependency == "migrate" else "service_healthy"
+            )
             assert condition == {"condition": expected}, (name, dependency)
     assert services["api"]["depends_on"]["migrate"]
 

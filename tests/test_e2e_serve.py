@@ -49,8 +49,18 @@ def servers_using(data_dir: Path) -> list[psutil.Process]:
 
 def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")}
-    command = [sys.executable, "-m", "graph", "serve", "--data-dir", str(data_dir),
-               "--port", str(port), "--seed-size", "small"]
+    command = [
+        sys.executable,
+        "-m",
+        "graph",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--seed-size",
+        "small",
+    ]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -61,8 +71,13 @@ def test_serve_query_and_stop(tmp_path: Path) -> None:
         process = serve(data_dir, port)
         try:
             wait_ready(f"{base}/health/ready", process)
-            response = httpx.post(f"{base}/graphql", json={"query": '{ company(ticker: "AAPL") { name } companies { totalCount } }'})
-            assert response.json() == {"data": {"company": {"name": "Apple Inc."}, "companies": {"totalCount": 60}}}
+            response = httpx.post(
+                f"{base}/graphql",
+                json={"query": '{ company(ticker: "AAPL") { name } companies { totalCount } }'},
+            )
+            assert response.json() == {
+                "data": {"company": {"name": "Apple Inc."}, "companies": {"totalCount": 60}}
+            }
             assert len(servers_using(data_dir)) >= 2  # embedded PostgreSQL and Redis run
         finally:
             process.send_signal(signal.SIGINT)

@@ -24,11 +24,15 @@ FILINGS = """query($first: Int, $after: String, $last: Int, $before: String) {
 }"""
 
 
-def walk(gql: Query, query: str, path: list[str], forward: bool, size: int) -> tuple[list[Any], int]:
+def walk(
+    gql: Query, query: str, path: list[str], forward: bool, size: int
+) -> tuple[list[Any], int]:
     seen: list[Any] = []
     cursor = None
     while True:
-        variables = {"first": size, "after": cursor} if forward else {"last": size, "before": cursor}
+        variables = (
+            {"first": size, "after": cursor} if forward else {"last": size, "before": cursor}
+        )
         connection = gql(query, variables)["data"]
         for key in path:
             connection = connection[key]
@@ -85,14 +89,20 @@ def test_filters_search_sector_and_form_types(gql: Query) -> None:
     assert wildcard["companies"]["totalCount"] == 0  # LIKE wildcards are matched literally
     banks = gql('{ companies(first: 100, sector: "Financials") { nodes { sector } } }')["data"]
     assert {c["sector"] for c in banks["companies"]["nodes"]} == {"Financials"}
-    annual = gql('{ filings(first: 30, formTypes: ["10-K"], tickers: ["aapl"]) { nodes { formType company { ticker } } } }')
+    annual = gql(
+        '{ filings(first: 30, formTypes: ["10-K"], tickers: ["aapl"]) '
+        "{ nodes { formType company { ticker } } } }"
+    )
     nodes = annual["data"]["filings"]["nodes"]
     assert nodes and {(n["formType"], n["company"]["ticker"]) for n in nodes} == {("10-K", "AAPL")}
 
 
 def test_filed_after_is_inclusive_and_filed_before_exclusive(gql: Query) -> None:
-    newest = gql("{ filings(first: 1) { nodes { filedAt } } }")["data"]["filings"]["nodes"][0]["filedAt"]
-    query = "query($a: DateTime, $b: DateTime) { filings(filedAfter: $a, filedBefore: $b) { totalCount } }"
+    newest = gql("{ filings(first: 1) { nodes { filedAt } } }")["data"]["filings"]["nodes"][0][
+        "filedAt"
+    ]
+    query = """query($a: DateTime, $b: DateTime) {
+        filings(filedAfter: $a, filedBefore: $b) { totalCount } }"""
     assert gql(query, {"a": newest})["data"]["filings"]["totalCount"] == 1
     total = gql("{ filings { totalCount } }")["data"]["filings"]["totalCount"]
     assert gql(query, {"b": newest})["data"]["filings"]["totalCount"] == total - 1
@@ -100,7 +110,8 @@ def test_filed_after_is_inclusive_and_filed_before_exclusive(gql: Query) -> None
 
 def test_metrics_and_prices_ranges_are_inclusive(gql: Query) -> None:
     query = """{ company(ticker: "MSFT") {
-        metrics(names: ["revenue"], from: "2025-06-30", to: "2026-06-30") { periodStart periodEnd value }
+        metrics(names: ["revenue"], from: "2025-06-30", to: "2026-06-30") {
+            periodStart periodEnd value }
         prices(from: "2026-09-28", to: "2026-09-30") { date close }
     } }"""
     company = gql(query)["data"]["company"]

@@ -1,6 +1,7 @@
 """The schema as a contract: committed SDL, breaking changes, descriptions, package origin."""
 
 import importlib
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -11,20 +12,35 @@ from graphql import (
     GraphQLInterfaceType,
     GraphQLObjectType,
     GraphQLSchema,
-    build_schema as graphql_build_schema,
     find_breaking_changes,
+)
+from graphql import (
+    build_schema as graphql_build_schema,
 )
 from starlette.testclient import TestClient
 
-from schema.schema import SDL_PATH, build_schema as build_strawberry_schema, sdl
+from schema.schema import SDL_PATH, sdl
+from schema.schema import build_schema as build_strawberry_schema
 from tests.conftest import REPO
 
+
 def parse_sdl(text: str) -> GraphQLSchema:
-    return graphql_build_schema(text, assume_valid_sdl=True)  # federation directives are not declared
+    return graphql_build_schema(
+        text, assume_valid_sdl=True
+    )  # federation directives are not declared
 
 
-FEDERATION_NAMES = {"_Service", "_Any", "_Entity", "_entities", "_service", "link__Import",
-                    "link__Purpose", "FieldSet", "_FieldSet"}
+FEDERATION_NAMES = {
+    "_Service",
+    "_Any",
+    "_Entity",
+    "_entities",
+    "_service",
+    "link__Import",
+    "link__Purpose",
+    "FieldSet",
+    "_FieldSet",
+}
 
 
 def test_served_sdl_matches_the_committed_file(client: TestClient) -> None:
@@ -42,11 +58,19 @@ def committed_versions() -> list[str]:
     try:
         log = subprocess.run(
             ["git", "log", "--format=%H", "--reverse", "--", "schema/schema.graphql"],
-            cwd=REPO, capture_output=True, text=True, check=True,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         return [
-            subprocess.run(["git", "show", f"{commit}:schema/schema.graphql"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout
+            subprocess.run(
+                ["git", "show", f"{commit}:schema/schema.graphql"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             for commit in log
         ]
     except (OSError, subprocess.CalledProcessError):
@@ -58,7 +82,7 @@ def test_breaking_changes_are_acknowledged_in_the_changelog() -> None:
     changelog = (REPO / "CHANGELOG.md").read_text()
     unacknowledged = [
         change.description
-        for old, new in zip(versions, versions[1:], strict=False)
+        for old, new in itertools.pairwise(versions)
         for change in find_breaking_changes(parse_sdl(old), parse_sdl(new))
         if change.description not in changelog
     ]
@@ -67,7 +91,9 @@ def test_breaking_changes_are_acknowledged_in_the_changelog() -> None:
 
 def test_breaking_change_detection_can_fail() -> None:
     current = sdl(build_strawberry_schema())
-    without_ticker = current.replace('  """Trading symbol, e.g. `AAPL`."""\n  ticker: String!\n', "", 1)
+    without_ticker = current.replace(
+        '  """Trading symbol, e.g. `AAPL`."""\n  ticker: String!\n', "", 1
+    )
     assert without_ticker != current
     changes = find_breaking_changes(parse_sdl(current), parse_sdl(without_ticker))
     assert [change.description for change in changes] == ["Field Company.ticker was removed."]
@@ -76,7 +102,11 @@ def test_breaking_change_detection_can_fail() -> None:
 def undocumented(schema: GraphQLSchema) -> list[str]:
     missing = []
     for name, type_ in schema.type_map.items():
-        if name.startswith("__") or name in FEDERATION_NAMES or name in {"String", "Int", "Float", "Boolean", "ID"}:
+        if (
+            name.startswith("__")
+            or name in FEDERATION_NAMES
+            or name in {"String", "Int", "Float", "Boolean", "ID"}
+        ):
             continue
         if not type_.description:
             missing.append(name)
