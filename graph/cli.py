@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from db.apikeys import create_key, list_keys, revoke_key
-from db.engine import create_engine, ensure_database
+from db.engine import create_engine
 from db.migrate import migrate
 from db.seed import is_seeded, seed
 from graph.embedded import embedded_servers
@@ -50,7 +50,6 @@ def servers(settings: Settings) -> Iterator[Settings]:
         yield settings
         return
     with embedded_servers(settings.data_dir) as embedded:
-        asyncio.run(ensure_database(embedded.database_url))
         yield settings.replace(database_url=embedded.database_url, redis_url=embedded.redis_url)
 
 

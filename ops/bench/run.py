@@ -1,0 +1,237 @@
+"""Side-by-side throughput: corpgraph against a raw Starlette + asyncpg endpoint, same database.
+
+    python ops/bench/run.py [--duration 10s] [--vus 8,32] [--workers 1,2] [--data-dir DIR]
+
+Both servers answer the LIGHT and HEAVY requests; their answers are compared for equality
+before any timing. k6 drives each (server, request, virtual users) for --duration and this
+prints requests/s, latency percentiles, SQL statements per request and corpgraph/raw ratios.
+Nothing is asserted: the machines are shared and noisy, so only ratios from one run compare.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx2 as httpx
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO))
+
+from graph.cli import prepare_database  # noqa: E402
+from graph.embedded import embedded_servers  # noqa: E402
+from graph.settings import Settings  # noqa: E402
+
+LIGHT = """query Light { company(ticker: "AAPL") { name
+  filings(first: 5) { nodes { accessionNumber formType filedAt } } } }"""
+HEAVY = """query Heavy { companies(first: 20, sector: "Information Technology") { nodes {
+  ticker name filings(first: 5, formTypes: ["10-K", "10-Q"]) { nodes {
+    accessionNumber formType filedAt metrics { name value unit periodEnd } } } } } }"""
+REQUESTS = {"LIGHT": LIGHT, "HEAVY": HEAVY}
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    urls: dict[str, str]  # request name -> URL
+    bodies: dict[str, bytes]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_up(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(url, content=b"{}", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def start_corpgraph(env: dict[str, str], workers: int) -> Server:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "graph",
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    process = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/graphql"
+    bodies = {name: json.dumps({"query": query}).encode() for name, query in REQUESTS.items()}
+    return Server(f"corpgraph x{workers}", process, {name: url for name in REQUESTS}, bodies)
+
+
+def start_raw(env: dict[str, str]) -> Server:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(HERE / "raw.py"), str(port)], env=env, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    urls = {"LIGHT": f"{base}/light", "HEAVY": f"{base}/heavy"}
+    return Server("raw asyncpg", process, urls, {name: b"{}" for name in REQUESTS})
+
+
+def answer(server: Server, request: str) -> Any:
+    response = httpx.post(
+        server.urls[request],
+        content=server.bodies[request],
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    return response.json()
+
+
+EXECUTED = re.compile(r"duration: [\d.]+ ms +(statement|execute [^:]*):")
+# asyncpg's type introspection runs once per new connection; our own probes are not requests
+ONE_OFF = re.compile(r"typeinfo_tree|'jit'|ALTER SYSTEM|pg_reload_conf")
+
+
+async def log_every_statement(dsn: str, on: bool) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(f"ALTER SYSTEM SET log_min_duration_statement = {0 if on else -1}")
+        await connection.execute("SELECT pg_reload_conf()")
+    finally:
+        await connection.close()
+    time.sleep(0.5)  # backends pick the setting up between statements
+
+
+def statements_per_request(
+    server: Server, request: str, dsn: str, log: Path, samples: int = 20
+) -> float:
+    """Counts statements as PostgreSQL itself logs them, pool resets and all."""
+    answer(server, request)  # warm caches and prepared statements first
+    asyncio.run(log_every_statement(dsn, True))
+    start = log.stat().st_size
+    for _ in range(samples):
+        answer(server, request)
+    asyncio.run(log_every_statement(dsn, False))
+    with log.open("rb") as file:
+        file.seek(start)
+        text = file.read().decode(errors="replace")
+    entries = re.split(r"\n(?=\d{4}-\d\d-\d\d )", text)  # continuation lines start with a tab
+    executed = [e for e in entries if EXECUTED.search(e) and not ONE_OFF.search(e)]
+    return len(executed) / samples
+
+
+def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> dict[str, float]:
+    body_file = workdir / f"{request}.json"
+    body_file.write_bytes(server.bodies[request])
+    summary = workdir / "summary.json"
+    env = {
+        **os.environ,
+        "URL": server.urls[request],
+        "BODY_FILE": str(body_file),
+        "VUS": str(vus),
+        "DURATION": duration,
+    }
+    subprocess.run(
+        [
+            shutil.which("k6") or str(Path(sys.executable).parent / "k6"),
+            "run",
+            "--quiet",
+            "--no-usage-report",
+            "--summary-trend-stats",
+            "p(50),p(95),p(99)",
+            "--summary-export",
+            str(summary),
+            str(HERE / "graphql.js"),
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    metrics = json.loads(summary.read_text())["metrics"]
+    duration_ms = metrics["http_req_duration"]
+    failed = metrics.get("checks", {}).get("fails", 0)
+    return {
+        "rps": metrics["http_reqs"]["rate"],
+        "p50": duration_ms["p(50)"],
+        "p95": duration_ms["p(95)"],
+        "p99": duration_ms["p(99)"],
+        "failed": failed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", default="10s")
+    parser.add_argument("--vus", default="8,32")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args()
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
+    with embedded_servers(data_dir) as embedded:
+        asyncio.run(prepare_database(Settings(database_url=embedded.database_url), "default"))
+        env = {
+            **os.environ,
+            "CORPGRAPH_DATABASE_URL": embedded.database_url,
+            "CORPGRAPH_REDIS_URL": embedded.redis_url,
+        }
+        servers = [start_corpgraph(env, int(w)) for w in args.workers.split(",")]
+        servers.append(start_raw(env))
+        try:
+            run_all(servers, embedded.database_url, data_dir / "postgres" / "log", args)
+        finally:
+            for server in servers:
+                server.process.terminate()
+                server.process.wait(30)
+
+
+def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace) -> None:
+    for server in servers:
+        wait_up(next(iter(server.urls.values())))
+    raw = servers[-1]
+    for request in REQUESTS:
+        expected = answer(raw, request)
+        for server in servers[:-1]:
+            if answer(server, request) != expected:
+                raise SystemExit(f"{server.name} and raw disagree on {request}")
+    print(f"answers equal; k6 {args.duration} per cell; VUs {args.vus}\n")
+    print(
+        f"{'server':<14}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}{'SQL/req':>9}{'vs raw':>8}"
+    )
+    with tempfile.TemporaryDirectory() as workdir:
+        for request in REQUESTS:
+            statements = {s.name: statements_per_request(s, request, dsn, log) for s in servers}
+            for vus in (int(v) for v in args.vus.split(",")):
+                results = {
+                    s.name: k6(s, request, vus, args.duration, Path(workdir)) for s in servers
+                }
+                for server in servers:
+                    r = results[server.name]
+                    ratio = r["rps"] / results[raw.name]["rps"]
+                    print(
+                        f"{server.name:<14}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}"
+                        f"{r['p95']:>9.1f}{r['p99']:>9.1f}{statements[server.name]:>9.1f}{ratio:>8.2f}"
+                        + (f"  ({r['failed']:.0f} failed checks)" if r["failed"] else "")
+                    )
+
+
+if __name__ == "__main__":
+    main()
