@@ -115,7 +115,7 @@ async def log_every_statement(dsn: str, on: bool) -> None:
         await connection.execute("SELECT pg_reload_conf()")
     finally:
         await connection.close()
-    time.sleep(0.5)  # backends pick the setting up between statements
+    await asyncio.sleep(0.5)  # backends pick the setting up between statements
 
 
 def statements_per_request(
