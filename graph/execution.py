@@ -19,9 +19,11 @@ from graphql import (
     specified_rules,
     validate,
 )
+from graphql.execution.executor import Executor
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from graph.errors import format_execution_error, format_request_errors, request_error
+from graph.fast_path import FastExecutor
 from graph.limits import limit_error, shape_limits
 from graph.settings import Settings
 
@@ -52,8 +54,14 @@ class Prepared:
 
 
 class Executor:
-    def __init__(self, schema: GraphQLSchema, settings: Settings) -> None:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        settings: Settings,
+        executor_class: type[Executor] = FastExecutor,
+    ) -> None:
         self.schema = schema
+        self.executor_class = executor_class
         self.settings = settings
         self.rules = [
             *specified_rules,
@@ -126,7 +134,15 @@ class Executor:
         deadline = self.settings.request_timeout
         try:
             async with asyncio.timeout(deadline.total_seconds()):
-                result = execute(self.schema, document, None, context, variables, operation_name)
+                result = execute(
+                    self.schema,
+                    document,
+                    None,
+                    context,
+                    variables,
+                    operation_name,
+                    executor_class=self.executor_class,
+                )
                 if isawaitable(result):
                     result = await result
         except TimeoutError:

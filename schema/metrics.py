@@ -30,16 +30,11 @@ class Metric:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Self:
-        return cls(
-            filing_id=row.filing_id,
-            name=row.name,
-            value=row.value,
-            unit=row.unit,
-            period_start=row.period_start,
-            period_end=row.period_end,
-            fiscal_year=row.fiscal_year,
-            fiscal_period=row.fiscal_period,
-        )
+        # A thousand and more per response: the row's columns are exactly this type's
+        # attributes (see loaders.metrics.METRIC_COLUMNS), so skip the keyword-parsing __init__.
+        metric = cls.__new__(cls)
+        metric.__dict__ = row._asdict()
+        return metric
 
     @strawberry.field(description="The filing that reported it.")
     async def filing(

@@ -5,9 +5,11 @@ from pathlib import Path
 import strawberry
 from graphql import GraphQLError
 from strawberry.federation.schema import FederationAny
+from strawberry.schema.config import StrawberryConfig
 
 from schema.companies import Company
 from schema.filings import Filing
+from schema.naming import MemoizedNameConverter
 from schema.query import Query
 from schema.scalars import SCALAR_OVERRIDES
 
@@ -39,6 +41,7 @@ def build_schema() -> strawberry.federation.Schema:
         types=[Company, Filing],
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         federation_version="2.11",
+        config=StrawberryConfig(name_converter=MemoizedNameConverter()),
     )
 
 

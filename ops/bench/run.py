@@ -34,11 +34,8 @@ from graph.cli import prepare_database  # noqa: E402
 from graph.embedded import embedded_servers  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 
-LIGHT = """query Light { company(ticker: "AAPL") { name
-  filings(first: 5) { nodes { accessionNumber formType filedAt } } } }"""
-HEAVY = """query Heavy { companies(first: 20, sector: "Information Technology") { nodes {
-  ticker name filings(first: 5, formTypes: ["10-K", "10-Q"]) { nodes {
-    accessionNumber formType filedAt metrics { name value unit periodEnd } } } } } }"""
+LIGHT = (HERE / "light.graphql").read_text()
+HEAVY = (HERE / "heavy.graphql").read_text()
 REQUESTS = {"LIGHT": LIGHT, "HEAVY": HEAVY}
 
 

@@ -1,0 +1,237 @@
+"""The fast path's conformance guard: every document gives the same response through
+graph.fast_path.FastExecutor as through graphql-core's standard executor."""
+
+import asyncio
+import copy
+import math
+from enum import Enum
+from typing import Any
+
+import pytest
+import strawberry
+import yaml
+from graphql import ExecutionResult, GraphQLSchema, execute, parse
+from graphql.execution.executor import Executor
+
+from graph.execution import Executor as Pipeline
+from graph.fast_path import FastExecutor
+from graph.settings import Settings
+from loaders.request import Loaders
+from resolvers.context import Context
+from tests.conftest import REPO
+
+# ---- documents against the real schema and the small demo data set ----
+
+
+def real_documents() -> list[tuple[str, dict[str, Any] | None]]:
+    bench = [(REPO / f"ops/bench/{name}.graphql").read_text() for name in ("light", "heavy")]
+    documents = [(bench[0], None), (bench[1].replace("Information Technology", "Financials"), None)]
+    entries = yaml.safe_load((REPO / "tests/conformance.yaml").read_text())
+    return documents + [(entry["query"], entry.get("variables")) for entry in entries]
+
+
+REAL_DOCUMENTS = real_documents()
+
+
+# ---- a test-only schema that produces every error shape the fast path must leave alone ----
+
+
+@strawberry.enum
+class Color(Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Item(Named):
+    count: int
+    ratio: float
+    label: str | None
+    color: Color
+    flag: bool
+
+
+@strawberry.type
+class Box:
+    items: list[Item]
+    maybe_items: list[Item | None] | None
+    grid: list[list[int]]
+
+    @strawberry.field
+    def total(self) -> int:
+        return len(self.items)
+
+
+def item(**overrides: Any) -> Item:
+    values: dict[str, Any] = {
+        "name": "a",
+        "count": 1,
+        "ratio": 0.5,
+        "label": None,
+        "color": Color.RED,
+        "flag": True,
+        **overrides,
+    }
+    return Item(**values)
+
+
+@strawberry.type
+class ProbeQuery:
+    @strawberry.field
+    def good(self) -> Box:
+        return Box(
+            items=[item(), item(name="b", label="x", color=Color.BLUE)],
+            maybe_items=[item(), None],
+            grid=[[1, 2], [3]],
+        )
+
+    @strawberry.field
+    def null_name(self) -> Box | None:
+        return Box(items=[item(), item(name=None)], maybe_items=None, grid=[])
+
+    @strawberry.field
+    def nan_ratio(self) -> Box | None:
+        return Box(items=[item(ratio=math.nan)], maybe_items=[item(ratio=math.inf)], grid=[])
+
+    @strawberry.field
+    def wrong_types(self) -> Box | None:
+        return Box(
+            items=[item(count="7"), item(count=2**40)],
+            maybe_items=[item(flag="yes")],
+            grid=[[1, None]],
+        )  # type: ignore[list-item]
+
+    @strawberry.field
+    def null_item(self) -> Box | None:
+        return Box(items=[item(), None], maybe_items=[], grid=[])  # type: ignore[list-item]
+
+    @strawberry.field
+    async def later(self) -> list[Item]:
+        await asyncio.sleep(0)
+        return [item(name="late"), item(name="later", ratio=2.0)]
+
+    @strawberry.field
+    def named(self) -> list[Named]:
+        return [item(name="i")]
+
+
+TEST_SCHEMA = strawberry.Schema(query=ProbeQuery)._schema
+ITEM = "name count ratio label color flag __typename"
+TEST_DOCUMENTS = [
+    f"{{ good {{ total items {{ {ITEM} }} maybeItems {{ {ITEM} }} grid }} }}",
+    f"{{ nullName {{ items {{ {ITEM} }} }} good {{ total }} }}",
+    "{ nullName { total items { count } } }",
+    "{ nanRatio { items { ratio } maybeItems { ratio name } } }",
+    "{ wrongTypes { items { count } maybeItems { flag } grid } }",
+    f"{{ nullItem {{ items {{ {ITEM} }} }} }}",
+    f"{{ later {{ {ITEM} }} good {{ items {{ name }} }} }}",
+    "{ named { name __typename ... on Item { count color } } }",
+    "{ good { a: items { n: name c: count } b: items { name } } }",
+    "{ good { items { ... on Item { name } ...F } } } fragment F on Item { ratio flag }",
+    "{ good { items { name @skip(if: true) count @include(if: false) ratio } } }",
+    "{ good { maybeItems { name } } later { name label } }",
+    "{ nullName { items { name } } nanRatio { items { ratio } } wrongTypes { grid } }",
+    "{ good { items { label } grid } named { __typename } }",
+    "{ later { name } nullItem { total } wrongTypes { items { name } } }",
+    "{ good { items { __typename ... on Named { name } } } }",
+]
+
+
+def run(
+    schema: GraphQLSchema,
+    document: str,
+    variables: Any,
+    executor: type[Executor],
+    context: Any = None,
+) -> ExecutionResult:
+    async def go() -> ExecutionResult:
+        result = execute(schema, parse(document), None, context, variables, executor_class=executor)
+        return (
+            await result if asyncio.iscoroutine(result) or hasattr(result, "__await__") else result
+        )  # type: ignore[return-value]
+
+    return asyncio.run(go())
+
+
+def same(a: ExecutionResult, b: ExecutionResult) -> None:
+    assert a.data == b.data
+    assert [e.formatted for e in a.errors or []] == [e.formatted for e in b.errors or []]
+    assert list(_keys(a.data)) == list(_keys(b.data))  # and in the same order
+
+
+def _keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _keys(item)
+
+
+@pytest.mark.parametrize("document", TEST_DOCUMENTS)
+def test_error_shapes_match_the_standard_executor(document: str) -> None:
+    same(run(TEST_SCHEMA, document, None, FastExecutor), run(TEST_SCHEMA, document, None, Executor))
+
+
+@pytest.fixture(scope="module")
+def real_schema() -> GraphQLSchema:
+    from schema.schema import build_schema
+
+    return build_schema()._schema
+
+
+@pytest.mark.parametrize(("document", "variables"), REAL_DOCUMENTS)
+def test_real_documents_match_the_standard_executor(
+    client: Any, real_schema: GraphQLSchema, document: str, variables: dict[str, Any] | None
+) -> None:
+    fast = run_in_portal(client, real_schema, document, variables, FastExecutor)
+    standard = run_in_portal(client, real_schema, document, variables, Executor)
+    same(fast, standard)
+
+
+def run_in_portal(
+    client: Any, schema: GraphQLSchema, document: str, variables: Any, executor: type[Executor]
+) -> ExecutionResult:
+    """Run on the app's event loop: its engine's connections belong to that loop."""
+
+    async def go() -> ExecutionResult:
+        context = Context(Loaders(client.app.state.db, None))
+        # Strawberry's _entities pops `__typename` out of the representations it is given
+        result = execute(
+            schema,
+            parse(document),
+            None,
+            context,
+            copy.deepcopy(variables),
+            executor_class=executor,
+        )
+        return await result if hasattr(result, "__await__") else result  # type: ignore[return-value]
+
+    result: ExecutionResult = client.portal.call(go)
+    return result
+
+
+def test_the_body_is_large_enough() -> None:
+    assert len(REAL_DOCUMENTS) + len(TEST_DOCUMENTS) >= 50
+
+
+@pytest.mark.parametrize("name", ["light", "heavy"])
+def test_benchmark_documents_take_the_fast_path(client: Any, settings: Settings, name: str) -> None:
+    document = (
+        (REPO / f"ops/bench/{name}.graphql")
+        .read_text()
+        .replace("Information Technology", "Financials")
+    )
+    before = FastExecutor.leaves_total
+    response = client.post("/graphql", json={"query": document})
+    assert "errors" not in response.json()
+    leaves = FastExecutor.leaves_total - before
+    assert leaves >= (15 if name == "light" else 1000), leaves
+    assert isinstance(client.app.state.executor, Pipeline)
+    assert client.app.state.executor.executor_class is FastExecutor
