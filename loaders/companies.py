@@ -1,9 +1,10 @@
 """Companies by id, ticker and CIK; the filtered, paginated company list and its count."""
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import companies
@@ -22,6 +23,9 @@ class CompanyRow(NamedTuple):
 
 
 COLUMNS = [getattr(companies.c, name) for name in CompanyRow._fields]
+BY_ID = select(*COLUMNS).where(any_of(companies.c.id, "keys"))
+BY_TICKER = select(*COLUMNS).where(any_of(companies.c.ticker, "keys"))
+BY_CIK = select(*COLUMNS).where(any_of(companies.c.cik, "keys"))
 
 
 def _rows(raw: Sequence[Any]) -> list[CompanyRow]:
@@ -33,12 +37,12 @@ def _from_dict(data: dict[str, Any]) -> CompanyRow:
 
 
 async def company_by_id(db: AsyncEngine, ids: Sequence[int]) -> list[CompanyRow | None]:
-    rows = _rows(await fetch(db, select(*COLUMNS).where(any_of(companies.c.id, ids))))
+    rows = _rows(await fetch(db, BY_ID, {"keys": list(ids)}))
     return align_one(ids, rows, lambda row: row.id)
 
 
 async def _by_ticker(db: AsyncEngine, tickers: Sequence[str]) -> list[CompanyRow | None]:
-    rows = _rows(await fetch(db, select(*COLUMNS).where(any_of(companies.c.ticker, tickers))))
+    rows = _rows(await fetch(db, BY_TICKER, {"keys": list(tickers)}))
     return align_one(tickers, rows, lambda row: row.ticker)
 
 
@@ -54,34 +58,58 @@ async def company_by_ticker(
 
 
 async def company_by_cik(db: AsyncEngine, ciks: Sequence[str]) -> list[CompanyRow | None]:
-    rows = _rows(await fetch(db, select(*COLUMNS).where(any_of(companies.c.cik, ciks))))
+    rows = _rows(await fetch(db, BY_CIK, {"keys": list(ciks)}))
     return align_one(ciks, rows, lambda row: row.cik)
 
 
-def company_filter(sector: str | None, search: str | None) -> ColumnElement[bool]:
-    """`search` matches a ticker prefix or a case-insensitive part of the name."""
+def company_filter(has_sector: bool, has_search: bool) -> ColumnElement[bool]:
+    """`:search` matches a ticker prefix or a case-insensitive part of the name."""
     conditions: list[ColumnElement[bool]] = [true()]
-    if sector is not None:
-        conditions.append(companies.c.sector == sector)
-    if search:
-        conditions.append(
-            or_(
-                companies.c.ticker.startswith(search.upper(), autoescape=True),
-                companies.c.name.icontains(search, autoescape=True),
-            )
-        )
+    if has_sector:
+        conditions.append(companies.c.sector == bindparam("sector"))
+    if has_search:
+        prefix = companies.c.ticker.like(bindparam("search_prefix"), escape="\\")
+        part = companies.c.name.ilike(bindparam("search_part"), escape="\\")
+        conditions.append(or_(prefix, part))
     return and_(*conditions)
+
+
+def filter_params(sector: str | None, search: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if sector is not None:
+        params["sector"] = sector
+    if search:
+        literal = like_literal(search)  # the client's % and _ match themselves
+        params.update(search_prefix=f"{literal.upper()}%", search_part=f"%{literal}%")
+    return params
+
+
+def like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@cache
+def page_statement(
+    window_shape: tuple[bool, bool], has_sector: bool, has_search: bool
+) -> Select[Any]:
+    statement = select(*COLUMNS).where(company_filter(has_sector, has_search))
+    return keyset(statement, [companies.c.ticker], False, window_shape)
+
+
+@cache
+def count_statement(has_sector: bool, has_search: bool) -> Select[Any]:
+    return select(func.count()).select_from(companies).where(company_filter(has_sector, has_search))
 
 
 async def company_page(
     db: AsyncEngine, window: Window, sector: str | None, search: str | None
 ) -> Page[CompanyRow]:
-    statement = select(*COLUMNS).where(company_filter(sector, search))
-    rows = await fetch(db, keyset(statement, [companies.c.ticker], False, window))
-    return page(_rows(rows), window)
+    statement = page_statement(window.shape, sector is not None, bool(search))
+    params = {**filter_params(sector, search), **window.params()}
+    return page(_rows(await fetch(db, statement, params)), window)
 
 
 async def company_count(db: AsyncEngine, sector: str | None, search: str | None) -> int:
-    statement = select(func.count()).select_from(companies).where(company_filter(sector, search))
-    rows = await fetch(db, statement)
+    statement = count_statement(sector is not None, bool(search))
+    rows = await fetch(db, statement, filter_params(sector, search))
     return int(rows[0][0])

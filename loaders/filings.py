@@ -3,9 +3,10 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, ColumnElement, and_, bindparam, func, select, true
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,22 +35,45 @@ class FilingFilter:
     filed_after: datetime | None = None  # inclusive
     filed_before: datetime | None = None  # exclusive
 
-    def condition(self) -> ColumnElement[bool]:
-        conditions: list[ColumnElement[bool]] = [true()]
-        if self.form_types is not None:
-            conditions.append(any_of(filings.c.form_type, self.form_types))
-        if self.tickers is not None:
-            ids = select(companies.c.id).where(any_of(companies.c.ticker, self.tickers))
-            conditions.append(filings.c.company_id.in_(ids.scalar_subquery()))
-        if self.filed_after is not None:
-            conditions.append(filings.c.filed_at >= self.filed_after)
-        if self.filed_before is not None:
-            conditions.append(filings.c.filed_at < self.filed_before)
-        return and_(*conditions)
+    @property
+    def shape(self) -> tuple[bool, ...]:
+        return tuple(value is not None for value in self.params_all())
+
+    def params_all(self) -> tuple[Any, ...]:
+        return (self.form_types, self.tickers, self.filed_after, self.filed_before)
+
+    def params(self) -> dict[str, Any]:
+        names = ("form_types", "tickers", "filed_after", "filed_before")
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in zip(names, self.params_all(), strict=True)
+            if value is not None
+        }
+
+
+def filing_filter(shape: tuple[bool, ...]) -> ColumnElement[bool]:
+    form_types, tickers, filed_after, filed_before = shape
+    conditions: list[ColumnElement[bool]] = [true()]
+    if form_types:
+        conditions.append(any_of(filings.c.form_type, "form_types"))
+    if tickers:
+        ids = select(companies.c.id).where(any_of(companies.c.ticker, "tickers"))
+        conditions.append(filings.c.company_id.in_(ids.scalar_subquery()))
+    if filed_after:
+        conditions.append(
+            filings.c.filed_at >= bindparam("filed_after", type_=filings.c.filed_at.type)
+        )
+    if filed_before:
+        conditions.append(
+            filings.c.filed_at < bindparam("filed_before", type_=filings.c.filed_at.type)
+        )
+    return and_(*conditions)
 
 
 COLUMNS = [getattr(filings.c, name) for name in FilingRow._fields]
 ORDER = [filings.c.filed_at, filings.c.accession_number]  # newest first
+BY_ID = select(*COLUMNS).where(any_of(filings.c.id, "keys"))
+BY_ACCESSION = select(*COLUMNS).where(any_of(filings.c.accession_number, "keys"))
 
 
 def _rows(raw: Sequence[Any]) -> list[FilingRow]:
@@ -68,7 +92,7 @@ def _from_dict(data: dict[str, Any]) -> FilingRow:
 
 
 async def filing_by_id(db: AsyncEngine, ids: Sequence[int]) -> list[FilingRow | None]:
-    rows = _rows(await fetch(db, select(*COLUMNS).where(any_of(filings.c.id, ids))))
+    rows = _rows(await fetch(db, BY_ID, {"keys": list(ids)}))
     return align_one(ids, rows, lambda row: row.id)
 
 
@@ -76,47 +100,73 @@ async def filing_by_accession(
     db: AsyncEngine, cache: EntityCache | None, numbers: Sequence[str]
 ) -> list[FilingRow | None]:
     async def load(keys: Sequence[str]) -> list[FilingRow | None]:
-        statement = select(*COLUMNS).where(any_of(filings.c.accession_number, keys))
-        return align_one(keys, _rows(await fetch(db, statement)), lambda r: r.accession_number)
+        rows = _rows(await fetch(db, BY_ACCESSION, {"keys": list(keys)}))
+        return align_one(keys, rows, lambda row: row.accession_number)
 
     return await read_through(
         cache, "filing:accession", numbers, load, FilingRow._asdict, _from_dict
     )
 
 
-async def filings_by_company(
-    db: AsyncEngine, window: Window, where: FilingFilter, company_ids: Sequence[int]
-) -> list[Page[FilingRow]]:
-    """One statement for all companies: a LATERAL top-N per company over the keyset index."""
+@cache
+def per_company_statement(window_shape: tuple[bool, bool], where: tuple[bool, ...]) -> Select[Any]:
+    """A LATERAL top-N per company over the keyset index, for all companies at once."""
     parents = (
-        func.unnest(bindparam(None, list(company_ids), type_=ARRAY(BigInteger)))
+        func.unnest(bindparam("company_ids", type_=ARRAY(BigInteger)))
         .table_valued("company_id")
         .render_derived()
     )
-    inner = select(*COLUMNS).where(filings.c.company_id == parents.c.company_id, where.condition())
-    top = keyset(inner, ORDER, True, window).lateral()
-    rows = _rows(await fetch(db, select(*top.c).select_from(parents).join(top, true())))
+    inner = select(*COLUMNS).where(
+        filings.c.company_id == parents.c.company_id, filing_filter(where)
+    )
+    top = keyset(inner, ORDER, True, window_shape).lateral()
+    return select(*top.c).select_from(parents).join(top, true())
+
+
+async def filings_by_company(
+    db: AsyncEngine, window: Window, where: FilingFilter, company_ids: Sequence[int]
+) -> list[Page[FilingRow]]:
+    statement = per_company_statement(window.shape, where.shape)
+    params = {"company_ids": list(company_ids), **where.params(), **window.params()}
+    rows = _rows(await fetch(db, statement, params))
     grouped = align_many(company_ids, rows, lambda row: row.company_id)
     return [page(group, window) for group in grouped]
+
+
+@cache
+def count_per_company_statement(where: tuple[bool, ...]) -> Select[Any]:
+    return (
+        select(filings.c.company_id, func.count())
+        .where(any_of(filings.c.company_id, "company_ids"), filing_filter(where))
+        .group_by(filings.c.company_id)
+    )
 
 
 async def filing_count_by_company(
     db: AsyncEngine, where: FilingFilter, company_ids: Sequence[int]
 ) -> list[int]:
-    statement = (
-        select(filings.c.company_id, func.count())
-        .where(any_of(filings.c.company_id, company_ids), where.condition())
-        .group_by(filings.c.company_id)
-    )
-    counts = {company_id: count for company_id, count in await fetch(db, statement)}
+    statement = count_per_company_statement(where.shape)
+    rows = await fetch(db, statement, {"company_ids": list(company_ids), **where.params()})
+    counts = {company_id: count for company_id, count in rows}
     return [counts.get(company_id, 0) for company_id in company_ids]
 
 
+@cache
+def page_statement(window_shape: tuple[bool, bool], where: tuple[bool, ...]) -> Select[Any]:
+    return keyset(select(*COLUMNS).where(filing_filter(where)), ORDER, True, window_shape)
+
+
+@cache
+def count_statement(where: tuple[bool, ...]) -> Select[Any]:
+    return select(func.count()).select_from(filings).where(filing_filter(where))
+
+
 async def filing_page(db: AsyncEngine, window: Window, where: FilingFilter) -> Page[FilingRow]:
-    statement = keyset(select(*COLUMNS).where(where.condition()), ORDER, True, window)
-    return page(_rows(await fetch(db, statement)), window)
+    statement = page_statement(window.shape, where.shape)
+    rows = await fetch(db, statement, {**where.params(), **window.params()})
+    return page(_rows(rows), window)
 
 
 async def filing_count(db: AsyncEngine, where: FilingFilter) -> int:
-    statement = select(func.count()).select_from(filings).where(where.condition())
-    return int((await fetch(db, statement))[0][0])
+    rows = await fetch(db, count_statement(where.shape), where.params())
+    return int(rows[0][0])

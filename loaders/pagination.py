@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, tuple_
 
 V = TypeVar("V")
 
@@ -17,6 +17,14 @@ class Window:
     forward: bool = True
     cursor: tuple[Any, ...] | None = None
 
+    @property
+    def shape(self) -> tuple[bool, bool]:
+        return self.forward, self.cursor is not None
+
+    def params(self) -> dict[str, Any]:
+        values = {f"cursor_{index}": value for index, value in enumerate(self.cursor or ())}
+        return {"limit": self.size + 1, **values}
+
 
 @dataclass(frozen=True)
 class Page(Generic[V]):
@@ -26,15 +34,20 @@ class Page(Generic[V]):
 
 
 def keyset(
-    statement: Select[Any], key: Sequence[ColumnElement[Any]], descending: bool, window: Window
+    statement: Select[Any],
+    key: Sequence[ColumnElement[Any]],
+    descending: bool,
+    shape: tuple[bool, bool],
 ) -> Select[Any]:
-    """Order by `key` (descending or not) and keep `window.size + 1` rows of the window."""
-    ascending_scan = descending != window.forward
-    if window.cursor is not None:
-        columns, values = tuple_(*key), tuple_(*window.cursor)
-        statement = statement.where(columns > values if ascending_scan else columns < values)
+    """Order by `key` and keep `:limit` rows after `:cursor_0, :cursor_1, ...` if there is one."""
+    forward, has_cursor = shape
+    ascending_scan = descending != forward
+    if has_cursor:
+        values = [bindparam(f"cursor_{i}", type_=column.type) for i, column in enumerate(key)]
+        columns, cursor = tuple_(*key), tuple_(*values)
+        statement = statement.where(columns > cursor if ascending_scan else columns < cursor)
     order = [column.asc() if ascending_scan else column.desc() for column in key]
-    return statement.order_by(*order).limit(window.size + 1)
+    return statement.order_by(*order).limit(bindparam("limit"))
 
 
 def page(rows: Sequence[V], window: Window) -> Page[V]:

@@ -1,6 +1,11 @@
-"""Running one read statement on its own short-lived connection."""
+"""Running one read statement on its own short-lived connection, and statement helpers.
 
-from collections.abc import Callable, Hashable, Sequence
+Statements are built once per shape (which filters are present, which way a page goes) with
+named bind parameters, and cached: building a LATERAL select in SQLAlchemy costs ~0.4 ms
+and its cache key ~0.1 ms, against microseconds to reuse a built one.
+"""
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Executable, Row, any_, bindparam
@@ -11,10 +16,12 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-async def fetch(db: AsyncEngine, statement: Executable) -> Sequence[Row[Any]]:
+async def fetch(
+    db: AsyncEngine, statement: Executable, params: Mapping[str, Any] | None = None
+) -> Sequence[Row[Any]]:
     """Batches of different loaders run as concurrent tasks: each gets its own connection."""
     async with db.connect() as conn:
-        return (await conn.execute(statement)).all()
+        return (await conn.execute(statement, params)).all()
 
 
 def align_one(keys: Sequence[K], rows: Sequence[V], key: Callable[[V], K]) -> list[V | None]:
@@ -29,7 +36,7 @@ def align_many(keys: Sequence[K], rows: Sequence[V], key: Callable[[V], K]) -> l
     return [groups[k] for k in keys]
 
 
-def any_of(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[bool]:
-    """`column = ANY($1)`: one array parameter, so the statement text (and its prepared
+def any_of(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column = ANY(:name)`: one array parameter, so the statement text (and its prepared
     statement) is the same whatever the batch size, unlike an expanding `IN (...)`."""
-    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column == any_(bindparam(name, type_=ARRAY(column.type)))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Self
 import strawberry
 from sqlalchemy import Row
 
+from loaders.metrics import METRIC_FIELDS
 from resolvers import filings
 from resolvers.context import Info
 
@@ -30,10 +31,10 @@ class Metric:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Self:
-        # A thousand and more per response: the row's columns are exactly this type's
-        # attributes (see loaders.metrics.METRIC_COLUMNS), so skip the keyword-parsing __init__.
+        # A thousand and more per response: the row's columns after company_id are this
+        # type's attributes (loaders.metrics.METRIC_FIELDS); skip the keyword-parsing __init__.
         metric = cls.__new__(cls)
-        metric.__dict__ = row._asdict()
+        metric.__dict__ = dict(zip(METRIC_FIELDS, row[1:], strict=True))
         return metric
 
     @strawberry.field(description="The filing that reported it.")
