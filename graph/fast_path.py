@@ -1,14 +1,16 @@
-"""An executor that completes plain scalar fields in a tight loop.
+"""An executor that completes plain scalar fields in generated straight-line code.
 
 Most of a large response is scalar leaves read straight off an object (`name`, `value`,
 `filedAt`). graphql-core spends ~8 µs on each: a `Path`, a `GraphQLResolveInfo`, Strawberry's
-resolver wrapper, awaitable checks and `complete_value` dispatch. Here a field whose resolver
-is Strawberry's default attribute read and whose type is a scalar or enum is completed
-inline: `serialize(getattr(source, attribute))`; a list of objects selecting only such fields
-is completed in one loop. Anything else, and every case that would produce an error (a null
-in a non-null field, a value the scalar refuses, an exception), goes through the standard
-executor, so errors, paths and null propagation are unchanged. tests/test_fast_path.py holds
-the conformance guard against the standard executor.
+resolver wrapper, awaitable checks and `complete_value` dispatch. Here the fields of a
+selection whose resolver is Strawberry's default attribute read and whose type is a scalar
+or enum are completed by a function generated once per selection (as `dataclasses` generates
+`__init__`); a list of objects selecting only such fields is completed in one loop.
+
+Anything else, and every case that could produce an error or a conversion (a null in a
+non-null field, a value of another Python type than the scalar's own, NaN, an exception), goes
+through the standard executor, so errors, paths and null propagation are unchanged.
+tests/test_fast_path.py holds the conformance guard against the standard executor.
 """
 
 from collections.abc import Callable
@@ -16,16 +18,11 @@ from math import inf
 from typing import Any, NamedTuple
 
 from graphql import (
-    GraphQLBoolean,
-    GraphQLFloat,
-    GraphQLID,
-    GraphQLInt,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLResolveInfo,
-    GraphQLString,
     Undefined,
     is_leaf_type,
 )
@@ -33,33 +30,21 @@ from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import Executor
 from graphql.pyutils import Path
 
-MAX_INT, MIN_INT = 2**31 - 1, -(2**31)
-
-
-def _trusting(kind: type, check: Callable[[Any], bool], slow: Callable[[Any], Any]) -> Any:
-    """Values of the exact Python type pass as they are; anything else takes `slow`."""
-
-    def serialize(value: Any) -> Any:
-        return value if type(value) is kind and check(value) else slow(value)
-
-    return serialize
-
-
-def _always(_value: Any) -> bool:
-    return True
-
-
-FAST_SERIALIZERS = {
-    "String": _trusting(str, _always, GraphQLString.serialize),
-    "ID": _trusting(str, _always, GraphQLID.serialize),
-    "Boolean": _trusting(bool, _always, GraphQLBoolean.serialize),
-    "Int": _trusting(int, lambda v: MIN_INT <= v <= MAX_INT, GraphQLInt.serialize),
-    "Float": _trusting(float, lambda v: -inf < v < inf, GraphQLFloat.serialize),  # NaN fails
+# Built-in scalars whose values of one exact Python type (and range) serialize to themselves.
+TRUSTED = {
+    "String": ("str", ""),
+    "ID": ("str", ""),
+    "Boolean": ("bool", ""),
+    "Int": ("int", " and -2147483648 <= {v} <= 2147483647"),
+    "Float": ("float", " and -inf < {v} < inf"),  # NaN and infinities take the slow path
 }
+
+Completer = Callable[[Any], dict[str, Any] | None]
 
 
 class Leaf(NamedTuple):
     attribute: str
+    scalar: str  # the named type's name, or "__typename"
     serialize: Callable[[Any], Any]
     non_null: bool
 
@@ -67,8 +52,7 @@ class Leaf(NamedTuple):
 def inline_leaf(parent_type: GraphQLObjectType, field_name: str) -> Leaf | None:
     """How to complete a field inline, or None when it needs the standard path."""
     if field_name == "__typename":
-        name = parent_type.name
-        return Leaf("__class__", lambda _: name, True)
+        return Leaf("", "__typename", str, True)
     field = parent_type.fields.get(field_name)
     if field is None or not getattr(field.resolve, "_is_default", False):
         return None  # a resolver of our own (or none at all): standard path
@@ -77,28 +61,61 @@ def inline_leaf(parent_type: GraphQLObjectType, field_name: str) -> Leaf | None:
     if definition is None or not is_leaf_type(named):
         return None
     assert isinstance(named, GraphQLLeafType)
-    serialize = FAST_SERIALIZERS.get(named.name, named.serialize)
-    return Leaf(definition.python_name, serialize, isinstance(field.type, GraphQLNonNull))
+    non_null = isinstance(field.type, GraphQLNonNull)
+    return Leaf(definition.python_name, named.name, named.serialize, non_null)
 
 
-def complete_inline(leaves: list[tuple[str, Leaf]], source: Any) -> dict[str, Any] | None:
-    """The leaves of one object, or None if any of them needs the standard path."""
-    record = {}
-    try:
-        for name, (attribute, serialize, non_null) in leaves:
-            value = getattr(source, attribute)
-            if value is None:
-                if non_null:
-                    return None  # a non-null violation: the standard path reports it
-                record[name] = None
-                continue
-            value = serialize(value)
-            if value is None or value is Undefined:
-                return None
-            record[name] = value
-    except Exception:
-        return None
-    return record
+def _leaf_lines(index: int, leaf: Leaf, type_name: str) -> list[str]:
+    value = f"v{index}"
+    if leaf.scalar == "__typename":
+        return [f"{value} = {type_name!r}"]
+    read = f"source.{leaf.attribute}"
+    if not leaf.attribute.isidentifier():
+        read = f"getattr(source, {leaf.attribute!r})"
+    lines = [f"{value} = {read}", f"if {value} is None:"]
+    lines.append("    return None" if leaf.non_null else "    pass")  # non-null violation
+    if leaf.scalar in TRUSTED:
+        kind, check = TRUSTED[leaf.scalar]
+        trusted = f"type({value}) is {kind}{check.format(v=value)}"
+        lines += [f"elif not ({trusted}):", "    return None"]
+    else:
+        lines += [
+            "else:",
+            f"    {value} = s{index}({value})",
+            f"    if {value} is None or {value} is Undefined:",
+            "        return None",
+        ]
+    return lines
+
+
+def compile_completer(type_name: str, leaves: list[tuple[str, Leaf]]) -> Completer:
+    """Generate `complete(source) -> dict | None` for one selection; None: standard path."""
+    namespace: dict[str, Any] = {"inf": inf, "Undefined": Undefined}
+    body = []
+    for index, (_, leaf) in enumerate(leaves):
+        namespace[f"s{index}"] = leaf.serialize
+        body += _leaf_lines(index, leaf, type_name)
+    record = ", ".join(f"{name!r}: v{index}" for index, (name, _) in enumerate(leaves))
+    source = "\n".join(
+        [
+            "def complete(source):",
+            "    try:",
+            *(f"        {line}" for line in body),
+            "    except Exception:",
+            "        return None",
+            f"    return {{{record}}}",
+        ]
+    )
+    # our own code, built from schema and document names only (repr-quoted)
+    exec(source, namespace)
+    completer: Completer = namespace["complete"]
+    return completer
+
+
+class Plan(NamedTuple):
+    complete: Completer | None  # the inline leaves, if any
+    leaf_count: int
+    rest: GroupedFieldSet  # fields for the standard path
 
 
 class FastExecutor(Executor):
@@ -114,16 +131,18 @@ class FastExecutor(Executor):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        leaves, rest = self._plan(parent_type, grouped_field_set)
-        results = complete_inline(leaves, source_value) if leaves else None
+        plan = self._plan(parent_type, grouped_field_set)
+        results = plan.complete(source_value) if plan.complete else None
         if results is None:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        FastExecutor.leaves_total += len(results)
-        if not rest:
+        FastExecutor.leaves_total += plan.leaf_count
+        if not plan.rest:
             return results
-        others = super().execute_fields(parent_type, source_value, path, rest, position_context)
+        others = super().execute_fields(
+            parent_type, source_value, path, plan.rest, position_context
+        )
         if self.is_awaitable(others):
             return self._merge_later(grouped_field_set, results, others)
         return _in_order(grouped_field_set, results, others)
@@ -155,47 +174,50 @@ class FastExecutor(Executor):
         if not isinstance(items, list):
             return None
         grouped_field_set, defer_usages, _ = self.collect_subfields(named, field_details_list)
-        leaves, rest = self._plan(named, grouped_field_set)
-        if defer_usages or rest or not leaves:
+        plan = self._plan(named, grouped_field_set)
+        if defer_usages or plan.rest or plan.complete is None:
             return None
-        records = []
-        for item in items:
-            record = complete_inline(leaves, item)
-            if record is None:
-                return None
-            records.append(record)
-        FastExecutor.leaves_total += len(records) * len(leaves)
-        return records
+        complete = plan.complete
+        records = [complete(item) if item is not None else None for item in items]
+        if None in records:
+            return None
+        FastExecutor.leaves_total += len(records) * plan.leaf_count
+        return records  # type: ignore[return-value]
 
     async def _merge_later(
         self, grouped_field_set: GroupedFieldSet, results: dict[str, Any], others: Any
     ) -> dict[str, Any]:
         return _in_order(grouped_field_set, results, await others)
 
-    def _plan(
-        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
-    ) -> tuple[list[tuple[str, Leaf]], GroupedFieldSet]:
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> Plan:
         """The inline leaves of a selection, and the rest. Middleware sees every field."""
         # One plan per (type, selection): list items share their grouped field set. The
         # cache holds the field set too, so that its id cannot be reused during execution.
-        cache: dict[tuple[str, int], tuple[Any, list[tuple[str, Leaf]], GroupedFieldSet]]
+        cache: dict[tuple[str, int], tuple[GroupedFieldSet, Plan]]
         cache = self.__dict__.setdefault("_leaf_plans", {})
         key = (parent_type.name, id(grouped_field_set))
         entry = cache.get(key)
         if entry is None:
-            leaves, rest = [], {}
-            for name, details in grouped_field_set.items():
-                leaf = (
-                    None
-                    if self.middleware_manager
-                    else inline_leaf(parent_type, details[0].node.name.value)
-                )
-                if leaf is None:
-                    rest[name] = details
-                else:
-                    leaves.append((name, leaf))
-            entry = cache[key] = (grouped_field_set, leaves, rest)
-        return entry[1], entry[2]
+            entry = cache[key] = (
+                grouped_field_set,
+                self._make_plan(parent_type, grouped_field_set),
+            )
+        return entry[1]
+
+    def _make_plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> Plan:
+        leaves: list[tuple[str, Leaf]] = []
+        rest: GroupedFieldSet = {}
+        for name, details in grouped_field_set.items():
+            field_name = details[0].node.name.value
+            leaf = None if self.middleware_manager else inline_leaf(parent_type, field_name)
+            if leaf is None:
+                rest[name] = details
+            else:
+                leaves.append((name, leaf))
+        complete = compile_completer(parent_type.name, leaves) if leaves else None
+        return Plan(complete, len(leaves), rest)
 
 
 def _in_order(
