@@ -14,6 +14,7 @@ tests/test_fast_path.py holds the conformance guard against the standard executo
 """
 
 from collections.abc import Callable
+from functools import lru_cache
 from math import inf
 from typing import Any, NamedTuple
 
@@ -207,17 +208,29 @@ class FastExecutor(Executor):
     def _make_plan(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
     ) -> Plan:
-        leaves: list[tuple[str, Leaf]] = []
-        rest: GroupedFieldSet = {}
-        for name, details in grouped_field_set.items():
-            field_name = details[0].node.name.value
-            leaf = None if self.middleware_manager else inline_leaf(parent_type, field_name)
-            if leaf is None:
-                rest[name] = details
-            else:
-                leaves.append((name, leaf))
-        complete = compile_completer(parent_type.name, leaves) if leaves else None
-        return Plan(complete, len(leaves), rest)
+        if self.middleware_manager:  # middleware must see every field
+            return Plan(None, 0, grouped_field_set)
+        selection = tuple(
+            (name, details[0].node.name.value) for name, details in grouped_field_set.items()
+        )
+        complete, inline_names = compiled_selection(parent_type, selection)
+        rest = {k: v for k, v in grouped_field_set.items() if k not in inline_names}
+        return Plan(complete, len(inline_names), rest)
+
+
+@lru_cache(maxsize=4096)
+def compiled_selection(
+    parent_type: GraphQLObjectType, selection: tuple[tuple[str, str], ...]
+) -> tuple[Completer | None, frozenset[str]]:
+    """The generated completer of a selection's inline leaves (shared by all requests), and
+    the response names it covers."""
+    leaves = [
+        (response_name, leaf)
+        for response_name, field_name in selection
+        if (leaf := inline_leaf(parent_type, field_name)) is not None
+    ]
+    complete = compile_completer(parent_type.name, leaves) if leaves else None
+    return complete, frozenset(name for name, _ in leaves)
 
 
 def _in_order(
