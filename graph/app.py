@@ -56,7 +56,9 @@ def create_app(settings: Settings) -> Starlette:
         app.state.db = db.execution_options(isolation_level="AUTOCOMMIT")
         app.state.redis = redis
         app.state.entity_cache = (
-            EntityCache(cache_redis, settings.entity_cache_ttl) if cache_redis else None
+            EntityCache(cache_redis, settings.entity_cache_ttl)
+            if cache_redis and settings.entity_cache
+            else None
         )
         app.state.executor = Executor(schema._schema, settings)
         tune_garbage_collector(settings.gc_threshold)

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     db_pool_timeout: timedelta = timedelta(seconds=5)
     statement_timeout: timedelta = timedelta(seconds=5)
     request_timeout: timedelta = timedelta(seconds=10)
+    entity_cache: bool = True  # Redis read-through for companies and filings by key
     entity_cache_ttl: timedelta = timedelta(minutes=5)
     # Allocations between young-generation collections. A large response allocates some
     # 100k objects that die young; CPython's default (700) collects hundreds of times per request.

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, cached_property
 from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, ColumnElement, Select, and_, bindparam, func, select, true
@@ -35,7 +35,7 @@ class FilingFilter:
     filed_after: datetime | None = None  # inclusive
     filed_before: datetime | None = None  # exclusive
 
-    @property
+    @cached_property
     def shape(self) -> tuple[bool, ...]:
         return tuple(value is not None for value in self.params_all())
 

@@ -22,7 +22,6 @@ from loaders.pagination import Page, Window
 
 K = TypeVar("K")
 V = TypeVar("V")
-A = TypeVar("A", bound=Hashable)
 
 
 def loader(batch: Callable[[Sequence[K]], Awaitable[list[V]]]) -> "DataLoader[K, V]":
@@ -32,68 +31,57 @@ def loader(batch: Callable[[Sequence[K]], Awaitable[list[V]]]) -> "DataLoader[K,
     return DataLoader(load)
 
 
-class Family:
-    """DataLoaders keyed by their extra argument, created on first use."""
-
-    def __init__(self, make: Callable[[Any], "DataLoader[Any, Any]"]) -> None:
-        self._make = make
-        self._loaders: dict[Hashable, DataLoader[Any, Any]] = {}
-
-    def __call__(self, argument: Hashable) -> "DataLoader[Any, Any]":
-        if argument not in self._loaders:
-            self._loaders[argument] = self._make(argument)
-        return self._loaders[argument]
-
-
 class Loaders:
+    """Each DataLoader is made on first use: a request pays only for the paths it takes."""
+
     def __init__(self, db: AsyncEngine, cache: EntityCache | None) -> None:
         self.db = db
-        self.company_by_id: DataLoader[int, CompanyRow | None] = loader(
-            partial(companies.company_by_id, db)
-        )
-        self.company_by_ticker: DataLoader[str, CompanyRow | None] = loader(
-            partial(companies.company_by_ticker, db, cache)
-        )
-        self.company_by_cik: DataLoader[str, CompanyRow | None] = loader(
-            partial(companies.company_by_cik, db)
-        )
-        self.filing_by_id: DataLoader[int, FilingRow | None] = loader(
-            partial(filings.filing_by_id, db)
-        )
-        self.filing_by_accession: DataLoader[str, FilingRow | None] = loader(
-            partial(filings.filing_by_accession, db, cache)
-        )
-        self._filings_by_company = Family(
-            lambda key: loader(partial(filings.filings_by_company, db, *key))
-        )
-        self._filing_count_by_company = Family(
-            lambda where: loader(partial(filings.filing_count_by_company, db, where))
-        )
-        self._metrics_by_filing = Family(
-            lambda names: loader(partial(metrics.metrics_by_filing, db, names))
-        )
-        self._metrics_by_company = Family(
-            lambda where: loader(partial(metrics.metrics_by_company, db, where))
-        )
-        self._prices_by_company = Family(
-            lambda span: loader(partial(metrics.prices_by_company, db, span))
-        )
+        self.cache = cache
+        self._loaders: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
+
+    def _loader(self, batch: Callable[..., Awaitable[list[Any]]], *arguments: Hashable) -> Any:
+        """One DataLoader per batch function and argument values (page window, filters)."""
+        key = (batch, *arguments)
+        found = self._loaders.get(key)
+        if found is None:
+            found = self._loaders[key] = loader(partial(batch, self.db, *arguments))
+        return found
+
+    @property
+    def company_by_id(self) -> "DataLoader[int, CompanyRow | None]":
+        return self._loader(companies.company_by_id)
+
+    @property
+    def company_by_ticker(self) -> "DataLoader[str, CompanyRow | None]":
+        return self._loader(companies.company_by_ticker, self.cache)
+
+    @property
+    def company_by_cik(self) -> "DataLoader[str, CompanyRow | None]":
+        return self._loader(companies.company_by_cik)
+
+    @property
+    def filing_by_id(self) -> "DataLoader[int, FilingRow | None]":
+        return self._loader(filings.filing_by_id)
+
+    @property
+    def filing_by_accession(self) -> "DataLoader[str, FilingRow | None]":
+        return self._loader(filings.filing_by_accession, self.cache)
 
     def filings_by_company(
         self, window: Window, where: FilingFilter
     ) -> "DataLoader[int, Page[FilingRow]]":
-        return self._filings_by_company((window, where))
+        return self._loader(filings.filings_by_company, window, where)
 
     def filing_count_by_company(self, where: FilingFilter) -> "DataLoader[int, int]":
-        return self._filing_count_by_company(where)
+        return self._loader(filings.filing_count_by_company, where)
 
     def metrics_by_filing(self, names: tuple[str, ...] | None) -> "DataLoader[int, list[Row[Any]]]":
-        return self._metrics_by_filing(names)
+        return self._loader(metrics.metrics_by_filing, names)
 
     def metrics_by_company(self, where: MetricFilter) -> "DataLoader[int, list[Row[Any]]]":
-        return self._metrics_by_company(where)
+        return self._loader(metrics.metrics_by_company, where)
 
     def prices_by_company(
         self, span: tuple[date | None, date | None]
     ) -> "DataLoader[int, list[Row[Any]]]":
-        return self._prices_by_company(span)
+        return self._loader(metrics.prices_by_company, span)

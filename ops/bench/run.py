@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--no-postgraphile", action="store_true", help="skip PostGraphile")
+    parser.add_argument("--requests", default="LIGHT,HEAVY", help="which requests to drive")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
     with embedded_servers(data_dir) as embedded:
@@ -253,7 +254,7 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
         f"{'p99 ms':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
     )
     with tempfile.TemporaryDirectory() as workdir:
-        for request in REQUESTS:
+        for request in args.requests.split(","):
             statements = {s.name: statements_per_request(s, request, dsn, log) for s in servers}
             for vus in (int(v) for v in args.vus.split(",")):
                 results = {
