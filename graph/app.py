@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from db.engine import create_engine
+from db.reader import create_reader
 from graph import health
 from graph.execution import Executor
 from graph.http import graphql_endpoint
@@ -49,11 +50,17 @@ def create_app(settings: Settings) -> Starlette:
             pool_timeout=settings.db_pool_timeout,
             statement_timeout=settings.statement_timeout,
         )
+        reader = await create_reader(
+            database_url,
+            size=settings.db_pool_size + settings.db_max_overflow,
+            acquire_timeout=settings.db_pool_timeout,
+            statement_timeout=settings.statement_timeout,
+        )
         redis = redis_client(settings.redis_url)
         cache_redis = redis_client(settings.cache_redis_url) if settings.cache_redis_url else redis
         app.state.settings = settings
-        # reads need no transaction: autocommit saves a BEGIN and a ROLLBACK per batch
-        app.state.db = db.execution_options(isolation_level="AUTOCOMMIT")
+        app.state.db = db  # writes, API keys, health
+        app.state.reader = reader  # every loader
         app.state.redis = redis
         app.state.entity_cache = (
             EntityCache(cache_redis, settings.entity_cache_ttl)
@@ -67,6 +74,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             for client in {redis, cache_redis} - {None}:
                 await client.aclose()  # type: ignore[union-attr]
+            await reader.pool.close()
             await db.dispose()
 
     middleware = []

@@ -10,6 +10,8 @@ from graphql import GraphQLError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from db.reader import PoolExhausted
+
 log = logging.getLogger(__name__)
 
 MASKED = "Internal server error."
@@ -27,7 +29,7 @@ def _cause_code(error: BaseException) -> str | None:
     if isinstance(error, DBAPIError) and isinstance(error.orig, Exception):
         # SQLAlchemy wraps the driver's error; asyncpg's sits behind the adapter's
         return _cause_code(error.orig.__cause__ or error.orig)
-    if isinstance(error, PoolTimeoutError):
+    if isinstance(error, PoolTimeoutError | PoolExhausted):
         return "SERVICE_UNAVAILABLE"
     return None
 

@@ -139,7 +139,7 @@ async def graphql_endpoint(request: Request) -> Response:
         outcome = refused("UNAUTHENTICATED", str(error), 401)
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
-    context = Context(Loaders(state.db, state.entity_cache), viewer, settings.max_page_size)
+    context = Context(Loaders(state.reader, state.entity_cache), viewer, settings.max_page_size)
     outcomes = [await run_one(request, state.executor, params, context) for params in batch]
     if not is_batch:
         return response(request, outcomes[0])

@@ -5,9 +5,9 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, true
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import companies
+from db.reader import Reader
 from loaders.cache import EntityCache, read_through
 from loaders.pagination import Page, Window, keyset, page
 from loaders.sql import align_one, any_of, fetch
@@ -36,18 +36,18 @@ def _from_dict(data: dict[str, Any]) -> CompanyRow:
     return CompanyRow(**data)
 
 
-async def company_by_id(db: AsyncEngine, ids: Sequence[int]) -> list[CompanyRow | None]:
+async def company_by_id(db: Reader, ids: Sequence[int]) -> list[CompanyRow | None]:
     rows = _rows(await fetch(db, BY_ID, {"keys": list(ids)}))
     return align_one(ids, rows, lambda row: row.id)
 
 
-async def _by_ticker(db: AsyncEngine, tickers: Sequence[str]) -> list[CompanyRow | None]:
+async def _by_ticker(db: Reader, tickers: Sequence[str]) -> list[CompanyRow | None]:
     rows = _rows(await fetch(db, BY_TICKER, {"keys": list(tickers)}))
     return align_one(tickers, rows, lambda row: row.ticker)
 
 
 async def company_by_ticker(
-    db: AsyncEngine, cache: EntityCache | None, tickers: Sequence[str]
+    db: Reader, cache: EntityCache | None, tickers: Sequence[str]
 ) -> list[CompanyRow | None]:
     async def load(keys: Sequence[str]) -> list[CompanyRow | None]:
         return await _by_ticker(db, keys)
@@ -57,7 +57,7 @@ async def company_by_ticker(
     )
 
 
-async def company_by_cik(db: AsyncEngine, ciks: Sequence[str]) -> list[CompanyRow | None]:
+async def company_by_cik(db: Reader, ciks: Sequence[str]) -> list[CompanyRow | None]:
     rows = _rows(await fetch(db, BY_CIK, {"keys": list(ciks)}))
     return align_one(ciks, rows, lambda row: row.cik)
 
@@ -102,14 +102,14 @@ def count_statement(has_sector: bool, has_search: bool) -> Select[Any]:
 
 
 async def company_page(
-    db: AsyncEngine, window: Window, sector: str | None, search: str | None
+    db: Reader, window: Window, sector: str | None, search: str | None
 ) -> Page[CompanyRow]:
     statement = page_statement(window.shape, sector is not None, bool(search))
     params = {**filter_params(sector, search), **window.params()}
     return page(_rows(await fetch(db, statement, params)), window)
 
 
-async def company_count(db: AsyncEngine, sector: str | None, search: str | None) -> int:
+async def company_count(db: Reader, sector: str | None, search: str | None) -> int:
     statement = count_statement(sector is not None, bool(search))
     rows = await fetch(db, statement, filter_params(sector, search))
     return int(rows[0][0])

@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, ColumnElement, Select, and_, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import companies, filings
+from db.reader import Reader
 from loaders.cache import EntityCache, read_through
 from loaders.pagination import Page, Window, keyset, page
 from loaders.sql import align_many, align_one, any_of, fetch
@@ -91,13 +91,13 @@ def _from_dict(data: dict[str, Any]) -> FilingRow:
     )
 
 
-async def filing_by_id(db: AsyncEngine, ids: Sequence[int]) -> list[FilingRow | None]:
+async def filing_by_id(db: Reader, ids: Sequence[int]) -> list[FilingRow | None]:
     rows = _rows(await fetch(db, BY_ID, {"keys": list(ids)}))
     return align_one(ids, rows, lambda row: row.id)
 
 
 async def filing_by_accession(
-    db: AsyncEngine, cache: EntityCache | None, numbers: Sequence[str]
+    db: Reader, cache: EntityCache | None, numbers: Sequence[str]
 ) -> list[FilingRow | None]:
     async def load(keys: Sequence[str]) -> list[FilingRow | None]:
         rows = _rows(await fetch(db, BY_ACCESSION, {"keys": list(keys)}))
@@ -124,7 +124,7 @@ def per_company_statement(window_shape: tuple[bool, bool], where: tuple[bool, ..
 
 
 async def filings_by_company(
-    db: AsyncEngine, window: Window, where: FilingFilter, company_ids: Sequence[int]
+    db: Reader, window: Window, where: FilingFilter, company_ids: Sequence[int]
 ) -> list[Page[FilingRow]]:
     statement = per_company_statement(window.shape, where.shape)
     params = {"company_ids": list(company_ids), **where.params(), **window.params()}
@@ -143,7 +143,7 @@ def count_per_company_statement(where: tuple[bool, ...]) -> Select[Any]:
 
 
 async def filing_count_by_company(
-    db: AsyncEngine, where: FilingFilter, company_ids: Sequence[int]
+    db: Reader, where: FilingFilter, company_ids: Sequence[int]
 ) -> list[int]:
     statement = count_per_company_statement(where.shape)
     rows = await fetch(db, statement, {"company_ids": list(company_ids), **where.params()})
@@ -161,12 +161,12 @@ def count_statement(where: tuple[bool, ...]) -> Select[Any]:
     return select(func.count()).select_from(filings).where(filing_filter(where))
 
 
-async def filing_page(db: AsyncEngine, window: Window, where: FilingFilter) -> Page[FilingRow]:
+async def filing_page(db: Reader, window: Window, where: FilingFilter) -> Page[FilingRow]:
     statement = page_statement(window.shape, where.shape)
     rows = await fetch(db, statement, {**where.params(), **window.params()})
     return page(_rows(rows), window)
 
 
-async def filing_count(db: AsyncEngine, where: FilingFilter) -> int:
+async def filing_count(db: Reader, where: FilingFilter) -> int:
     rows = await fetch(db, count_statement(where.shape), where.params())
     return int(rows[0][0])

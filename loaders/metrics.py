@@ -4,25 +4,41 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, select, true
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, Select, and_, bindparam, select, true
 
 from db.models import financial_metrics, stock_prices
+from db.reader import Reader
 from loaders.sql import align_many, any_of, fetch
 
-METRIC_FIELDS = (
-    "filing_id", "name", "value", "unit", "period_start", "period_end", "fiscal_year",
-    "fiscal_period",
-)  # fmt: skip
-METRIC_COLUMNS = [financial_metrics.c[name] for name in ("company_id", *METRIC_FIELDS)]
-PRICE_COLUMNS = [
-    stock_prices.c[name]
-    for name in ("company_id", "date", "open", "high", "low", "close", "volume")
-]
+
+class MetricRow(NamedTuple):
+    company_id: int
+    filing_id: int
+    name: str
+    value: float
+    unit: str
+    period_start: date | None
+    period_end: date
+    fiscal_year: int | None
+    fiscal_period: str | None
+
+
+class PriceRow(NamedTuple):
+    company_id: int
+    date: date
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
 metrics = financial_metrics.c
 prices = stock_prices.c
+METRIC_COLUMNS = [metrics[name] for name in MetricRow._fields]
+PRICE_COLUMNS = [prices[name] for name in PriceRow._fields]
 
 
 @dataclass(frozen=True)
@@ -73,11 +89,11 @@ def by_filing_statement(has_names: bool) -> Select[Any]:
 
 
 async def metrics_by_filing(
-    db: AsyncEngine, names: tuple[str, ...] | None, filing_ids: Sequence[int]
-) -> list[list[Row[Any]]]:
+    db: Reader, names: tuple[str, ...] | None, filing_ids: Sequence[int]
+) -> list[list[MetricRow]]:
     params = {"keys": list(filing_ids), **MetricFilter(names).params()}
     rows = await fetch(db, by_filing_statement(names is not None), params)
-    return align_many(filing_ids, rows, lambda row: row.filing_id)
+    return align_many(filing_ids, [MetricRow(*row) for row in rows], lambda row: row.filing_id)
 
 
 @cache
@@ -90,11 +106,11 @@ def by_company_statement(shape: tuple[bool, bool, bool]) -> Select[Any]:
 
 
 async def metrics_by_company(
-    db: AsyncEngine, where: MetricFilter, company_ids: Sequence[int]
-) -> list[list[Row[Any]]]:
+    db: Reader, where: MetricFilter, company_ids: Sequence[int]
+) -> list[list[MetricRow]]:
     params = {"keys": list(company_ids), **where.params()}
     rows = await fetch(db, by_company_statement(where.shape), params)
-    return align_many(company_ids, rows, lambda row: row.company_id)
+    return align_many(company_ids, [MetricRow(*row) for row in rows], lambda row: row.company_id)
 
 
 @cache
@@ -107,10 +123,10 @@ def prices_statement(has_start: bool, has_end: bool) -> Select[Any]:
 
 
 async def prices_by_company(
-    db: AsyncEngine, span: tuple[date | None, date | None], company_ids: Sequence[int]
-) -> list[list[Row[Any]]]:
+    db: Reader, span: tuple[date | None, date | None], company_ids: Sequence[int]
+) -> list[list[PriceRow]]:
     start, end = span
     params = {"keys": list(company_ids), "start": start, "end": end}
-    statement = prices_statement(start is not None, end is not None)
-    rows = await fetch(db, statement, {k: v for k, v in params.items() if v is not None})
-    return align_many(company_ids, rows, lambda row: row.company_id)
+    given = {name: value for name, value in params.items() if value is not None}
+    rows = await fetch(db, prices_statement(start is not None, end is not None), given)
+    return align_many(company_ids, [PriceRow(*row) for row in rows], lambda row: row.company_id)

@@ -10,14 +10,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.reader import Reader
 from loaders import companies, filings, metrics
 from loaders.cache import EntityCache
 from loaders.companies import CompanyRow
 from loaders.filings import FilingFilter, FilingRow
-from loaders.metrics import MetricFilter
+from loaders.metrics import MetricFilter, MetricRow, PriceRow
 from loaders.pagination import Page, Window
 
 K = TypeVar("K")
@@ -34,7 +33,7 @@ def loader(batch: Callable[[Sequence[K]], Awaitable[list[V]]]) -> "DataLoader[K,
 class Loaders:
     """Each DataLoader is made on first use: a request pays only for the paths it takes."""
 
-    def __init__(self, db: AsyncEngine, cache: EntityCache | None) -> None:
+    def __init__(self, db: Reader, cache: EntityCache | None) -> None:
         self.db = db
         self.cache = cache
         self._loaders: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
@@ -75,13 +74,15 @@ class Loaders:
     def filing_count_by_company(self, where: FilingFilter) -> "DataLoader[int, int]":
         return self._loader(filings.filing_count_by_company, where)
 
-    def metrics_by_filing(self, names: tuple[str, ...] | None) -> "DataLoader[int, list[Row[Any]]]":
+    def metrics_by_filing(
+        self, names: tuple[str, ...] | None
+    ) -> "DataLoader[int, list[MetricRow]]":
         return self._loader(metrics.metrics_by_filing, names)
 
-    def metrics_by_company(self, where: MetricFilter) -> "DataLoader[int, list[Row[Any]]]":
+    def metrics_by_company(self, where: MetricFilter) -> "DataLoader[int, list[MetricRow]]":
         return self._loader(metrics.metrics_by_company, where)
 
     def prices_by_company(
         self, span: tuple[date | None, date | None]
-    ) -> "DataLoader[int, list[Row[Any]]]":
+    ) -> "DataLoader[int, list[PriceRow]]":
         return self._loader(metrics.prices_by_company, span)

@@ -1,4 +1,4 @@
-"""Running one read statement on its own short-lived connection, and statement helpers.
+"""Running one read statement, and statement helpers.
 
 Statements are built once per shape (which filters are present, which way a page goes) with
 named bind parameters, and cached: building a LATERAL select in SQLAlchemy costs ~0.4 ms
@@ -8,20 +8,21 @@ and its cache key ~0.1 ms, against microseconds to reuse a built one.
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, Row, any_, bindparam
+from sqlalchemy import ColumnElement, Executable, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.reader import Reader
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
 async def fetch(
-    db: AsyncEngine, statement: Executable, params: Mapping[str, Any] | None = None
-) -> Sequence[Row[Any]]:
-    """Batches of different loaders run as concurrent tasks: each gets its own connection."""
-    async with db.connect() as conn:
-        return (await conn.execute(statement, params)).all()
+    db: Reader, statement: Executable, params: Mapping[str, Any] | None = None
+) -> Sequence[Any]:
+    """One statement; batches of different loaders run as concurrent tasks, each on its own
+    pooled connection."""
+    return await db.fetch(statement, params)
 
 
 def align_one(keys: Sequence[K], rows: Sequence[V], key: Callable[[V], K]) -> list[V | None]:

@@ -1,11 +1,8 @@
 """Reported metrics of a filing or a company, and a company's daily prices."""
 
 from datetime import date
-from typing import Any
 
-from sqlalchemy import Row
-
-from loaders.metrics import MetricFilter
+from loaders.metrics import MetricFilter, MetricRow, PriceRow
 from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
 
@@ -16,19 +13,19 @@ def _span(start: date | None, end: date | None) -> tuple[date | None, date | Non
     return start, end
 
 
-async def filing_metrics(info: Info, filing_id: int, names: list[str] | None) -> list[Row[Any]]:
+async def filing_metrics(info: Info, filing_id: int, names: list[str] | None) -> list[MetricRow]:
     loader = info.context.loaders.metrics_by_filing(limit_list("names", names))
     return await loader.load(filing_id)
 
 
 async def company_metrics(
     info: Info, company_id: int, names: list[str] | None, start: date | None, end: date | None
-) -> list[Row[Any]]:
+) -> list[MetricRow]:
     where = MetricFilter(limit_list("names", names), *_span(start, end))
     return await info.context.loaders.metrics_by_company(where).load(company_id)
 
 
 async def company_prices(
     info: Info, company_id: int, start: date | None, end: date | None
-) -> list[Row[Any]]:
+) -> list[PriceRow]:
     return await info.context.loaders.prices_by_company(_span(start, end)).load(company_id)

@@ -1,12 +1,11 @@
 """Metric (a reported value) and PriceBar (a daily price)."""
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 import strawberry
-from sqlalchemy import Row
 
-from loaders.metrics import METRIC_FIELDS
+from loaders.metrics import MetricRow, PriceRow
 from resolvers import filings
 from resolvers.context import Info
 
@@ -30,11 +29,11 @@ class Metric:
     fiscal_period: str | None = strawberry.field(description="`FY`, `Q1`, `Q2` or `Q3`.")
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Self:
-        # A thousand and more per response: the row's columns after company_id are this
-        # type's attributes (loaders.metrics.METRIC_FIELDS); skip the keyword-parsing __init__.
+    def from_row(cls, row: MetricRow) -> Self:
+        # A thousand and more per response, and the row's fields are this type's attributes
+        # (company_id aside): skip the keyword-parsing dataclass __init__.
         metric = cls.__new__(cls)
-        metric.__dict__ = dict(zip(METRIC_FIELDS, row[1:], strict=True))
+        metric.__dict__ = row._asdict()
         return metric
 
     @strawberry.field(description="The filing that reported it.")
@@ -56,7 +55,7 @@ class PriceBar:
     volume: float = strawberry.field(description="Shares traded.")
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Self:
+    def from_row(cls, row: PriceRow) -> Self:
         return cls(
             date=row.date,
             open=row.open,

@@ -99,10 +99,14 @@ class StatementLog:
 
 @pytest.fixture
 def sql(client: TestClient) -> Iterator[StatementLog]:
+    """Statements sent by the loaders' reader and by the SQLAlchemy engine alike."""
     log = StatementLog()
-    engine = client.app.state.db.sync_engine  # type: ignore[attr-defined]
+    state = client.app.state  # type: ignore[attr-defined]
+    engine = state.db.sync_engine
     event.listen(engine, "before_cursor_execute", log)
+    state.reader.observers.append(log.statements.append)
     yield log
+    state.reader.observers.remove(log.statements.append)
     event.remove(engine, "before_cursor_execute", log)
 
 

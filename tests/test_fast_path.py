@@ -201,7 +201,7 @@ def run_in_portal(
     """Run on the app's event loop: its engine's connections belong to that loop."""
 
     async def go() -> ExecutionResult:
-        context = Context(Loaders(client.app.state.db, None))
+        context = Context(Loaders(client.app.state.reader, None))
         # Strawberry's _entities pops `__typename` out of the representations it is given
         result = execute(
             schema,

@@ -1,0 +1,81 @@
+"""The read path: SQLAlchemy Core statements, compiled once, run on a plain asyncpg pool.
+
+SQLAlchemy builds and compiles the statements (once per statement object: loaders cache one
+per shape); asyncpg runs them. Per statement this skips SQLAlchemy's execution layer (about
+three times asyncpg's own cost on small reads) and asyncpg's pool reset, which would cost one
+more round trip per batch: the reads keep no session state (no advisory locks, LISTEN,
+cursors or SET) that a reset would have to clear.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Executable
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+from db.engine import asyncpg_url
+
+DIALECT = asyncpg_dialect()
+
+
+class PoolExhausted(Exception):
+    """No connection became free within the pool timeout."""
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset: nothing to undo (see the module docstring)."""
+
+
+class Reader:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: timedelta) -> None:
+        self.pool = pool
+        self.acquire_timeout = acquire_timeout.total_seconds()
+        self.observers: list[Callable[[str], None]] = []  # tests count statements here
+        self._compiled: dict[int, tuple[Executable, str, tuple[str, ...]]] = {}
+
+    def compiled(self, statement: Executable) -> tuple[str, tuple[str, ...]]:
+        entry = self._compiled.get(id(statement))
+        if entry is None or entry[0] is not statement:
+            compiled = statement.compile(dialect=DIALECT)
+            entry = (statement, compiled.string, tuple(compiled.positiontup or ()))
+            self._compiled[id(statement)] = entry
+        return entry[1], entry[2]
+
+    async def fetch(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[asyncpg.Record]:
+        sql, names = self.compiled(statement)
+        arguments = [params[name] for name in names] if params else []
+        for observe in self.observers:
+            observe(sql)
+        try:
+            connection = await self.pool.acquire(timeout=self.acquire_timeout)
+        except TimeoutError:
+            raise PoolExhausted(f"no connection free within {self.acquire_timeout:g} s") from None
+        try:
+            return await connection.fetch(sql, *arguments)
+        finally:
+            await self.pool.release(connection)
+
+
+async def create_reader(
+    url: str,
+    *,
+    size: int = 10,
+    acquire_timeout: timedelta = timedelta(seconds=5),
+    statement_timeout: timedelta = timedelta(seconds=5),
+) -> Reader:
+    dsn = asyncpg_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        reset=_keep_session,
+        server_settings={
+            "statement_timeout": str(int(statement_timeout.total_seconds() * 1000)),
+            "application_name": "corpgraph-read",
+        },
+    )
+    return Reader(pool, acquire_timeout)
