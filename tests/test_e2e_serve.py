@@ -47,21 +47,36 @@ def servers_using(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")}
+
+
 def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")}
-    command = [
-        sys.executable,
-        "-m",
-        "graph",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        str(port),
-        "--seed-size",
-        "small",
-    ]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    arguments = ["--data-dir", str(data_dir), "--port", str(port), "--seed-size", "small"]
+    command = [sys.executable, "-m", "graph", "serve", *arguments]
+    return subprocess.Popen(
+        command, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def cli(data_dir: Path, *arguments: str) -> str:
+    command = [sys.executable, "-m", "graph", *arguments, "--data-dir", str(data_dir)]
+    done = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def keys_work_while_serving(data_dir: Path, base: str) -> None:
+    """Other commands attach to the running embedded servers instead of starting their own."""
+    output = cli(data_dir, "apikey", "create", "--tier", "pro", "--scopes", "filings:write")
+    key = output.strip().splitlines()[-1]
+    assert key.startswith("cg_")
+    query = {"query": "{ __typename }"}
+    headers = {"authorization": f"Bearer {key}"}
+    assert httpx.post(f"{base}/graphql", json=query, headers=headers).status_code == 200
+    key_id = cli(data_dir, "apikey", "list").split()[0]
+    cli(data_dir, "apikey", "revoke", key_id)
+    assert httpx.post(f"{base}/graphql", json=query, headers=headers).status_code == 401
 
 
 def test_serve_query_and_stop(tmp_path: Path) -> None:
@@ -79,6 +94,9 @@ def test_serve_query_and_stop(tmp_path: Path) -> None:
                 "data": {"company": {"name": "Apple Inc."}, "companies": {"totalCount": 60}}
             }
             assert len(servers_using(data_dir)) >= 2  # embedded PostgreSQL and Redis run
+            if attempt == 0:
+                keys_work_while_serving(data_dir, base)
+                assert httpx.get(f"{base}/health/ready").status_code == 200
         finally:
             process.send_signal(signal.SIGINT)
             _, stderr = process.communicate(timeout=60)
