@@ -4,15 +4,32 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import NamedTuple
 
-from sqlalchemy import Row, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.models import api_keys
+from db.models import ApiKey
 
 KEY_PREFIX = "cg_"
 SHOWN_PREFIX_CHARS = 10  # "cg_" and 7 random characters: enough to tell keys apart in a list
+
+
+class ActiveKey(NamedTuple):
+    id: int
+    tier: str
+    scopes: list[str]
+
+
+class KeyListing(NamedTuple):
+    id: int
+    prefix: str
+    name: str | None
+    tier: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
 
 
 def new_key() -> str:
@@ -34,7 +51,7 @@ async def create_key(
     """Store a new key; returns its id and the key itself, which is never stored."""
     key = new_key()
     statement = (
-        insert(api_keys)
+        insert(ApiKey)
         .values(
             prefix=key[:SHOWN_PREFIX_CHARS],
             key_hash=hash_key(key),
@@ -43,44 +60,36 @@ async def create_key(
             scopes=list(scopes),
             expires_at=expires_at,
         )
-        .returning(api_keys.c.id)
+        .returning(ApiKey.id)
     )
     async with db.begin() as conn:
         key_id = (await conn.execute(statement)).scalar_one()
     return key_id, key
 
 
-async def active_key(db: AsyncEngine, key: str) -> Row[Any] | None:
+async def active_key(db: AsyncEngine, key: str) -> ActiveKey | None:
     """The key's row if it exists, is not revoked and has not expired."""
-    now = datetime.now(UTC)
-    statement = select(api_keys.c.id, api_keys.c.tier, api_keys.c.scopes).where(
-        api_keys.c.key_hash == hash_key(key),
-        api_keys.c.revoked_at.is_(None),
-        or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+    statement = select(ApiKey.id, ApiKey.tier, ApiKey.scopes).where(
+        ApiKey.key_hash == hash_key(key),
+        ApiKey.revoked_at.is_(None),
+        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > datetime.now(UTC)),
     )
     async with db.connect() as conn:
-        return (await conn.execute(statement)).first()
+        row = (await conn.execute(statement)).first()
+    return None if row is None else ActiveKey(*row)
 
 
-async def list_keys(db: AsyncEngine) -> Sequence[Row[Any]]:
-    statement = select(
-        api_keys.c.id,
-        api_keys.c.prefix,
-        api_keys.c.name,
-        api_keys.c.tier,
-        api_keys.c.scopes,
-        api_keys.c.created_at,
-        api_keys.c.expires_at,
-        api_keys.c.revoked_at,
-    ).order_by(api_keys.c.id)
+async def list_keys(db: AsyncEngine) -> list[KeyListing]:
+    columns = [getattr(ApiKey, field) for field in KeyListing._fields]
     async with db.connect() as conn:
-        return (await conn.execute(statement)).all()
+        rows = (await conn.execute(select(*columns).order_by(ApiKey.id))).all()
+    return [KeyListing(*row) for row in rows]
 
 
 async def revoke_key(db: AsyncEngine, key_id: int) -> bool:
     statement = (
-        update(api_keys)
-        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))
     )
     async with db.begin() as conn:

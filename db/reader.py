@@ -9,15 +9,16 @@ cursors or SET) that a reset would have to clear.
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Executable
+from sqlalchemy import ClauseElement
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from db.engine import asyncpg_url
 
-DIALECT = asyncpg_dialect()
+DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
 
 
 class PoolExhausted(Exception):
@@ -33,18 +34,18 @@ class Reader:
         self.pool = pool
         self.acquire_timeout = acquire_timeout.total_seconds()
         self.observers: list[Callable[[str], None]] = []  # tests count statements here
-        self._compiled: dict[int, tuple[Executable, str, tuple[str, ...]]] = {}
+        self._compiled: dict[int, tuple[ClauseElement, str, tuple[str, ...]]] = {}
 
-    def compiled(self, statement: Executable) -> tuple[str, tuple[str, ...]]:
+    def compiled(self, statement: ClauseElement) -> tuple[str, tuple[str, ...]]:
         entry = self._compiled.get(id(statement))
         if entry is None or entry[0] is not statement:
-            compiled = statement.compile(dialect=DIALECT)
+            compiled = cast(SQLCompiler, statement.compile(dialect=DIALECT))
             entry = (statement, compiled.string, tuple(compiled.positiontup or ()))
             self._compiled[id(statement)] = entry
         return entry[1], entry[2]
 
     async def fetch(
-        self, statement: Executable, params: Mapping[str, Any] | None = None
+        self, statement: ClauseElement, params: Mapping[str, Any] | None = None
     ) -> Sequence[asyncpg.Record]:
         sql, names = self.compiled(statement)
         arguments = [params[name] for name in names] if params else []
@@ -55,7 +56,8 @@ class Reader:
         except TimeoutError:
             raise PoolExhausted(f"no connection free within {self.acquire_timeout:g} s") from None
         try:
-            return await connection.fetch(sql, *arguments)
+            rows: Sequence[asyncpg.Record] = await connection.fetch(sql, *arguments)
+            return rows
         finally:
             await self.pool.release(connection)
 

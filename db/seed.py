@@ -103,14 +103,19 @@ def issuers(rng: random.Random, count: int) -> list[Issuer]:
         name = f"{rng.choice(NAME_STEMS)} {rng.choice(NAME_SUFFIXES)}"
         cik = f"{rng.randrange(1_800_000, 2_100_000):010d}"
         real.append((ticker, cik, name, sector, rng.choice(SECTOR_INDUSTRIES[sector])))
-    return [issuer(rng, index + 1, *fields) for index, fields in enumerate(real)]
+    return [issuer(rng, index + 1, fields) for index, fields in enumerate(real)]
 
 
-def issuer(rng: random.Random, id: int, *fields: str) -> Issuer:
+def issuer(rng: random.Random, id: int, fields: tuple[str, str, str, str, str]) -> Issuer:
+    ticker, cik, name, sector, industry = fields
     revenue = 10 ** rng.uniform(8.5, 11.5)
     return Issuer(
         id,
-        *fields,  # type: ignore[arg-type]
+        ticker,
+        cik,
+        name,
+        sector,
+        industry,
         fiscal_year_end_month=rng.choice((12, 12, 12, 12, 3, 6, 9)),
         annual_revenue=revenue,
         growth=rng.uniform(-0.05, 0.25),

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from db.engine import create_engine
 from db.reader import create_reader
 from graph import health
-from graph.execution import Executor
+from graph.execution import Pipeline
 from graph.http import graphql_endpoint
 from graph.settings import Settings
 from loaders.cache import EntityCache
@@ -67,7 +67,7 @@ def create_app(settings: Settings) -> Starlette:
             if cache_redis and settings.entity_cache
             else None
         )
-        app.state.executor = Executor(schema._schema, settings)
+        app.state.pipeline = Pipeline(schema._schema, settings)
         tune_garbage_collector(settings.gc_threshold)
         try:
             yield

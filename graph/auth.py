@@ -20,8 +20,8 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthenticated("Authorization must be `Bearer <API key>`.")
         return key.strip()
-    key = headers.get("x-api-key")
-    return key.strip() if key is not None else None
+    api_key = headers.get("x-api-key")
+    return api_key.strip() if api_key is not None else None
 
 
 async def viewer_for_key(db: AsyncEngine, key: str | None, client_ip: str | None) -> Viewer:

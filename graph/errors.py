@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from asyncpg.exceptions import QueryCanceledError
 from graphql import GraphQLError
@@ -42,8 +42,8 @@ MESSAGES = {
 
 def format_execution_error(error: GraphQLError) -> dict[str, Any]:
     """Keep coded errors; give expected runtime failures their code; mask everything else."""
-    formatted = error.formatted
-    extensions = formatted.get("extensions") or {}
+    formatted = dict(error.formatted)
+    extensions = cast(dict[str, Any], formatted.get("extensions") or {})
     if "code" in extensions:
         return formatted
     original = error.original_error
@@ -64,8 +64,8 @@ def format_request_errors(
     """Parse, validation and variable errors: no data was produced."""
     result = []
     for error in errors:
-        formatted = error.formatted
-        extensions = formatted.get("extensions") or {}
+        formatted = dict(error.formatted)
+        extensions = cast(dict[str, Any], formatted.get("extensions") or {})
         formatted["extensions"] = {"code": default_code, **extensions}
         result.append(formatted)
     return result

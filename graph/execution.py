@@ -53,12 +53,14 @@ class Prepared:
     errors: list[dict[str, Any]]
 
 
-class Executor:
+class Pipeline:
+    """parse -> validate -> execute, with documents cached by their text."""
+
     def __init__(
         self,
         schema: GraphQLSchema,
         settings: Settings,
-        executor_class: type[Executor] = FastExecutor,
+        executor_class: type[Executor[Any]] = FastExecutor,
     ) -> None:
         self.schema = schema
         self.executor_class = executor_class
@@ -89,7 +91,7 @@ class Executor:
             document = parse(query, no_location=False, max_tokens=limit)
         except GraphQLError as error:
             if "Document contains more than" in error.message:
-                return Prepared(None, [limit_error("tokens", limit, limit + 1).formatted])
+                return Prepared(None, [dict(limit_error("tokens", limit, limit + 1).formatted)])
             return Prepared(None, format_request_errors([error], "GRAPHQL_PARSE_FAILED"))
         errors = validate(
             self.schema, document, self.rules, hide_suggestions=self.settings.production

@@ -16,7 +16,7 @@ tests/test_fast_path.py holds the conformance guard against the standard executo
 from collections.abc import Callable
 from functools import lru_cache
 from math import inf
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from graphql import (
     GraphQLLeafType,
@@ -119,7 +119,7 @@ class Plan(NamedTuple):
     rest: GroupedFieldSet  # fields for the standard path
 
 
-class FastExecutor(Executor):
+class FastExecutor(Executor[Any]):
     """graphql-core's executor with inline completion of default-resolved scalar leaves."""
 
     leaves_total = 0  # leaves completed inline, process-wide (tests and metrics read it)
@@ -146,13 +146,13 @@ class FastExecutor(Executor):
         )
         if self.is_awaitable(others):
             return self._merge_later(grouped_field_set, results, others)
-        return _in_order(grouped_field_set, results, others)
+        return _in_order(grouped_field_set, results, cast("dict[str, Any]", others))
 
     def complete_list_value(
         self,
         return_type: GraphQLList[Any],
         field_details_list: FieldDetailsList,
-        info: GraphQLResolveInfo,
+        info: GraphQLResolveInfo[Any],
         path: Path,
         result: Any,
         position_context: Any,

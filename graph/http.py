@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from graph.auth import Unauthenticated, viewer_of
-from graph.execution import Executor, Outcome, refused
+from graph.execution import Outcome, Pipeline, refused
 from graph.graphiql import graphiql_html
 from graph.settings import Settings
 from loaders.request import Loaders
@@ -140,17 +140,17 @@ async def graphql_endpoint(request: Request) -> Response:
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
     context = Context(Loaders(state.reader, state.entity_cache), viewer, settings.max_page_size)
-    outcomes = [await run_one(request, state.executor, params, context) for params in batch]
+    outcomes = [await run_one(request, state.pipeline, params, context) for params in batch]
     if not is_batch:
         return response(request, outcomes[0])
     return Response(orjson.dumps([o.payload for o in outcomes]), 200, media_type=JSON)
 
 
-async def run_one(request: Request, executor: Executor, params: Any, context: Context) -> Outcome:
+async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Context) -> Outcome:
     try:
         query, variables, name = check_envelope(params)
     except BadRequest as error:
         return error.outcome
-    return await executor.run(
+    return await pipeline.run(
         query, variables, name, context, mutations_allowed=request.method == "POST"
     )

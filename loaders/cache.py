@@ -27,10 +27,9 @@ class EntityCache:
     def key(kind: str, key: str) -> str:
         return f"{PREFIX}:{kind}:{key}"
 
-    async def get_many(self, kind: str, keys: Sequence[str]) -> list[bytes | None]:
+    async def get_many(self, kind: str, keys: Sequence[str]) -> list[bytes | str | None]:
         try:
-            values: list[bytes | None] = await self.redis.mget([self.key(kind, k) for k in keys])
-            return values
+            return list(await self.redis.mget([self.key(kind, k) for k in keys]))
         except RedisError as error:
             log.warning("entity cache read failed, reading PostgreSQL: %s", error)
             return [None] * len(keys)

@@ -38,7 +38,9 @@ class Loaders:
         self.cache = cache
         self._loaders: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
 
-    def _loader(self, batch: Callable[..., Awaitable[list[Any]]], *arguments: Hashable) -> Any:
+    def _loader(
+        self, batch: Callable[..., Awaitable[list[Any]]], *arguments: Hashable
+    ) -> DataLoader[Any, Any]:
         """One DataLoader per batch function and argument values (page window, filters)."""
         key = (batch, *arguments)
         found = self._loaders.get(key)

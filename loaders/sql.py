@@ -8,7 +8,7 @@ and its cache key ~0.1 ms, against microseconds to reuse a built one.
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Executable, any_, bindparam
+from sqlalchemy import ClauseElement, ColumnElement, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from db.reader import Reader
@@ -18,7 +18,7 @@ V = TypeVar("V")
 
 
 async def fetch(
-    db: Reader, statement: Executable, params: Mapping[str, Any] | None = None
+    db: Reader, statement: ClauseElement, params: Mapping[str, Any] | None = None
 ) -> Sequence[Any]:
     """One statement; batches of different loaders run as concurrent tasks, each on its own
     pooled connection."""

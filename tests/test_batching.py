@@ -62,6 +62,7 @@ def test_entities_mix_is_one_statement_per_loader(
     gql: Query, sql: StatementLog, settings: Settings
 ) -> None:
     filings = gql("{ filings(first: 5) { nodes { accessionNumber } } }")["data"]["filings"]["nodes"]
+    assert settings.redis_url is not None
     Redis.from_url(settings.redis_url).flushdb()  # a cold entity cache
     sql.clear()
     representations = [

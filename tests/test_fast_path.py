@@ -5,6 +5,7 @@ import asyncio
 import copy
 import math
 from enum import Enum
+from inspect import isawaitable
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from graphql import ExecutionResult, GraphQLSchema, execute, parse
 from graphql.execution.executor import Executor
 
-from graph.execution import Executor as Pipeline
+from graph.execution import Pipeline
 from graph.fast_path import FastExecutor
 from graph.settings import Settings
 from loaders.request import Loaders
@@ -103,8 +104,8 @@ class ProbeQuery:
         return Box(
             items=[item(count="7"), item(count=2**40)],
             maybe_items=[item(flag="yes")],
-            grid=[[1, None]],
-        )  # type: ignore[list-item]
+            grid=[[1, None]],  # type: ignore[list-item]
+        )
 
     @strawberry.field
     def null_item(self) -> Box | None:
@@ -146,14 +147,12 @@ def run(
     schema: GraphQLSchema,
     document: str,
     variables: Any,
-    executor: type[Executor],
+    executor: type[Executor[Any]],
     context: Any = None,
 ) -> ExecutionResult:
     async def go() -> ExecutionResult:
         result = execute(schema, parse(document), None, context, variables, executor_class=executor)
-        return (
-            await result if asyncio.iscoroutine(result) or hasattr(result, "__await__") else result
-        )  # type: ignore[return-value]
+        return await result if isawaitable(result) else result
 
     return asyncio.run(go())
 
@@ -196,7 +195,11 @@ def test_real_documents_match_the_standard_executor(
 
 
 def run_in_portal(
-    client: Any, schema: GraphQLSchema, document: str, variables: Any, executor: type[Executor]
+    client: Any,
+    schema: GraphQLSchema,
+    document: str,
+    variables: Any,
+    executor: type[Executor[Any]],
 ) -> ExecutionResult:
     """Run on the app's event loop: its engine's connections belong to that loop."""
 
@@ -211,7 +214,7 @@ def run_in_portal(
             copy.deepcopy(variables),
             executor_class=executor,
         )
-        return await result if hasattr(result, "__await__") else result  # type: ignore[return-value]
+        return await result if isawaitable(result) else result
 
     result: ExecutionResult = client.portal.call(go)
     return result
@@ -233,5 +236,5 @@ def test_benchmark_documents_take_the_fast_path(client: Any, settings: Settings,
     assert "errors" not in response.json()
     leaves = FastExecutor.leaves_total - before
     assert leaves >= (15 if name == "light" else 1000), leaves
-    assert isinstance(client.app.state.executor, Pipeline)
-    assert client.app.state.executor.executor_class is FastExecutor
+    assert isinstance(client.app.state.pipeline, Pipeline)
+    assert client.app.state.pipeline.executor_class is FastExecutor

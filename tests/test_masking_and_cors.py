@@ -3,13 +3,14 @@
 import asyncio
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import strawberry
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.execution import Executor
+from graph.execution import Pipeline
 from graph.settings import Settings
 
 
@@ -35,9 +36,9 @@ class BoomQuery:
         return Boom()
 
 
-def run(query: str, settings: Settings) -> dict[str, object]:
-    executor = Executor(strawberry.Schema(query=BoomQuery)._schema, settings)
-    outcome = asyncio.run(executor.run(query, None, None, None, mutations_allowed=True))
+def run(query: str, settings: Settings) -> dict[str, Any]:
+    pipeline = Pipeline(strawberry.Schema(query=BoomQuery)._schema, settings)
+    outcome = asyncio.run(pipeline.run(query, None, None, None, mutations_allowed=True))
     return outcome.payload
 
 
@@ -47,7 +48,7 @@ def test_unexpected_errors_are_masked_and_logged(
     with caplog.at_level(logging.ERROR, logger="graph.errors"):
         payload = run("{ boom { fine broken } }", settings)
     assert payload["data"] == {"boom": {"fine": "ok", "broken": None}}  # partial data kept
-    (error,) = payload["errors"]  # type: ignore[misc]
+    (error,) = payload["errors"]
     assert error["message"] == "Internal server error."
     assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
     assert error["path"] == ["boom", "broken"]
@@ -58,7 +59,7 @@ def test_unexpected_errors_are_masked_and_logged(
 def test_masked_error_in_a_non_null_field_nulls_its_parent(settings: Settings) -> None:
     payload = run("{ boom { fine brokenRequired } }", settings)
     assert payload["data"] is None
-    assert [e["extensions"]["code"] for e in payload["errors"]] == ["INTERNAL_SERVER_ERROR"]  # type: ignore[index, union-attr]
+    assert [e["extensions"]["code"] for e in payload["errors"]] == ["INTERNAL_SERVER_ERROR"]
 
 
 @pytest.fixture(scope="module")

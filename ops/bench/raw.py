@@ -8,6 +8,7 @@ import os
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -28,7 +29,7 @@ METRICS = """SELECT filing_id, name, value, unit, period_end FROM financial_metr
 WHERE filing_id = ANY($1::bigint[]) ORDER BY filing_id, name"""
 
 
-def iso_z(value: Any) -> str:
+def iso_z(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
