@@ -148,6 +148,15 @@ class FastExecutor(Executor[Any]):
             return self._merge_later(grouped_field_set, results, others)
         return _in_order(grouped_field_set, results, cast("dict[str, Any]", others))
 
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        """The last step of an execution. graphql-core keeps bound methods of the executor on
+        the executor (`async_helpers`); that reference cycle would keep the execution's whole
+        state (plans, collected fields, the request context) for the cycle collector, which
+        then runs every few requests. Resolve infos keep their own reference to the helpers."""
+        response = super().build_response(data)
+        self.__dict__.pop("async_helpers", None)
+        return response
+
     def complete_list_value(
         self,
         return_type: GraphQLList[Any],

@@ -140,7 +140,10 @@ async def graphql_endpoint(request: Request) -> Response:
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
     context = Context(Loaders(state.reader, state.entity_cache), viewer, settings.max_page_size)
-    outcomes = [await run_one(request, state.pipeline, params, context) for params in batch]
+    try:
+        outcomes = [await run_one(request, state.pipeline, params, context) for params in batch]
+    finally:
+        context.loaders.clear()
     if not is_batch:
         return response(request, outcomes[0])
     return Response(orjson.dumps([o.payload for o in outcomes]), 200, media_type=JSON)

@@ -38,6 +38,12 @@ class Loaders:
         self.cache = cache
         self._loaders: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
 
+    def clear(self) -> None:
+        """Drop every loader and its cached rows. graphql-core's executor references itself
+        (and through the context, these loaders), so without this a response's rows would
+        wait for the cycle collector instead of dying with the request."""
+        self._loaders.clear()
+
     def _loader(
         self, batch: Callable[..., Awaitable[list[Any]]], *arguments: Hashable
     ) -> DataLoader[Any, Any]:
