@@ -3,6 +3,7 @@ graph.fast_path.FastExecutor as through graphql-core's standard executor."""
 
 import asyncio
 import copy
+import gc
 import math
 from enum import Enum
 from inspect import isawaitable
@@ -238,3 +239,31 @@ def test_benchmark_documents_take_the_fast_path(client: Any, settings: Settings,
     assert leaves >= (15 if name == "light" else 1000), leaves
     assert isinstance(client.app.state.pipeline, Pipeline)
     assert client.app.state.pipeline.executor_class is FastExecutor
+
+
+def test_a_request_leaves_nothing_for_the_cycle_collector(client: Any, settings: Settings) -> None:
+    """Rows, contexts and executors die by reference counting when the response is built;
+    cycles would keep a large response alive until a (long) collection."""
+    document = (
+        (REPO / "ops/bench/heavy.graphql")
+        .read_text()
+        .replace("Information Technology", "Financials")
+    )
+    client.post("/graphql", json={"query": document})  # warm: plans and documents cached
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        assert "errors" not in client.post("/graphql", json={"query": document}).json()
+        gc.collect()
+        ours = [
+            type(o).__name__
+            for o in gc.garbage
+            if type(o).__module__.split(".")[0]
+            in {"graph", "loaders", "resolvers", "schema", "graphql"}
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert ours == []
