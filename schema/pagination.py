@@ -1,7 +1,7 @@
 """Relay connections: edges, nodes, page info and a lazily counted total."""
 
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
@@ -39,10 +39,17 @@ class Edge(Generic[T]):
 
 @strawberry.type(description="A page of items, paginated with cursors (Relay connections).")
 class Connection(Generic[T]):
-    edges: list[Edge[T]] = strawberry.field(description="Items with their cursors.")
     nodes: list[T] = strawberry.field(description="Items of this page, without cursors.")
     page_info: PageInfo = strawberry.field(description="How to page further.")
+    rows: strawberry.Private[Sequence[Any]]
+    cursor_of: strawberry.Private[Callable[[Any], str]]
     count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Items with their cursors.")
+    def edges(self) -> list[Edge[T]]:
+        # built on demand: most clients select `nodes`, and a cursor costs an encoding
+        cursors = [self.cursor_of(row) for row in self.rows]
+        return [Edge(cursor=c, node=n) for c, n in zip(cursors, self.nodes, strict=True)]
 
     @strawberry.field(description="Number of items in the whole connection, over all pages.")
     async def total_count(self) -> int:
@@ -57,6 +64,11 @@ class Connection(Generic[T]):
         cursor: Callable[[R], str],
     ) -> "Connection[T]":
         nodes = [node(row) for row in page.rows]
-        cursors = [cursor(row) for row in page.rows]
-        edges = [Edge(cursor=c, node=n) for c, n in zip(cursors, nodes, strict=True)]
-        return cls(edges=edges, nodes=nodes, page_info=PageInfo.of(page, cursors), count=count)
+        ends = [cursor(page.rows[0]), cursor(page.rows[-1])] if page.rows else []
+        return cls(
+            nodes=nodes,
+            page_info=PageInfo.of(page, ends),
+            rows=page.rows,
+            cursor_of=cursor,
+            count=count,
+        )

@@ -8,6 +8,7 @@ from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
 
 from schema.companies import Company
+from schema.direct_resolvers import install_direct_resolvers
 from schema.filings import Filing
 from schema.naming import MemoizedNameConverter
 from schema.query import Query
@@ -35,14 +36,19 @@ class FederatedSchema(strawberry.federation.Schema):
         return super().entities_resolver(info, representations)
 
 
-def build_schema() -> strawberry.federation.Schema:
-    return FederatedSchema(
+def build_schema(direct: bool = True) -> strawberry.federation.Schema:
+    """The schema; `direct=False` keeps Strawberry's resolver wrapper on every field (the
+    conformance guard compares the two)."""
+    schema = FederatedSchema(
         query=Query,
         types=[Company, Filing],
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         federation_version="2.11",
         config=StrawberryConfig(name_converter=MemoizedNameConverter()),
     )
+    if direct:
+        install_direct_resolvers(schema)
+    return schema
 
 
 def sdl(schema: strawberry.federation.Schema) -> str:

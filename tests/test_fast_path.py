@@ -20,6 +20,7 @@ from graph.fast_path import FastExecutor
 from graph.settings import Settings
 from loaders.request import Loaders
 from resolvers.context import Context
+from schema.schema import build_schema
 from tests.conftest import REPO
 
 # ---- documents against the real schema and the small demo data set ----
@@ -180,18 +181,21 @@ def test_error_shapes_match_the_standard_executor(document: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_schema() -> GraphQLSchema:
-    from schema.schema import build_schema
-
-    return build_schema()._schema
+def real_schemas() -> tuple[GraphQLSchema, GraphQLSchema]:
+    """As served (direct resolver calls), and with Strawberry's resolver wrapper everywhere."""
+    return build_schema()._schema, build_schema(direct=False)._schema
 
 
 @pytest.mark.parametrize(("document", "variables"), REAL_DOCUMENTS)
 def test_real_documents_match_the_standard_executor(
-    client: Any, real_schema: GraphQLSchema, document: str, variables: dict[str, Any] | None
+    client: Any,
+    real_schemas: tuple[GraphQLSchema, GraphQLSchema],
+    document: str,
+    variables: dict[str, Any] | None,
 ) -> None:
-    fast = run_in_portal(client, real_schema, document, variables, FastExecutor)
-    standard = run_in_portal(client, real_schema, document, variables, Executor)
+    served, reference = real_schemas
+    fast = run_in_portal(client, served, document, variables, FastExecutor)
+    standard = run_in_portal(client, reference, document, variables, Executor)
     same(fast, standard)
 
 
