@@ -29,6 +29,7 @@ from graph.settings import Settings
 
 CACHED_DOCUMENT_CHARS = 64_000
 CACHED_DOCUMENTS = 1000
+RETRY_AFTER_SECONDS = 1
 
 
 @dataclass
@@ -168,8 +169,15 @@ def shaped(result: ExecutionResult) -> Outcome:
     if errors:
         payload["errors"] = [format_execution_error(error) for error in errors]
     payload["data"] = result.data
-    # nothing but bad arguments and no data: a request error in all but name
-    rejected = result.data is None and all(
-        error["extensions"]["code"] == "BAD_USER_INPUT" for error in payload.get("errors", [])
-    )
-    return Outcome(payload, 400 if rejected else 200, by_accept=rejected)
+    codes = {error["extensions"]["code"] for error in payload.get("errors", [])}
+    if result.data is not None or len(codes) != 1:
+        return Outcome(payload)
+    # nothing could be returned, for one reason only: say it in the status too
+    (code,) = codes
+    if code == "BAD_USER_INPUT":  # a request error in all but name
+        return Outcome(payload, 400, by_accept=True)
+    if code == "SERVICE_UNAVAILABLE":
+        return Outcome(payload, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    if code == "TIMEOUT":
+        return Outcome(payload, 504)
+    return Outcome(payload)

@@ -4,6 +4,7 @@ transaction holds a lock the query has to wait for."""
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -19,8 +20,8 @@ QUERY = {"query": '{ company(ticker: "AAPL") { name } }'}
 
 
 @pytest.fixture
-def companies_locked(settings: Settings) -> Iterator[None]:
-    """Hold an ACCESS EXCLUSIVE lock on companies until the test ends."""
+def companies_locked(settings: Settings) -> Iterator[threading.Event]:
+    """Hold an ACCESS EXCLUSIVE lock on companies until the test ends (or sets the event)."""
     locked, release = threading.Event(), threading.Event()
 
     async def hold() -> None:
@@ -34,7 +35,7 @@ def companies_locked(settings: Settings) -> Iterator[None]:
     holder = threading.Thread(target=asyncio.run, args=(hold(),))
     holder.start()
     assert locked.wait(10)
-    yield
+    yield release
     release.set()
     holder.join(10)
 
@@ -44,7 +45,9 @@ def app_with(settings: Settings, **timeouts: timedelta) -> TestClient:
     return TestClient(create_app(settings.replace(redis_url=None, **timeouts)))
 
 
-def test_statement_timeout_is_a_field_error(settings: Settings, companies_locked: None) -> None:
+def test_statement_timeout_is_a_field_error(
+    settings: Settings, companies_locked: threading.Event
+) -> None:
     with app_with(settings, statement_timeout=timedelta(milliseconds=300)) as client:
         response = client.post("/graphql", json=QUERY)
         assert response.status_code == 200
@@ -55,7 +58,7 @@ def test_statement_timeout_is_a_field_error(settings: Settings, companies_locked
         assert client.post("/graphql", json={"query": "{ __typename }"}).status_code == 200
 
 
-def test_request_deadline_is_504(settings: Settings, companies_locked: None) -> None:
+def test_request_deadline_is_504(settings: Settings, companies_locked: threading.Event) -> None:
     with app_with(settings, request_timeout=timedelta(milliseconds=300)) as client:
         response = client.post("/graphql", json=QUERY)
         assert response.status_code == 504
@@ -68,3 +71,28 @@ def test_server_answers_after_the_lock_is_gone(settings: Settings) -> None:
         assert client.post("/graphql", json=QUERY).json() == {
             "data": {"company": {"name": "Apple Inc."}}
         }
+
+
+def test_exhausted_pool_is_503_with_retry_after(
+    settings: Settings, companies_locked: threading.Event
+) -> None:
+    """One connection, held by a request that waits on the lock: the next one is shed."""
+    one_connection = settings.replace(
+        redis_url=None,
+        db_pool_size=1,
+        db_max_overflow=0,
+        db_pool_timeout=timedelta(milliseconds=200),
+    )
+    with TestClient(create_app(one_connection)) as client:
+        holder = threading.Thread(target=client.post, args=("/graphql",), kwargs={"json": QUERY})
+        holder.start()
+        time.sleep(0.5)  # the first request now holds the only connection
+        response = client.post("/graphql", json={"query": '{ company(ticker: "MSFT") { name } }'})
+        assert response.status_code == 200  # `company` is nullable: data came back, as null
+        assert response.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+        shed = client.post("/graphql", json={"query": "{ companies { totalCount } }"})
+        assert shed.status_code == 503  # nothing could be returned
+        assert shed.headers["retry-after"] == "1"
+        assert [e["extensions"]["code"] for e in shed.json()["errors"]] == ["SERVICE_UNAVAILABLE"]
+        companies_locked.set()  # the first request completes before the app stops
+        holder.join(10)
