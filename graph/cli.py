@@ -153,8 +153,9 @@ def seed_command(
 
 
 @app.command("schema")
-def schema_command() -> None:
+def schema_command(data_dir: DataDir = None) -> None:
     """Print the subgraph SDL (as `_service { sdl }` serves it)."""
+    del data_dir  # accepted like every command's; the SDL needs no data
     from schema.schema import build_schema, sdl
 
     typer.echo(sdl(build_schema()), nl=False)

@@ -84,3 +84,18 @@ def test_entities_mix_is_one_statement_per_loader(
     assert gql(query, {"r": representations})["data"]["_entities"] == entities
     assert len(sql) == 1, sql.statements  # warm: tickers and accession numbers from Redis
     assert "cik" in sql.statements[0]
+
+
+def test_invalidation_makes_the_next_read_go_to_postgres(
+    client: Any, gql: Query, sql: StatementLog
+) -> None:
+    """The write path (a later issue) calls EntityCache.invalidate after its commit."""
+    query = '{ company(ticker: "AAPL") { name } }'
+    gql(query)  # cached now
+    sql.clear()
+    assert gql(query)["data"]["company"]["name"] == "Apple Inc."
+    assert len(sql) == 0, sql.statements
+    cache = client.app.state.entity_cache
+    client.portal.call(cache.invalidate, "company:ticker", ["AAPL"])
+    assert gql(query)["data"]["company"]["name"] == "Apple Inc."
+    assert len(sql) == 1, sql.statements

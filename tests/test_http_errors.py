@@ -178,6 +178,15 @@ def test_get_queries_and_graphiql(client: TestClient) -> None:
     assert client.put("/graphql").status_code == 405
 
 
+def test_graphiql_assets_can_be_self_hosted(settings: Settings) -> None:
+    hosted = settings.replace(graphiql_assets_url="https://assets.internal/graphiql/")
+    with TestClient(create_app(hosted)) as client:
+        page = client.get("/graphql", headers={"accept": "text/html"}).text
+    assert "https://assets.internal/graphiql/graphiql.min.js" in page
+    assert "https://assets.internal/graphiql/graphiql.min.css" in page
+    assert "cdn.jsdelivr.net" not in page
+
+
 @pytest.fixture(scope="module")
 def keys(settings: Settings) -> dict[str, str]:
     async def make() -> dict[str, str]:
