@@ -10,7 +10,7 @@ from resolvers import companies, filings, metrics
 from resolvers.context import Info
 from schema.metrics import Metric, PriceBar
 from schema.node import Node, to_global_id
-from schema.pagination import Connection
+from schema.pagination import After, Before, Connection, Last
 
 if TYPE_CHECKING:
     from schema.filings import Filing
@@ -62,15 +62,9 @@ class Company(Node):
         first: Annotated[
             int | None, strawberry.argument(description="Page size forward (1-100, default 10).")
         ] = None,
-        after: Annotated[
-            str | None, strawberry.argument(description="Return items after this cursor.")
-        ] = None,
-        last: Annotated[
-            int | None, strawberry.argument(description="Page size backward (1-100).")
-        ] = None,
-        before: Annotated[
-            str | None, strawberry.argument(description="Return items before this cursor.")
-        ] = None,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
         form_types: Annotated[
             list[str] | None,
             strawberry.argument(description='Only these form types, e.g. `["10-K", "10-Q"]`.'),

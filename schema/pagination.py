@@ -1,7 +1,7 @@
 """Relay connections: edges, nodes, page info and a lazily counted total."""
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 
@@ -9,6 +9,11 @@ from loaders.pagination import Page
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# Relay arguments shared by every connection field (`first` says its own default)
+After = Annotated[str | None, strawberry.argument(description="Return items after this cursor.")]
+Last = Annotated[int | None, strawberry.argument(description="Page size backward (1-100).")]
+Before = Annotated[str | None, strawberry.argument(description="Return items before this cursor.")]
 
 
 @strawberry.type(description="Where a page sits in its connection.")

@@ -11,16 +11,13 @@ from resolvers.errors import UserInputError
 from schema.companies import Company, CompanyConnection
 from schema.filings import Filing
 from schema.node import Node, from_global_id
-from schema.pagination import Connection
+from schema.pagination import After, Before, Connection, Last
 
 FilingConnection = Connection[Filing]
 
 First = Annotated[
     int | None, strawberry.argument(description="Page size forward (1-100, default 20).")
 ]
-After = Annotated[str | None, strawberry.argument(description="Return items after this cursor.")]
-Last = Annotated[int | None, strawberry.argument(description="Page size backward (1-100).")]
-Before = Annotated[str | None, strawberry.argument(description="Return items before this cursor.")]
 
 
 @strawberry.type(description="Companies, their SEC filings, reported metrics and prices.")
