@@ -86,7 +86,11 @@ def test_exhausted_pool_is_503_with_retry_after(
     with TestClient(create_app(one_connection)) as client:
         holder = threading.Thread(target=client.post, args=("/graphql",), kwargs={"json": QUERY})
         holder.start()
-        time.sleep(0.5)  # the first request now holds the only connection
+        pool = client.app.state.reader.pool  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while pool.get_idle_size() or pool.get_size() == 0:  # until the request holds it
+            assert time.monotonic() < deadline, "the first request never took the connection"
+            time.sleep(0.02)
         response = client.post("/graphql", json={"query": '{ company(ticker: "MSFT") { name } }'})
         assert response.status_code == 200  # `company` is nullable: data came back, as null
         assert response.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
