@@ -7,6 +7,8 @@ module gets its own database cloned from it, so modules cannot disturb each othe
 import asyncio
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from graph.app import create_app
 from graph.settings import Settings
 
 TEMPLATE = "corpgraph_template"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -128,4 +131,18 @@ def gql(client: TestClient) -> Query:
     return run
 
 
-REPO = Path(__file__).resolve().parent.parent
+@pytest.fixture(scope="session")
+def gateway_tools() -> Path:
+    """ops/gateway's npm packages, installed once per session from the committed lockfile."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("Node.js and npm are not installed: composition and gateway tests need them")
+    directory = REPO / "ops" / "gateway"
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return directory
