@@ -3,37 +3,29 @@
 from pathlib import Path
 
 import strawberry
-from graphql import GraphQLError
 from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
 
 from schema.companies import Company
 from schema.direct_resolvers import install_direct_resolvers
+from schema.entities import resolve_entity
 from schema.filings import Filing
 from schema.naming import MemoizedNameConverter
 from schema.query import Query
 from schema.scalars import SCALAR_OVERRIDES
 
 SDL_PATH = Path(__file__).parent / "schema.graphql"
-ENTITY_TYPES = {"Company": Company, "Filing": Filing}
 
 
 class FederatedSchema(strawberry.federation.Schema):
     def entities_resolver(
         self, info: strawberry.Info, representations: list[FederationAny]
     ) -> list[FederationAny]:
-        """Refuse malformed representations with BAD_USER_INPUT instead of a masked error."""
-        for index, representation in enumerate(representations):
-            typename = (
-                representation.get("__typename") if isinstance(representation, dict) else None
-            )
-            if typename not in ENTITY_TYPES:
-                raise GraphQLError(
-                    f"representations[{index}] needs `__typename` of "
-                    f"{sorted(ENTITY_TYPES)}, received {str(typename)[:64]!r}.",
-                    extensions={"code": "BAD_USER_INPUT"},
-                )
-        return super().entities_resolver(info, representations)
+        """Per representation: an error at its index, or its entity (see schema.entities)."""
+        return [
+            resolve_entity(info, index, representation)  # type: ignore[misc]
+            for index, representation in enumerate(representations)
+        ]
 
 
 def build_schema(direct: bool = True) -> strawberry.federation.Schema:

@@ -58,6 +58,22 @@ def test_entities_with_50_companies_is_one_statement(gql: Query, sql: StatementL
     assert len(sql) == 1, sql.statements
 
 
+@pytest.mark.parametrize("count", [1, 10, 100])
+def test_entities_by_cik_is_one_statement_for_any_count(
+    gql: Query, sql: StatementLog, count: int
+) -> None:
+    ciks = [
+        c["cik"]
+        for c in gql("{ companies(first: 60) { nodes { cik } } }")["data"]["companies"]["nodes"]
+    ]
+    representations = [{"__typename": "Company", "cik": ciks[i % len(ciks)]} for i in range(count)]
+    sql.clear()
+    query = "query($r: [_Any!]!) { _entities(representations: $r) { ... on Company { cik } } }"
+    entities = gql(query, {"r": representations})["data"]["_entities"]
+    assert [e["cik"] for e in entities] == [r["cik"] for r in representations]
+    assert len(sql) == 1, sql.statements
+
+
 def test_entities_mix_is_one_statement_per_loader(
     gql: Query, sql: StatementLog, settings: Settings
 ) -> None:

@@ -149,11 +149,49 @@ def test_limits_allow_the_defaults(client: TestClient) -> None:
     assert "errors" not in body
 
 
-def test_bad_entity_representations(client: TestClient) -> None:
-    query = "query($r: [_Any!]!) { _entities(representations: $r) { __typename } }"
-    for representations in ([{"ticker": "AAPL"}], [{"__typename": "Nope"}], ["x"]):
-        body = post(client, query, {"r": representations}).json()
-        assert codes(body) == ["BAD_USER_INPUT"], representations
+ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
+    __typename ... on Company { ticker } ... on Filing { accessionNumber } } }"""
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ticker": "AAPL"},  # no __typename
+        {"__typename": "Nope", "ticker": "AAPL"},  # unknown type
+        "x",  # not an object
+        {"__typename": "Company"},  # no key field
+        {"__typename": "Company", "name": "Apple Inc."},  # not a key field
+        {"__typename": "Company", "ticker": 5},  # key of the wrong type
+        {"__typename": "Company", "ticker": None, "cik": ["0000320193"]},
+        {"__typename": "Filing", "accessionNumber": 123},
+        {"__typename": "Company", "cik": "12x"},  # a CIK is digits
+    ],
+)
+def test_bad_entity_representations_fail_alone(client: TestClient, bad: Any) -> None:
+    good = {"__typename": "Company", "ticker": "AAPL"}
+    body = post(client, ENTITIES, {"r": [good, bad, good]}).json()
+    assert body["data"]["_entities"] == [{"__typename": "Company", "ticker": "AAPL"}, None,
+                                         {"__typename": "Company", "ticker": "AAPL"}]  # fmt: skip
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["path"] == ["_entities", 1]
+
+
+def test_unknown_entity_keys_resolve_to_null(client: TestClient) -> None:
+    representations = [
+        {"__typename": "Company", "ticker": "NOPE"},
+        {"__typename": "Company", "cik": "0000000001"},
+        {"__typename": "Filing", "accessionNumber": "0000000000-00-000000"},
+        {"__typename": "Company", "cik": "0000789019", "extra": "ignored"},
+    ]
+    body = post(client, ENTITIES, {"r": representations}).json()
+    assert "errors" not in body
+    assert body["data"]["_entities"] == [
+        None,
+        None,
+        None,
+        {"__typename": "Company", "ticker": "MSFT"},
+    ]
 
 
 def test_node_ids(client: TestClient) -> None:
