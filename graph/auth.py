@@ -6,6 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
 from db.apikeys import active_key
+from graph.gateway import client_ip, from_gateway
+from graph.settings import Settings
 from resolvers.context import Viewer
 
 
@@ -24,15 +26,18 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return api_key.strip() if api_key is not None else None
 
 
-async def viewer_for_key(db: AsyncEngine, key: str | None, client_ip: str | None) -> Viewer:
+async def viewer_for_key(
+    db: AsyncEngine, key: str | None, client_ip: str | None, via_gateway: bool = False
+) -> Viewer:
     if key is None:
-        return Viewer(client_ip=client_ip)
+        return Viewer(client_ip=client_ip, via_gateway=via_gateway)
     row = await active_key(db, key)
     if row is None:
         raise Unauthenticated("The API key is unknown, expired or revoked.")
-    return Viewer(row.tier, frozenset(row.scopes), client_ip, row.id)
+    return Viewer(row.tier, frozenset(row.scopes), client_ip, row.id, via_gateway)
 
 
-async def viewer_of(connection: HTTPConnection, db: AsyncEngine) -> Viewer:
-    client_ip = connection.client.host if connection.client else None
-    return await viewer_for_key(db, presented_key(connection.headers), client_ip)
+async def viewer_of(connection: HTTPConnection, db: AsyncEngine, settings: Settings) -> Viewer:
+    trusted = from_gateway(connection.headers, settings)
+    ip = client_ip(connection, settings, trusted)
+    return await viewer_for_key(db, presented_key(connection.headers), ip, trusted)

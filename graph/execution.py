@@ -24,6 +24,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from graph.errors import format_execution_error, format_request_errors, request_error
 from graph.fast_path import FastExecutor
+from graph.gateway import GATEWAY_ONLY, root_field_names
 from graph.limits import limit_error, shape_limits
 from graph.settings import Settings
 
@@ -73,6 +74,7 @@ class Pipeline:
         if not settings.introspection_enabled:
             self.rules.append(NoSchemaIntrospectionCustomRule)
         self._prepared: OrderedDict[str, Prepared] = OrderedDict()
+        self.gateway_only = settings.gateway_secret is not None
 
     def prepare(self, query: str) -> Prepared:
         prepared = self._prepared.get(query)
@@ -107,6 +109,7 @@ class Pipeline:
         context: Any,
         *,
         mutations_allowed: bool,
+        from_gateway: bool = False,
     ) -> Outcome:
         prepared = self.prepare(query)
         if prepared.document is None or prepared.errors:
@@ -119,6 +122,11 @@ class Pipeline:
                 else "Name the operation to run: the document has several."
             )
             return refused("BAD_REQUEST", message)
+        if self.gateway_only and not from_gateway:
+            refused_fields = GATEWAY_ONLY & root_field_names(prepared.document, operation)
+            if refused_fields:
+                message = f"{', '.join(sorted(refused_fields))}: answered to the gateway only."
+                return refused("FORBIDDEN", message, 200)
         if operation.operation == OperationType.SUBSCRIPTION:
             return refused("BAD_REQUEST", "Subscriptions are served over WebSocket on /graphql.")
         if operation.operation == OperationType.MUTATION and not mutations_allowed:

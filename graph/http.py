@@ -132,7 +132,7 @@ async def graphql_endpoint(request: Request) -> Response:
             batch, is_batch = [get_params(request)], False
         else:
             batch, is_batch = await post_params(request, settings)
-        viewer = await viewer_of(request, state.db)
+        viewer = await viewer_of(request, state.db, settings)
     except BadRequest as error:
         return response(request, error.outcome)
     except Unauthenticated as error:
@@ -155,5 +155,10 @@ async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Co
     except BadRequest as error:
         return error.outcome
     return await pipeline.run(
-        query, variables, name, context, mutations_allowed=request.method == "POST"
+        query,
+        variables,
+        name,
+        context,
+        mutations_allowed=request.method == "POST",
+        from_gateway=context.viewer.via_gateway,
     )

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     csrf_prevention: bool | None = None
     introspection: bool | None = None
     allow_batching: bool = False
+    # the federation gateway: the secret it sends proves a request came through it
+    gateway_secret: SecretStr | None = None
+    gateway_secret_header: str = "x-corpgraph-gateway-secret"
+    client_ip_header: str = "x-client-ip"  # set by the gateway; ignored from anyone else
+
     graphiql: bool = True
     graphiql_assets_url: str | None = None
 

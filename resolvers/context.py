@@ -17,6 +17,7 @@ class Viewer:
     scopes: frozenset[str] = frozenset()
     client_ip: str | None = None
     key_id: int | None = None
+    via_gateway: bool = False  # the request carried the gateway's secret
 
 
 @dataclass
