@@ -114,18 +114,28 @@ class Pipeline:
         prepared = self.prepare(query)
         if prepared.document is None or prepared.errors:
             return Outcome({"errors": prepared.errors}, 400, by_accept=True)
-        operation = get_operation_ast(prepared.document, operation_name)
+        refusal = self.refusal(prepared.document, operation_name, mutations_allowed, from_gateway)
+        if refusal is not None:
+            return refusal
+        return await self._execute(prepared.document, variables, operation_name, context)
+
+    def refusal(
+        self,
+        document: DocumentNode,
+        operation_name: str | None,
+        mutations_allowed: bool,
+        from_gateway: bool,
+    ) -> Outcome | None:
+        """Why this request may not run the chosen operation, if it may not."""
+        operation = get_operation_ast(document, operation_name)
         if operation is None:
-            message = (
-                f"Unknown operation named {operation_name!r}."
-                if operation_name
-                else "Name the operation to run: the document has several."
-            )
-            return refused("BAD_REQUEST", message)
+            if operation_name:
+                return refused("BAD_REQUEST", f"Unknown operation named {operation_name!r}.")
+            return refused("BAD_REQUEST", "Name the operation to run: the document has several.")
         if self.gateway_only and not from_gateway:
-            refused_fields = GATEWAY_ONLY & root_field_names(prepared.document, operation)
-            if refused_fields:
-                message = f"{', '.join(sorted(refused_fields))}: answered to the gateway only."
+            gateway_fields = GATEWAY_ONLY & root_field_names(document, operation)
+            if gateway_fields:
+                message = f"{', '.join(sorted(gateway_fields))}: answered to the gateway only."
                 return refused("FORBIDDEN", message, 200)
         if operation.operation == OperationType.SUBSCRIPTION:
             return refused("BAD_REQUEST", "Subscriptions are served over WebSocket on /graphql.")
@@ -133,7 +143,7 @@ class Pipeline:
             outcome = refused("BAD_REQUEST", "Mutations are only accepted over POST.", 405)
             outcome.headers["Allow"] = "POST"
             return outcome
-        return await self._execute(prepared.document, variables, operation_name, context)
+        return None
 
     async def _execute(
         self,

@@ -32,14 +32,16 @@ def response(request: Request, outcome: Outcome) -> Response:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed `limit` bytes."""
+    too_large = BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
+        raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > limit:
-            raise BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
+        if len(body) > limit:  # a missing or false Content-Length
+            raise too_large
     return bytes(body)
 
 
