@@ -103,12 +103,17 @@ def issuers(rng: random.Random, count: int) -> list[Issuer]:
         name = f"{rng.choice(NAME_STEMS)} {rng.choice(NAME_SUFFIXES)}"
         cik = f"{rng.randrange(1_800_000, 2_100_000):010d}"
         real.append((ticker, cik, name, sector, rng.choice(SECTOR_INDUSTRIES[sector])))
-    return [issuer(rng, index + 1, fields) for index, fields in enumerate(real)]
+    large = len(ISSUERS)  # the real issuers are the largest US companies
+    return [issuer(rng, index + 1, fields, index < large) for index, fields in enumerate(real)]
 
 
-def issuer(rng: random.Random, id: int, fields: tuple[str, str, str, str, str]) -> Issuer:
+def issuer(
+    rng: random.Random, id: int, fields: tuple[str, str, str, str, str], large_cap: bool
+) -> Issuer:
     ticker, cik, name, sector, industry = fields
-    revenue = 10 ** rng.uniform(8.5, 11.5)
+    # large caps: $20-400bn of yearly revenue and profitable; others: $0.3-30bn, any margin
+    revenue = 10 ** (rng.uniform(10.3, 11.6) if large_cap else rng.uniform(8.5, 10.5))
+    margin = rng.uniform(0.06, 0.3) if large_cap else rng.uniform(-0.05, 0.3)
     return Issuer(
         id,
         ticker,
@@ -119,7 +124,7 @@ def issuer(rng: random.Random, id: int, fields: tuple[str, str, str, str, str]) 
         fiscal_year_end_month=rng.choice((12, 12, 12, 12, 3, 6, 9)),
         annual_revenue=revenue,
         growth=rng.uniform(-0.05, 0.25),
-        margin=rng.uniform(-0.05, 0.3),
+        margin=margin,
         shares=revenue / rng.uniform(20, 200),
         price=rng.uniform(15, 450),
     )
