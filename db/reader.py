@@ -57,6 +57,8 @@ class Reader:
     async def fetch(
         self, statement: ClauseElement, params: Mapping[str, Any] | None = None
     ) -> Sequence[asyncpg.Record]:
+        """One statement on its own pooled connection: batches of different loaders run as
+        concurrent tasks, and a connection serves one statement at a time."""
         sql, names = self.compiled(statement)
         arguments = [params[name] for name in names] if params else []
         for observe in self.observers:

@@ -31,17 +31,20 @@ def response(request: Request, outcome: Outcome) -> Response:
     return Response(orjson.dumps(outcome.payload), status, outcome.headers, media_type)
 
 
+def too_large(limit: int) -> BadRequest:
+    return BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused (413) as soon as it is known to exceed `limit` bytes."""
-    too_large = BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise too_large(limit)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:  # a missing or false Content-Length
-            raise too_large
+            raise too_large(limit)
     return bytes(body)
 
 

@@ -10,7 +10,7 @@ from db.models import companies
 from db.reader import Reader
 from loaders.cache import EntityCache, read_through
 from loaders.pagination import Page, Window, keyset, page
-from loaders.sql import align_one, any_of, fetch
+from loaders.sql import align_one, any_of
 
 
 class CompanyRow(NamedTuple):
@@ -37,12 +37,12 @@ def _from_dict(data: dict[str, Any]) -> CompanyRow:
 
 
 async def company_by_id(db: Reader, ids: Sequence[int]) -> list[CompanyRow | None]:
-    rows = _rows(await fetch(db, BY_ID, {"keys": list(ids)}))
+    rows = _rows(await db.fetch(BY_ID, {"keys": list(ids)}))
     return align_one(ids, rows, lambda row: row.id)
 
 
 async def _by_ticker(db: Reader, tickers: Sequence[str]) -> list[CompanyRow | None]:
-    rows = _rows(await fetch(db, BY_TICKER, {"keys": list(tickers)}))
+    rows = _rows(await db.fetch(BY_TICKER, {"keys": list(tickers)}))
     return align_one(tickers, rows, lambda row: row.ticker)
 
 
@@ -58,7 +58,7 @@ async def company_by_ticker(
 
 
 async def company_by_cik(db: Reader, ciks: Sequence[str]) -> list[CompanyRow | None]:
-    rows = _rows(await fetch(db, BY_CIK, {"keys": list(ciks)}))
+    rows = _rows(await db.fetch(BY_CIK, {"keys": list(ciks)}))
     return align_one(ciks, rows, lambda row: row.cik)
 
 
@@ -106,10 +106,10 @@ async def company_page(
 ) -> Page[CompanyRow]:
     statement = page_statement(window.shape, sector is not None, bool(search))
     params = {**filter_params(sector, search), **window.params()}
-    return page(_rows(await fetch(db, statement, params)), window)
+    return page(_rows(await db.fetch(statement, params)), window)
 
 
 async def company_count(db: Reader, sector: str | None, search: str | None) -> int:
     statement = count_statement(sector is not None, bool(search))
-    rows = await fetch(db, statement, filter_params(sector, search))
+    rows = await db.fetch(statement, filter_params(sector, search))
     return int(rows[0][0])

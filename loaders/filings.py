@@ -13,7 +13,7 @@ from db.models import companies, filings
 from db.reader import Reader
 from loaders.cache import EntityCache, read_through
 from loaders.pagination import Page, Window, keyset, page
-from loaders.sql import align_many, align_one, any_of, fetch
+from loaders.sql import align_many, align_one, any_of
 
 
 class FilingRow(NamedTuple):
@@ -92,7 +92,7 @@ def _from_dict(data: dict[str, Any]) -> FilingRow:
 
 
 async def filing_by_id(db: Reader, ids: Sequence[int]) -> list[FilingRow | None]:
-    rows = _rows(await fetch(db, BY_ID, {"keys": list(ids)}))
+    rows = _rows(await db.fetch(BY_ID, {"keys": list(ids)}))
     return align_one(ids, rows, lambda row: row.id)
 
 
@@ -100,7 +100,7 @@ async def filing_by_accession(
     db: Reader, cache: EntityCache | None, numbers: Sequence[str]
 ) -> list[FilingRow | None]:
     async def load(keys: Sequence[str]) -> list[FilingRow | None]:
-        rows = _rows(await fetch(db, BY_ACCESSION, {"keys": list(keys)}))
+        rows = _rows(await db.fetch(BY_ACCESSION, {"keys": list(keys)}))
         return align_one(keys, rows, lambda row: row.accession_number)
 
     return await read_through(
@@ -128,7 +128,7 @@ async def filings_by_company(
 ) -> list[Page[FilingRow]]:
     statement = per_company_statement(window.shape, where.shape)
     params = {"company_ids": list(company_ids), **where.params(), **window.params()}
-    rows = _rows(await fetch(db, statement, params))
+    rows = _rows(await db.fetch(statement, params))
     grouped = align_many(company_ids, rows, lambda row: row.company_id)
     return [page(group, window) for group in grouped]
 
@@ -146,7 +146,7 @@ async def filing_count_by_company(
     db: Reader, where: FilingFilter, company_ids: Sequence[int]
 ) -> list[int]:
     statement = count_per_company_statement(where.shape)
-    rows = await fetch(db, statement, {"company_ids": list(company_ids), **where.params()})
+    rows = await db.fetch(statement, {"company_ids": list(company_ids), **where.params()})
     counts = {company_id: count for company_id, count in rows}
     return [counts.get(company_id, 0) for company_id in company_ids]
 
@@ -163,10 +163,10 @@ def count_statement(where: tuple[bool, ...]) -> Select[Any]:
 
 async def filing_page(db: Reader, window: Window, where: FilingFilter) -> Page[FilingRow]:
     statement = page_statement(window.shape, where.shape)
-    rows = await fetch(db, statement, {**where.params(), **window.params()})
+    rows = await db.fetch(statement, {**where.params(), **window.params()})
     return page(_rows(rows), window)
 
 
 async def filing_count(db: Reader, where: FilingFilter) -> int:
-    rows = await fetch(db, count_statement(where.shape), where.params())
+    rows = await db.fetch(count_statement(where.shape), where.params())
     return int(rows[0][0])

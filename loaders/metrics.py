@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, select, true
 
 from db.models import financial_metrics, stock_prices
 from db.reader import Reader
-from loaders.sql import align_many, any_of, fetch
+from loaders.sql import align_many, any_of
 
 
 class MetricRow(NamedTuple):
@@ -92,7 +92,7 @@ async def metrics_by_filing(
     db: Reader, names: tuple[str, ...] | None, filing_ids: Sequence[int]
 ) -> list[list[MetricRow]]:
     params = {"keys": list(filing_ids), **MetricFilter(names).params()}
-    rows = await fetch(db, by_filing_statement(names is not None), params)
+    rows = await db.fetch(by_filing_statement(names is not None), params)
     return align_many(filing_ids, [MetricRow(*row) for row in rows], lambda row: row.filing_id)
 
 
@@ -109,7 +109,7 @@ async def metrics_by_company(
     db: Reader, where: MetricFilter, company_ids: Sequence[int]
 ) -> list[list[MetricRow]]:
     params = {"keys": list(company_ids), **where.params()}
-    rows = await fetch(db, by_company_statement(where.shape), params)
+    rows = await db.fetch(by_company_statement(where.shape), params)
     return align_many(company_ids, [MetricRow(*row) for row in rows], lambda row: row.company_id)
 
 
@@ -128,5 +128,5 @@ async def prices_by_company(
     start, end = span
     params = {"keys": list(company_ids), "start": start, "end": end}
     given = {name: value for name, value in params.items() if value is not None}
-    rows = await fetch(db, prices_statement(start is not None, end is not None), given)
+    rows = await db.fetch(prices_statement(start is not None, end is not None), given)
     return align_many(company_ids, [PriceRow(*row) for row in rows], lambda row: row.company_id)

@@ -1,7 +1,7 @@
 """The DataLoaders of one request. Created fresh per request: caches never outlive it.
 
-Loaders whose SQL depends on field arguments (page windows, filters) come in families: one
-DataLoader per distinct argument value, so that each batch is still a single statement.
+Loaders whose SQL depends on field arguments (page windows, filters) are kept per argument
+value: one DataLoader per distinct value, so that each batch is still a single statement.
 """
 
 from collections.abc import Awaitable, Callable, Hashable, Sequence

@@ -1,28 +1,18 @@
-"""Running one read statement, and statement helpers.
+"""Helpers for the loaders' statements and their rows.
 
 Statements are built once per shape (which filters are present, which way a page goes) with
 named bind parameters, and cached: building a LATERAL select in SQLAlchemy costs ~0.4 ms
 and its cache key ~0.1 ms, against microseconds to reuse a built one.
 """
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ClauseElement, ColumnElement, any_, bindparam
+from sqlalchemy import ColumnElement, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
-
-from db.reader import Reader
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-
-
-async def fetch(
-    db: Reader, statement: ClauseElement, params: Mapping[str, Any] | None = None
-) -> Sequence[Any]:
-    """One statement; batches of different loaders run as concurrent tasks, each on its own
-    pooled connection."""
-    return await db.fetch(statement, params)
 
 
 def align_one(keys: Sequence[K], rows: Sequence[V], key: Callable[[V], K]) -> list[V | None]:
