@@ -1,4 +1,4 @@
-"""The Company entity: federation keys `ticker` and `cik`."""
+"""The Company entity: federation keys `id`, `ticker` and `cik`."""
 
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Self
@@ -9,7 +9,7 @@ from loaders.companies import CompanyRow
 from resolvers import companies, filings, metrics
 from resolvers.context import Info
 from schema.metrics import Metric, PriceBar
-from schema.node import Node, to_global_id
+from schema.node import Node, key_in, to_global_id
 from schema.pagination import After, Before, Connection, Last
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ FilingConnection = Connection[Annotated["Filing", strawberry.lazy("schema.filing
 
 
 @strawberry.federation.type(
-    keys=["ticker", "cik"], description="A company that files with the SEC."
+    keys=["id", "ticker", "cik"], description="A company that files with the SEC."
 )
 class Company(Node):
     db_id: strawberry.Private[int]
@@ -47,8 +47,17 @@ class Company(Node):
 
     @classmethod
     async def resolve_reference(
-        cls, info: Info, ticker: str | None = None, cik: str | None = None, **_: Any
+        cls,
+        info: Info,
+        id: str | None = None,
+        ticker: str | None = None,
+        cik: str | None = None,
+        **_: Any,
     ) -> Self | None:
+        if id is not None:
+            cik = key_in(id, "Company")
+            if cik is None:
+                return None
         if ticker is not None:
             return cls.maybe(await companies.company_by_ticker(info, ticker))
         if cik is not None:

@@ -16,8 +16,8 @@ from schema.filings import Filing
 
 # Each entity type with its keys (the `@key` fields, in GraphQL names).
 ENTITY_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "Company": (("ticker",), ("cik",)),
-    "Filing": (("accessionNumber",),),
+    "Company": (("id",), ("ticker",), ("cik",)),
+    "Filing": (("id",), ("accessionNumber",)),
 }
 ENTITY_TYPES: dict[str, type[Company] | type[Filing]] = {"Company": Company, "Filing": Filing}
 

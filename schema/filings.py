@@ -1,4 +1,4 @@
-"""The Filing entity: federation key `accessionNumber`."""
+"""The Filing entity: federation keys `id` and `accessionNumber`."""
 
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Self
@@ -9,14 +9,15 @@ from loaders.filings import FilingRow
 from resolvers import companies, filings, metrics
 from resolvers.context import Info
 from schema.metrics import Metric
-from schema.node import Node, to_global_id
+from schema.node import Node, key_in, to_global_id
 
 if TYPE_CHECKING:
     from schema.companies import Company
 
 
 @strawberry.federation.type(
-    keys=["accessionNumber"], description="A document filed with the SEC (10-K, 10-Q, 8-K, ...)."
+    keys=["id", "accessionNumber"],
+    description="A document filed with the SEC (10-K, 10-Q, 8-K, ...).",
 )
 class Filing(Node):
     db_id: strawberry.Private[int]
@@ -54,9 +55,12 @@ class Filing(Node):
     async def resolve_reference(
         cls,
         info: Info,
+        id: str | None = None,
         accessionNumber: str | None = None,
         **_: Any,
     ) -> Self | None:
+        if id is not None:
+            accessionNumber = key_in(id, "Filing")
         if accessionNumber is None:
             return None
         return cls.maybe(await filings.filing_by_accession(info, accessionNumber))

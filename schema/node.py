@@ -24,3 +24,9 @@ def from_global_id(global_id: str) -> tuple[str, str] | None:
         return None
     type_name, separator, key = decoded.partition(":")
     return (type_name, key) if separator and key else None
+
+
+def key_in(global_id: str, type_name: str) -> str | None:
+    """The key inside `global_id` if it is an ID of `type_name`, else None."""
+    decoded = from_global_id(global_id)
+    return decoded[1] if decoded is not None and decoded[0] == type_name else None

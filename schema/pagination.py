@@ -16,7 +16,8 @@ Last = Annotated[int | None, strawberry.argument(description="Page size backward
 Before = Annotated[str | None, strawberry.argument(description="Return items before this cursor.")]
 
 
-@strawberry.type(description="Where a page sits in its connection.")
+# Shareable: every Relay-style subgraph defines the same PageInfo.
+@strawberry.federation.type(shareable=True, description="Where a page sits in its connection.")
 class PageInfo:
     has_next_page: bool = strawberry.field(description="More items follow this page.")
     has_previous_page: bool = strawberry.field(description="More items precede this page.")

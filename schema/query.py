@@ -9,6 +9,7 @@ from resolvers import companies, filings
 from resolvers.context import Info
 from resolvers.errors import UserInputError
 from schema.companies import Company, CompanyConnection
+from schema.entities import ENTITY_TYPES
 from schema.filings import Filing
 from schema.node import Node, from_global_id
 from schema.pagination import After, Before, Connection, Last
@@ -31,12 +32,8 @@ class Query:
         decoded = from_global_id(id)
         if decoded is None:
             raise UserInputError(f"{id[:64]!r} is not a global ID.", argument="id")
-        type_name, key = decoded
-        if type_name == "Company":
-            return Company.maybe(await companies.company_by_cik(info, key))
-        if type_name == "Filing":
-            return Filing.maybe(await filings.filing_by_accession(info, key))
-        return None
+        entity = ENTITY_TYPES.get(decoded[0])  # every entity is a Node
+        return None if entity is None else await entity.resolve_reference(info, id=id)
 
     @strawberry.field(description="A company by ticker (case-insensitive); null if unknown.")
     async def company(

@@ -102,6 +102,26 @@ def test_entities_mix_is_one_statement_per_loader(
     assert "cik" in sql.statements[0]
 
 
+def test_entities_by_global_id_batch_per_type(
+    gql: Query, sql: StatementLog, settings: Settings
+) -> None:
+    """The `id` key (for node-router subgraphs) goes through the same loaders."""
+    companies = gql("{ companies(first: 10) { nodes { id ticker } } }")["data"]["companies"]
+    filings = gql("{ filings(first: 10) { nodes { id accessionNumber } } }")["data"]["filings"]
+    nodes = companies["nodes"] + filings["nodes"]
+    representations = [
+        {"__typename": "Company" if "ticker" in node else "Filing", "id": node["id"]}
+        for node in nodes
+    ]
+    assert settings.redis_url is not None
+    Redis.from_url(settings.redis_url).flushdb()  # a cold entity cache
+    sql.clear()
+    query = """query($r: [_Any!]!) { _entities(representations: $r) {
+        ... on Node { id } ... on Company { ticker } ... on Filing { accessionNumber } } }"""
+    assert gql(query, {"r": representations})["data"]["_entities"] == nodes
+    assert len(sql) == 2, sql.statements  # companies by CIK, filings by accession number
+
+
 def test_invalidation_makes_the_next_read_go_to_postgres(
     client: Any, gql: Query, sql: StatementLog
 ) -> None:

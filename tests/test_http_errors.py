@@ -12,6 +12,7 @@ from db.apikeys import create_key, revoke_key
 from db.engine import create_engine
 from graph.app import create_app
 from graph.settings import Settings
+from schema.node import to_global_id
 
 MODERN = {"accept": "application/graphql-response+json"}
 LEGACY = {"accept": "application/json"}
@@ -183,15 +184,14 @@ def test_unknown_entity_keys_resolve_to_null(client: TestClient) -> None:
         {"__typename": "Company", "cik": "0000000001"},
         {"__typename": "Filing", "accessionNumber": "0000000000-00-000000"},
         {"__typename": "Company", "cik": "0000789019", "extra": "ignored"},
+        {"__typename": "Company", "id": "not-a-global-id"},
+        {"__typename": "Filing", "id": to_global_id("Company", "0000789019")},  # wrong type
+        {"__typename": "Company", "id": to_global_id("Company", "0000789019")},
     ]
     body = post(client, ENTITIES, {"r": representations}).json()
     assert "errors" not in body
-    assert body["data"]["_entities"] == [
-        None,
-        None,
-        None,
-        {"__typename": "Company", "ticker": "MSFT"},
-    ]
+    msft = {"__typename": "Company", "ticker": "MSFT"}
+    assert body["data"]["_entities"] == [None, None, None, msft, None, None, msft]
 
 
 def test_node_ids(client: TestClient) -> None:
