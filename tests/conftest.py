@@ -5,6 +5,7 @@ module gets its own database cloned from it, so modules cannot disturb each othe
 """
 
 import asyncio
+import hashlib
 import os
 import re
 import shutil
@@ -133,16 +134,29 @@ def gql(client: TestClient) -> Query:
 
 @pytest.fixture(scope="session")
 def gateway_tools() -> Path:
-    """ops/gateway's npm packages, installed once per session from the committed lockfile."""
+    """ops/gateway's npm packages, installed from the committed lockfile (again only when it
+    changed since the last install)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("Node.js and npm are not installed: composition and gateway tests need them")
     directory = REPO / "ops" / "gateway"
-    subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=directory,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    lock = hashlib.sha256((directory / "package-lock.json").read_bytes()).hexdigest()
+    stamp = directory / "node_modules" / ".installed-from-lock"
+    if not stamp.is_file() or stamp.read_text() != lock:
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=directory,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        stamp.write_text(lock)
     return directory
+
+
+def compose(tools: Path, config: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """Run ops/gateway/compose.mjs on a supergraph config."""
+    return subprocess.run(
+        ["node", str(tools / "compose.mjs"), str(config), str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip

@@ -16,7 +16,7 @@ def compose() -> dict[str, Any]:
 
 
 def test_services_of_the_stack(compose: dict[str, Any]) -> None:
-    assert {"postgres", "redis", "minio", "migrate", "api"} <= set(compose["services"])
+    assert {"postgres", "redis", "minio", "migrate", "api", "gateway"} <= set(compose["services"])
     assert "timescaledb-ha:pg18" in compose["services"]["postgres"]["image"]
 
 
@@ -49,3 +49,21 @@ def test_no_committed_secrets() -> None:
     for secret in re.findall(r"(?:PASSWORD|SECRET|ROOT_USER)\w*:\s*(\S+)", text):
         assert secret.startswith("${") and "?" in secret, secret
     assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text()
+
+
+def test_gateway_runs_the_tested_configuration(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    gateway = services["gateway"]
+    assert gateway["image"].startswith("ghcr.io/graphql-hive/gateway:")
+    mounts = {m.split(":")[0]: m.split(":")[1] for m in gateway["volumes"]}
+    assert mounts == {
+        "./ops/gateway/gateway.config.ts": "/gateway/gateway.config.ts",
+        "./ops/gateway/supergraph.graphql": "/gateway/supergraph.graphql",
+    }
+    for source in mounts:
+        assert (REPO / source).is_file(), source
+    assert set(mounts.values()) <= set(gateway["command"])
+    secret = gateway["environment"]["CORPGRAPH_GATEWAY_SECRET"]
+    assert services["api"]["environment"]["CORPGRAPH_GATEWAY_SECRET"] == secret
+    # clients reach the supergraph through the gateway only
+    assert gateway["ports"] and "ports" not in services["api"]

@@ -1,0 +1,59 @@
+"""Real servers on free local ports, for the end-to-end tests."""
+
+import asyncio
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx2 as httpx
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(url: str, process: subprocess.Popen[Any] | None = None, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process is None or process.poll() is None, f"the server for {url} exited early"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready in {seconds} s")
+
+
+@contextmanager
+def threaded(app: Any, ready_path: str) -> Iterator[str]:
+    """Serve an ASGI app with Hypercorn on its own event loop in a thread; yields the base URL."""
+    port = free_port()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    def run() -> None:
+        loop.run_until_complete(serve(app, config, shutdown_trigger=stop.wait))
+
+    thread = threading.Thread(target=run, name=f"hypercorn:{port}", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base + ready_path, seconds=60)
+        yield base
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        loop.close()
