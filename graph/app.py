@@ -13,11 +13,13 @@ from starlette.routing import Route
 from db.engine import create_engine
 from db.reader import create_reader
 from graph import health
-from graph.execution import Pipeline
+from graph.cost import CostModel, directives_in
+from graph.execution import CostControl, Pipeline
 from graph.http import graphql_endpoint
+from graph.ratelimit import RateLimiter
 from graph.settings import Settings
 from loaders.cache import EntityCache
-from schema.schema import build_schema
+from schema.schema import build_schema, sdl
 
 
 def redis_client(url: str | None) -> Redis | None:
@@ -40,6 +42,13 @@ def create_app(settings: Settings) -> Starlette:
         )
     database_url = settings.database_url.get_secret_value()
     schema = build_schema()
+    cost_model = CostModel(
+        schema._schema,
+        directives_in(sdl(schema)),
+        settings.default_list_size,
+        settings.mutation_cost,
+        settings.introspection_cost,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -67,7 +76,14 @@ def create_app(settings: Settings) -> Starlette:
             if cache_redis and settings.entity_cache
             else None
         )
-        app.state.pipeline = Pipeline(schema._schema, settings)
+        app.state.limiter = RateLimiter(redis)
+        app.state.pipeline = Pipeline(
+            schema._schema,
+            settings,
+            cost_control=CostControl(cost_model, app.state.limiter)
+            if settings.cost_control
+            else None,
+        )
         tune_garbage_collector(settings.gc_threshold)
         try:
             yield

@@ -1,9 +1,10 @@
-"""Parse, validate (both cached per document text) and execute one GraphQL operation."""
+"""Parse, validate (both cached per document text), cost, and execute one GraphQL operation."""
 
 import asyncio
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from inspect import isawaitable
 from typing import Any
 
@@ -12,6 +13,7 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     GraphQLSchema,
+    OperationDefinitionNode,
     OperationType,
     execute,
     get_operation_ast,
@@ -22,11 +24,14 @@ from graphql import (
 from graphql.execution.executor import Executor
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
+from graph.cost import CostModel
 from graph.errors import format_execution_error, format_request_errors, request_error
 from graph.fast_path import FastExecutor
 from graph.gateway import GATEWAY_ONLY, root_field_names
 from graph.limits import limit_error, shape_limits
-from graph.settings import Settings
+from graph.ratelimit import RateLimiter, Throttle
+from graph.settings import Settings, Tier
+from resolvers.context import Budget, Context, Viewer
 
 CACHED_DOCUMENT_CHARS = 64_000
 CACHED_DOCUMENTS = 1000
@@ -53,6 +58,30 @@ def refused(code: str, message: str, status: int = 400, **extensions: Any) -> Ou
 class Prepared:
     document: DocumentNode | None
     errors: list[dict[str, Any]]
+    # requested cost per operation name, for operations whose cost no variable can change
+    static_costs: dict[str | None, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CostControl:
+    model: CostModel
+    limiter: RateLimiter
+
+
+def bucket_of(viewer: Viewer) -> str:
+    return f"key:{viewer.key_id}" if viewer.key_id is not None else f"ip:{viewer.client_ip}"
+
+
+def cost_extension(requested: int, actual: int, throttle: Throttle) -> dict[str, Any]:
+    return {
+        "requestedQueryCost": requested,
+        "actualQueryCost": actual,
+        "throttleStatus": {
+            "maximumAvailable": throttle.tier.capacity,
+            "currentlyAvailable": max(0, math.floor(throttle.available)),
+            "restoreRate": throttle.tier.restore_rate,
+        },
+    }
 
 
 class Pipeline:
@@ -63,8 +92,10 @@ class Pipeline:
         schema: GraphQLSchema,
         settings: Settings,
         executor_class: type[Executor[Any]] = FastExecutor,
+        cost_control: CostControl | None = None,
     ) -> None:
         self.schema = schema
+        self.cost_control = cost_control
         self.executor_class = executor_class
         self.settings = settings
         self.rules = [
@@ -106,32 +137,35 @@ class Pipeline:
         query: str,
         variables: dict[str, Any] | None,
         operation_name: str | None,
-        context: Any,
+        context: Context,
         *,
         mutations_allowed: bool,
-        from_gateway: bool = False,
     ) -> Outcome:
         prepared = self.prepare(query)
         if prepared.document is None or prepared.errors:
             return Outcome({"errors": prepared.errors}, 400, by_accept=True)
-        refusal = self.refusal(prepared.document, operation_name, mutations_allowed, from_gateway)
-        if refusal is not None:
-            return refusal
-        return await self._execute(prepared.document, variables, operation_name, context)
-
-    def refusal(
-        self,
-        document: DocumentNode,
-        operation_name: str | None,
-        mutations_allowed: bool,
-        from_gateway: bool,
-    ) -> Outcome | None:
-        """Why this request may not run the chosen operation, if it may not."""
-        operation = get_operation_ast(document, operation_name)
+        operation = get_operation_ast(prepared.document, operation_name)
         if operation is None:
             if operation_name:
                 return refused("BAD_REQUEST", f"Unknown operation named {operation_name!r}.")
             return refused("BAD_REQUEST", "Name the operation to run: the document has several.")
+        refusal = self.refusal(
+            prepared.document, operation, mutations_allowed, context.viewer.via_gateway
+        )
+        if refusal is not None:
+            return refusal
+        if self.cost_control is None:
+            return await self._execute(prepared.document, variables, operation_name, context)
+        return await self._costed(prepared, operation, variables, operation_name, context)
+
+    def refusal(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        mutations_allowed: bool,
+        from_gateway: bool,
+    ) -> Outcome | None:
+        """Why this request may not run the chosen operation, if it may not."""
         if self.gateway_only and not from_gateway:
             gateway_fields = GATEWAY_ONLY & root_field_names(document, operation)
             if gateway_fields:
@@ -144,6 +178,65 @@ class Pipeline:
             outcome.headers["Allow"] = "POST"
             return outcome
         return None
+
+    def requested_cost(
+        self,
+        model: CostModel,
+        prepared: Prepared,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+    ) -> int:
+        assert prepared.document is not None
+        name = operation.name.value if operation.name else None
+        cost = prepared.static_costs.get(name)
+        if cost is None:
+            cost = model.requested(prepared.document, operation, variables)
+            if not operation.variable_definitions:
+                prepared.static_costs[name] = cost
+        return cost
+
+    async def _costed(
+        self,
+        prepared: Prepared,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+    ) -> Outcome:
+        """Refused before execution when over the tier's ceiling or the client's budget;
+        otherwise debited the requested cost, run, and refunded down to the actual cost."""
+        assert self.cost_control is not None and prepared.document is not None
+        model, limiter = self.cost_control.model, self.cost_control.limiter
+        viewer = context.viewer
+        tier = self.settings.tiers[viewer.tier]
+        bucket = bucket_of(viewer)
+        requested = self.requested_cost(model, prepared, operation, variables)
+        if requested > tier.ceiling:
+            throttle = await limiter.debit(bucket, tier, 0)
+            message = (
+                f"This operation may cost {requested} points; the {viewer.tier} tier allows "
+                f"{tier.ceiling} per request. Ask for fewer items (first/last) or fewer fields."
+            )
+            outcome = refused("COST_LIMIT_EXCEEDED", message, cost=requested, limit=tier.ceiling)
+            outcome.by_accept = True
+            return with_cost(outcome, requested, 0, throttle)
+        throttle = await limiter.debit(bucket, tier, requested)
+        if not throttle.admitted:
+            wait = throttle.retry_after
+            message = (
+                f"Rate limited: this operation costs {requested} points and the budget holds "
+                f"{max(0, math.floor(throttle.available + requested))}; retry in {wait} s."
+            )
+            outcome = refused("RATE_LIMITED", message, 429, retryAfter=wait)
+            outcome.headers["Retry-After"] = str(wait)
+            return with_cost(outcome, requested, 0, throttle)
+        context.budget = budget(tier, requested, throttle)
+        outcome = await self._execute(prepared.document, variables, operation_name, context)
+        data = outcome.payload.get("data")
+        actual = model.actual(prepared.document, operation, variables, data)
+        if data is not None and actual < requested:
+            throttle = await limiter.refund(bucket, tier, requested - actual)
+        return with_cost(outcome, requested, actual, throttle)
 
     async def _execute(
         self,
@@ -169,6 +262,18 @@ class Pipeline:
         except TimeoutError:
             return timed_out(deadline)
         return shaped(result)
+
+
+def budget(tier: Tier, requested: int, throttle: Throttle) -> Budget:
+    remaining = max(0, math.floor(throttle.available))
+    reset_at = datetime.now(UTC) + timedelta(seconds=throttle.seconds_to_full)
+    return Budget(tier.capacity, requested, remaining, reset_at)
+
+
+def with_cost(outcome: Outcome, requested: int, actual: int, throttle: Throttle) -> Outcome:
+    extensions = outcome.payload.setdefault("extensions", {})
+    extensions["cost"] = cost_extension(requested, actual, throttle)
+    return outcome
 
 
 def timed_out(deadline: timedelta) -> Outcome:

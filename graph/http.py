@@ -165,5 +165,4 @@ async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Co
         name,
         context,
         mutations_allowed=request.method == "POST",
-        from_gateway=context.viewer.via_gateway,
     )

@@ -5,12 +5,28 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("corpgraph"))
+
+
+class Tier(BaseModel, frozen=True):
+    """What one tier of clients may spend: per request, and from its bucket over time."""
+
+    ceiling: int = Field(ge=1)  # the most one request may cost
+    capacity: int = Field(ge=1)  # bucket size in points
+    restore_rate: float = Field(gt=0)  # points per second
+
+
+DEFAULT_TIERS = {
+    "anonymous": Tier(ceiling=1_000, capacity=5_000, restore_rate=50),
+    "free": Tier(ceiling=2_000, capacity=20_000, restore_rate=200),
+    "pro": Tier(ceiling=10_000, capacity=100_000, restore_rate=1_000),
+    "enterprise": Tier(ceiling=25_000, capacity=500_000, restore_rate=5_000),
+}
 
 
 class Settings(BaseSettings):
@@ -46,6 +62,13 @@ class Settings(BaseSettings):
     max_root_fields: int = Field(default=20, ge=1)
     max_tokens: int = Field(default=5000, ge=10)
 
+    # query cost (graph/cost.py) and per-client budgets (graph/ratelimit.py)
+    cost_control: bool = True
+    tiers: dict[str, Tier] = DEFAULT_TIERS  # JSON in CORPGRAPH_TIERS overrides tiers by name
+    default_list_size: int = Field(default=10, ge=1)  # lists without @listSize
+    mutation_cost: int = Field(default=10, ge=0)
+    introspection_cost: int = Field(default=100, ge=0)
+
     cors_origins: Annotated[list[str], NoDecode] = []
     csrf_prevention: bool | None = None
     introspection: bool | None = None
@@ -64,6 +87,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _over_the_defaults(cls, value: dict[str, Tier]) -> dict[str, Tier]:
+        return {**DEFAULT_TIERS, **value}
 
     def replace(self, **changes: object) -> "Settings":
         """A copy with some values changed, validated like the originals."""

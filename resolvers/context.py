@@ -1,6 +1,7 @@
 """The per-request context that every resolver receives, and the project-wide `Info` alias."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import strawberry
 
@@ -20,11 +21,22 @@ class Viewer:
     via_gateway: bool = False  # the request carried the gateway's secret
 
 
+@dataclass(frozen=True)
+class Budget:
+    """The viewer's cost budget as this request found it (after its debit)."""
+
+    limit: int
+    cost: int
+    remaining: int
+    reset_at: datetime
+
+
 @dataclass
 class Context:
     loaders: Loaders
     viewer: Viewer = field(default_factory=Viewer)
     max_page_size: int = 100
+    budget: Budget | None = None  # set before execution when cost control is on
 
 
 Info = strawberry.Info[Context, None]

@@ -8,6 +8,7 @@ import strawberry
 from loaders.companies import CompanyRow
 from resolvers import companies, filings, metrics
 from resolvers.context import Info
+from schema.costs import Cost, assumed, paged
 from schema.metrics import Metric, PriceBar
 from schema.node import Node, key_in, to_global_id
 from schema.pagination import After, Before, Connection, Last
@@ -64,7 +65,7 @@ class Company(Node):
             return cls.maybe(await companies.company_by_cik(info, cik))
         return None
 
-    @strawberry.field(description="The company's filings, newest first.")
+    @strawberry.field(description="The company's filings, newest first.", directives=[paged(10)])
     async def filings(
         self,
         info: Info,
@@ -86,7 +87,13 @@ class Company(Node):
         )
         return Connection.build(page, count, Filing.from_row, filings.cursor_of)
 
-    @strawberry.field(description="Reported financial metrics, oldest period first.")
+    @strawberry.field(
+        description="Reported financial metrics, oldest period first.",
+        directives=[
+            Cost(weight=2),
+            assumed(100),
+        ],  # a time series
+    )
     async def metrics(
         self,
         info: Info,
@@ -105,7 +112,13 @@ class Company(Node):
         rows = await metrics.company_metrics(info, self.db_id, names, from_, to)
         return [Metric.from_row(row) for row in rows]
 
-    @strawberry.field(description="Daily price bars, oldest first.")
+    @strawberry.field(
+        description="Daily price bars, oldest first.",
+        directives=[
+            Cost(weight=2),
+            assumed(500),
+        ],  # about two years
+    )
     async def prices(
         self,
         info: Info,

@@ -8,6 +8,7 @@ import strawberry
 from loaders.filings import FilingRow
 from resolvers import companies, filings, metrics
 from resolvers.context import Info
+from schema.costs import assumed
 from schema.metrics import Metric
 from schema.node import Node, key_in, to_global_id
 
@@ -73,7 +74,10 @@ class Filing(Node):
 
         return Company.from_row(await companies.company_by_id(info, self.company_id))
 
-    @strawberry.field(description="Financial metrics reported in this filing.")
+    @strawberry.field(
+        description="Financial metrics reported in this filing.",
+        directives=[assumed(12)],
+    )
     async def metrics(
         self,
         info: Info,

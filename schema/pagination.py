@@ -6,6 +6,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import strawberry
 
 from loaders.pagination import Page
+from schema.costs import Cost
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,7 +58,10 @@ class Connection(Generic[T]):
         cursors = [self.cursor_of(row) for row in self.rows]
         return [Edge(cursor=c, node=n) for c, n in zip(cursors, self.nodes, strict=True)]
 
-    @strawberry.field(description="Number of items in the whole connection, over all pages.")
+    @strawberry.field(
+        description="Number of items in the whole connection, over all pages.",
+        directives=[Cost(weight=5)],  # a COUNT over the whole filter
+    )
     async def total_count(self) -> int:
         return await self.count()
 

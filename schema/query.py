@@ -9,10 +9,12 @@ from resolvers import companies, filings
 from resolvers.context import Info
 from resolvers.errors import UserInputError
 from schema.companies import Company, CompanyConnection
+from schema.costs import paged
 from schema.entities import ENTITY_TYPES
 from schema.filings import Filing
 from schema.node import Node, from_global_id
 from schema.pagination import After, Before, Connection, Last
+from schema.rate_limit import RateLimit, rate_limit
 
 FilingConnection = Connection[Filing]
 
@@ -23,6 +25,10 @@ First = Annotated[
 
 @strawberry.type(description="Companies, their SEC filings, reported metrics and prices.")
 class Query:
+    rate_limit: RateLimit = strawberry.field(
+        resolver=rate_limit, description="Your cost budget and what this request cost."
+    )
+
     @strawberry.field(description="Fetch any object by its global ID.")
     async def node(
         self,
@@ -41,7 +47,9 @@ class Query:
     ) -> Company | None:
         return Company.maybe(await companies.company_by_ticker(info, ticker))
 
-    @strawberry.field(description="Companies ordered by ticker, optionally filtered.")
+    @strawberry.field(
+        description="Companies ordered by ticker, optionally filtered.", directives=[paged(20)]
+    )
     async def companies(
         self,
         info: Info,
@@ -70,7 +78,10 @@ class Query:
     ) -> Filing | None:
         return Filing.maybe(await filings.filing_by_accession(info, accession_number))
 
-    @strawberry.field(description="Filings of all companies, newest first, optionally filtered.")
+    @strawberry.field(
+        description="Filings of all companies, newest first, optionally filtered.",
+        directives=[paged(20)],
+    )
     async def filings(
         self,
         info: Info,

@@ -25,9 +25,14 @@ from db.engine import create_engine, ensure_database
 from db.migrate import migrate
 from db.seed import seed
 from graph.app import create_app
-from graph.settings import Settings
+from graph.settings import Settings, Tier
 
 TEMPLATE = "corpgraph_template"
+# Cost control runs in every test; only tests/test_cost.py meets its limits.
+ROOMY_TIERS = {
+    tier: Tier(ceiling=1_000_000, capacity=100_000_000, restore_rate=1_000_000)
+    for tier in ("anonymous", "free", "pro", "enterprise")
+}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -76,7 +81,7 @@ def database_url(postgres: Any, template_url: str, request: pytest.FixtureReques
 @pytest.fixture(scope="module")
 def settings(database_url: str, redis_url: str) -> Settings:
     Redis.from_url(redis_url).flushdb()
-    return Settings(database_url=database_url, redis_url=redis_url)
+    return Settings(database_url=database_url, redis_url=redis_url, tiers=ROOMY_TIERS)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from starlette.testclient import TestClient
 from graph.app import create_app
 from graph.execution import Pipeline
 from graph.settings import Settings
+from loaders.request import Loaders
+from resolvers.context import Context
 
 
 @strawberry.type
@@ -38,7 +40,8 @@ class BoomQuery:
 
 def run(query: str, settings: Settings) -> dict[str, Any]:
     pipeline = Pipeline(strawberry.Schema(query=BoomQuery)._schema, settings)
-    outcome = asyncio.run(pipeline.run(query, None, None, None, mutations_allowed=True))
+    context = Context(Loaders(None, None))  # type: ignore[arg-type]  # no data behind it
+    outcome = asyncio.run(pipeline.run(query, None, None, context, mutations_allowed=True))
     return outcome.payload
 
 

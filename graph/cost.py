@@ -1,0 +1,281 @@
+"""What an operation may cost before it runs (requested) and what it did cost (actual).
+
+IBM's GraphQL Cost Directives, as Apollo's demand control applies them, with the weights read
+from the schema's own `@cost` and `@listSize` (so the SDL, the supergraph and the enforcement
+cannot drift apart):
+
+- a field costs its `@cost(weight:)`, else 1 if it returns an object, interface or union and
+  0 if it returns a scalar or an enum, plus the cost of its selections;
+- a list field multiplies that by its size: for the `nodes` and `edges` of a connection (the
+  `sizedFields` of the field that returned it), that field's slicing argument; else its own
+  slicing argument (`first`, `last`); else its `assumedSize`; else the default list size.
+  `_entities` is sized by its representations;
+- a selection on an interface or union costs as much as its most expensive possible type;
+- `@skip`, `@include`, fragments, aliases and variables count as they execute;
+- each root field of a mutation adds a base cost, introspection a flat cost, `__typename` 0.
+
+The actual cost applies the same weights to the response: real list lengths, nulls cost 0.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    InterfaceTypeDefinitionNode,
+    InterfaceTypeExtensionNode,
+    ObjectTypeDefinitionNode,
+    ObjectTypeExtensionNode,
+    OperationDefinitionNode,
+    OperationType,
+    get_named_type,
+    is_abstract_type,
+    is_composite_type,
+    parse,
+    value_from_ast_untyped,
+)
+from graphql.execution.collect_fields import (
+    FieldDetailsList,
+    FragmentDetails,
+    GroupedFieldSet,
+    collect_fields,
+    collect_subfields,
+)
+from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+
+INTROSPECTION = frozenset({"__schema", "__type"})
+
+
+@dataclass(frozen=True)
+class FieldCost:
+    """A field's `@cost` and `@listSize` arguments."""
+
+    weight: int | None = None
+    assumed_size: int | None = None
+    slicing_arguments: tuple[str, ...] = ()
+    sized_fields: tuple[str, ...] = ()
+
+
+NO_DIRECTIVES = FieldCost()
+FIELD_CONTAINERS = (
+    ObjectTypeDefinitionNode,
+    ObjectTypeExtensionNode,
+    InterfaceTypeDefinitionNode,
+    InterfaceTypeExtensionNode,
+)
+
+
+def directives_in(sdl: str) -> dict[tuple[str, str], FieldCost]:
+    """The `@cost` and `@listSize` of every field of an SDL, by (type name, field name)."""
+    found: dict[tuple[str, str], FieldCost] = {}
+    for definition in parse(sdl).definitions:
+        if not isinstance(definition, FIELD_CONTAINERS):
+            continue
+        for field in definition.fields or ():
+            arguments: dict[str, Any] = {}
+            for directive in field.directives or ():
+                if directive.name.value in ("cost", "listSize"):
+                    for argument in directive.arguments or ():
+                        arguments[argument.name.value] = value_from_ast_untyped(argument.value)
+            if arguments:
+                found[(definition.name.value, field.name.value)] = FieldCost(
+                    weight=arguments.get("weight"),
+                    assumed_size=arguments.get("assumedSize"),
+                    slicing_arguments=tuple(arguments.get("slicingArguments") or ()),
+                    sized_fields=tuple(arguments.get("sizedFields") or ()),
+                )
+    return found
+
+
+def is_list(type_: GraphQLOutputType) -> bool:
+    return isinstance(type_.of_type if isinstance(type_, GraphQLNonNull) else type_, GraphQLList)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    schema: GraphQLSchema
+    fields: dict[tuple[str, str], FieldCost]
+    default_list_size: int = 10
+    mutation_cost: int = 10
+    introspection_cost: int = 100
+
+    def requested(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+    ) -> int:
+        walk = Walk(self, document, operation, variables)
+        return walk.base + walk.requested_fields(walk.root, walk.root_fields, None)
+
+    def actual(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+        data: dict[str, Any] | None,
+    ) -> int:
+        if data is None:
+            return 0
+        walk = Walk(self, document, operation, variables)
+        return walk.base + walk.actual_fields(walk.root, walk.root_fields, data)
+
+
+Sized = tuple[tuple[str, ...], int] | None  # the sized fields of a connection and their size
+
+
+class Walk:
+    """One costing of one operation with its variables."""
+
+    def __init__(
+        self,
+        model: CostModel,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+    ) -> None:
+        self.model, self.schema, self.operation = model, model.schema, operation
+        self.fragments = {
+            d.name.value: FragmentDetails(d)
+            for d in document.definitions
+            if isinstance(d, FragmentDefinitionNode)
+        }
+        coerced = get_variable_values(
+            self.schema, operation.variable_definitions or (), variables or {}
+        )
+        # bad variables fail execution later; cost with the defaults meanwhile
+        self.variables = coerced if isinstance(coerced, VariableValues) else VariableValues({}, {})
+        root = self.schema.get_root_type(operation.operation)
+        assert root is not None  # the document is valid
+        self.root = root
+        self.root_fields = collect_fields(
+            self.schema, self.fragments, self.variables, root, operation
+        ).grouped_field_set
+        mutation = operation.operation == OperationType.MUTATION
+        self.base = model.mutation_cost * len(self.root_fields) if mutation else 0
+        self._subfields: dict[tuple[int, str], GroupedFieldSet] = {}
+
+    def subfields(self, type_: GraphQLObjectType, details: FieldDetailsList) -> GroupedFieldSet:
+        key = (id(details), type_.name)
+        found = self._subfields.get(key)
+        if found is None:
+            found = collect_subfields(
+                self.schema, self.fragments, self.variables, self.operation, type_, details
+            ).grouped_field_set
+            self._subfields[key] = found
+        return found
+
+    def runtime_types(self, type_: Any) -> Iterable[GraphQLObjectType]:
+        return self.schema.get_possible_types(type_) if is_abstract_type(type_) else (type_,)
+
+    def arguments(self, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
+        try:
+            return get_argument_values(definition, node, self.variables)
+        except GraphQLError:  # execution reports it; cost with the defaults meanwhile
+            return {}
+
+    def slice_size(self, name: str, config: FieldCost, arguments: dict[str, Any]) -> int:
+        if name == "_entities":
+            return len(arguments.get("representations") or ())
+        given = [arguments.get(a) for a in config.slicing_arguments]
+        sizes = [size for size in given if isinstance(size, int)]
+        if sizes:
+            return max(sizes)
+        if config.assumed_size is not None:
+            return config.assumed_size
+        return self.model.default_list_size
+
+    def field_of(
+        self, parent: GraphQLObjectType, details: FieldDetailsList
+    ) -> tuple[str, GraphQLField | None, FieldCost]:
+        name = details[0].node.name.value
+        config = self.model.fields.get((parent.name, name), NO_DIRECTIVES)
+        return name, parent.fields.get(name), config
+
+    def weight(self, definition: GraphQLField, config: FieldCost) -> int:
+        if config.weight is not None:
+            return config.weight
+        return int(is_composite_type(get_named_type(definition.type)))
+
+    # requested: before execution, from the document
+
+    def requested_fields(
+        self, parent: GraphQLObjectType, grouped: GroupedFieldSet, sized: Sized
+    ) -> int:
+        return sum(self.requested_field(parent, details, sized) for details in grouped.values())
+
+    def requested_field(
+        self, parent: GraphQLObjectType, details: FieldDetailsList, sized: Sized
+    ) -> int:
+        name, definition, config = self.field_of(parent, details)
+        if definition is None:  # __typename, or introspection
+            return self.model.introspection_cost if name in INTROSPECTION else 0
+        arguments = self.arguments(definition, details[0].node)
+        size = 1
+        if is_list(definition.type):
+            in_connection = sized is not None and name in sized[0]
+            size = sized[1] if sized and in_connection else self.slice_size(name, config, arguments)
+        named = get_named_type(definition.type)
+        children = 0
+        if is_composite_type(named):
+            below: Sized = None
+            if config.sized_fields:
+                below = (config.sized_fields, self.slice_size(name, config, arguments))
+            children = max(
+                self.requested_fields(t, self.subfields(t, details), below)
+                for t in self.runtime_types(named)
+            )
+        return size * (self.weight(definition, config) + children)
+
+    # actual: after execution, from the response
+
+    def actual_fields(
+        self, parent: GraphQLObjectType, grouped: GroupedFieldSet, data: dict[str, Any]
+    ) -> int:
+        return sum(
+            self.actual_field(parent, details, data[key])
+            for key, details in grouped.items()
+            if key in data
+        )
+
+    def actual_field(self, parent: GraphQLObjectType, details: FieldDetailsList, value: Any) -> int:
+        name, definition, config = self.field_of(parent, details)
+        if definition is None:
+            return self.model.introspection_cost if name in INTROSPECTION else 0
+        items = [i for i in (value if isinstance(value, list) else [value]) if i is not None]
+        weight = self.weight(definition, config)
+        named = get_named_type(definition.type)
+        if not is_composite_type(named):
+            return weight * len(items)
+        # the fields each possible type selects, merged by response key
+        selections: dict[str, tuple[GraphQLObjectType, FieldDetailsList]] = {}
+        for runtime_type in self.runtime_types(named):
+            for key, field_details in self.subfields(runtime_type, details).items():
+                selections.setdefault(key, (runtime_type, field_details))
+        if all(self.is_free_leaf(owner, d) for owner, d in selections.values()):
+            return weight * len(items)
+        return sum(
+            weight
+            + sum(
+                self.actual_field(owner, field_details, item[key])
+                for key, (owner, field_details) in selections.items()
+                if key in item
+            )
+            for item in items
+        )
+
+    def is_free_leaf(self, parent: GraphQLObjectType, details: FieldDetailsList) -> bool:
+        name, definition, config = self.field_of(parent, details)
+        if definition is None:
+            return name not in INTROSPECTION
+        return not is_composite_type(get_named_type(definition.type)) and not config.weight

@@ -1,0 +1,233 @@
+"""Query cost (graph/cost.py) and per-client budgets (graph/ratelimit.py)."""
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import strawberry
+from graphql import get_operation_ast, parse
+from starlette.testclient import TestClient
+
+from db.apikeys import create_key
+from db.engine import create_engine
+from graph.app import create_app
+from graph.cost import CostModel, FieldCost, directives_in
+from graph.settings import Settings, Tier
+from schema.costs import Cost, assumed, paged
+from schema.schema import SDL_PATH, build_schema, sdl
+from tests.conftest import StatementLog
+
+SCHEMA = build_schema()
+MODEL = CostModel(SCHEMA._schema, directives_in(sdl(SCHEMA)))
+
+# (document, variables, cost worked out by hand from the weights in the SDL)
+COSTS: list[tuple[str, dict[str, Any] | None, int]] = [
+    ("{ __typename }", None, 0),
+    ('{ company(ticker: "AAPL") { name cik } }', None, 1),
+    ("{ companies(first: 5) { nodes { ticker } } }", None, 1 + 5),
+    # the default page (20) sizes edges; totalCount has @cost(weight: 5)
+    ("{ companies { totalCount edges { cursor node { name } } pageInfo { hasNextPage } } }",
+     None, 1 + 5 + 20 * (1 + 1) + 1),
+    # nested connections; Filing.metrics assumes 12 items
+    ("{ companies(first: 10) { nodes { filings(first: 3) { nodes { metrics { value } } } } } }",
+     None, 1 + 10 * (1 + 1 + 3 * (1 + 12))),
+    # `last` slices as well; Company.metrics: 100 items of weight 2 (a time series)
+    ('{ company(ticker: "A") { ...F } } '
+     "fragment F on Company { filings(last: 2) { nodes { formType } } metrics { value } }",
+     None, 1 + (1 + 2) + 100 * 2),
+    # aliases count each; prices: 500 items of weight 2
+    ('{ a: company(ticker: "A") { name } b: company(ticker: "B") { prices { close } } }',
+     None, 1 + (1 + 500 * 2)),
+    ("query($n: Int) { companies(first: $n) { nodes { name } } }", {"n": 7}, 1 + 7),
+    ("query($n: Int) { companies(first: $n) { nodes { name } } }", {}, 1 + 20),
+    ('query($s: Boolean!) { company(ticker: "A") { name } '
+     "companies @skip(if: $s) { nodes { name } } }", {"s": True}, 1),
+    ('query($s: Boolean!) { company(ticker: "A") { name } '
+     "companies @skip(if: $s) { nodes { name } } }", {"s": False}, 1 + 1 + 20),
+    ('query($i: Boolean!) { company(ticker: "A") { ... @include(if: $i) { metrics { value } } } }',
+     {"i": False}, 1),
+    # an interface costs its most expensive possible type
+    ("query($id: ID!) { node(id: $id) { id ... on Company { metrics { value } } "
+     "... on Filing { metrics { value } } } }", {"id": "x"}, 1 + 100 * 2),
+    ("query($r: [_Any!]!) { _entities(representations: $r) { ... on Company { name } } }",
+     {"r": [{"__typename": "Company", "ticker": t} for t in ("A", "B", "C")]}, 3 * 1),
+    ("{ __schema { types { name } } }", None, 100),
+    ("{ rateLimit { cost remaining } }", None, 1),
+]  # fmt: skip
+
+
+def requested(model: CostModel, query: str, variables: dict[str, Any] | None) -> int:
+    document = parse(query)
+    operation = get_operation_ast(document)
+    assert operation is not None
+    return model.requested(document, operation, variables)
+
+
+@pytest.mark.parametrize(("query", "variables", "expected"), COSTS)
+def test_requested_cost(query: str, variables: dict[str, Any] | None, expected: int) -> None:
+    assert requested(MODEL, query, variables) == expected
+
+
+def test_the_weights_are_the_committed_sdls() -> None:
+    """Enforcement reads the directives of the SDL that the supergraph is composed from."""
+    weights = directives_in(SDL_PATH.read_text())
+    paging = (("first", "last"), ("nodes", "edges"))
+    assert weights == {
+        ("Company", "filings"): FieldCost(None, 10, *paging),
+        ("Company", "metrics"): FieldCost(2, 100),
+        ("Company", "prices"): FieldCost(2, 500),
+        ("CompanyConnection", "totalCount"): FieldCost(5),
+        ("Filing", "metrics"): FieldCost(None, 12),
+        ("FilingConnection", "totalCount"): FieldCost(5),
+        ("Query", "companies"): FieldCost(None, 20, *paging),
+        ("Query", "filings"): FieldCost(None, 20, *paging),
+    }
+    assert MODEL.fields == weights
+
+
+@strawberry.type
+class Gadget:
+    name: str
+    parts: list[str] = strawberry.field(directives=[assumed(4)])
+
+
+@strawberry.type
+class GadgetQuery:
+    @strawberry.field(directives=[paged(5)])
+    def gadgets(self, first: int | None = None, last: int | None = None) -> list[Gadget]:
+        return []
+
+
+@strawberry.type
+class GadgetMutation:
+    @strawberry.mutation(directives=[Cost(weight=3)])
+    def rename(self, name: str) -> Gadget:
+        return Gadget(name=name, parts=[])
+
+
+def test_mutations_have_a_base_cost() -> None:
+    schema = strawberry.federation.Schema(query=GadgetQuery, mutation=GadgetMutation)
+    model = CostModel(schema._schema, directives_in(sdl(schema)), mutation_cost=10)
+    query = 'mutation { a: rename(name: "x") { name } b: rename(name: "y") { name parts } }'
+    assert requested(model, query, None) == 2 * 10 + 3 + 3
+    assert requested(model, "{ gadgets(first: 2) { name } }", None) == 2 * 1
+
+
+def actual(query: str, variables: dict[str, Any] | None, data: dict[str, Any]) -> int:
+    document = parse(query)
+    operation = get_operation_ast(document)
+    assert operation is not None
+    return MODEL.actual(document, operation, variables, data)
+
+
+def test_actual_cost_counts_what_came_back() -> None:
+    query = """{ companies(first: 10) { totalCount nodes { ...F } } }
+        fragment F on Company { filings(first: 3) { nodes { metrics { value } } } }"""
+    data = {"companies": {"totalCount": 2, "nodes": [
+        {"filings": {"nodes": [{"metrics": [{"value": 1.0}] * 5}, {"metrics": []}]}},
+        {"filings": {"nodes": []}},
+    ]}}  # fmt: skip
+    assert actual(query, None, data) == 1 + 5 + (1 + 1 + (1 + 5) + 1) + (1 + 1)
+    assert actual(query, None, {"companies": {"totalCount": 0, "nodes": []}}) == 1 + 5
+    node = "query($id: ID!) { node(id: $id) { ... on Company { metrics { value } } } }"
+    assert actual(node, {"id": "x"}, {"node": {"metrics": [{"value": 1.0}] * 3}}) == 1 + 3 * 2
+    assert actual(node, {"id": "x"}, {"node": None}) == 0
+
+
+STINGY = Tier(ceiling=60, capacity=100, restore_rate=20)
+
+
+@pytest.fixture(scope="module")
+def stingy(settings: Settings) -> Iterator[TestClient]:
+    tiers = {tier: STINGY for tier in ("anonymous", "free", "pro", "enterprise")}
+    with TestClient(create_app(settings.replace(tiers=tiers))) as client:
+        yield client
+
+
+@pytest.fixture
+def key(database_url: str) -> str:
+    """A new API key: a full bucket of its own."""
+
+    async def make() -> str:
+        engine = create_engine(database_url)
+        try:
+            return (await create_key(engine, "free", []))[1]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(make())
+
+
+def post(client: TestClient, query: str, **headers: str) -> tuple[int, dict[str, str], Any]:
+    response = client.post("/graphql", json={"query": query}, headers=headers)
+    return response.status_code, dict(response.headers), response.json()
+
+
+def test_over_the_ceiling_runs_nothing(stingy: TestClient, sql: StatementLog) -> None:
+    query = "{ companies(first: 50) { nodes { filings { nodes { formType } } } } }"
+    status, _, body = post(stingy, query, accept="application/graphql-response+json")
+    (error,) = body["errors"]
+    assert status == 400 and "data" not in body
+    assert error["extensions"] == {"code": "COST_LIMIT_EXCEEDED", "cost": 601, "limit": 60}
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 601
+    assert body["extensions"]["cost"]["actualQueryCost"] == 0
+    assert len(sql) == 0, sql.statements
+
+
+def test_throttled_then_restored(stingy: TestClient, sql: StatementLog, key: str) -> None:
+    query = "{ companies(first: 50) { nodes { name } } }"  # 51 points, all 60 companies exist
+    status, _, first = post(stingy, query, authorization=f"Bearer {key}")
+    assert status == 200 and "errors" not in first
+    cost = first["extensions"]["cost"]
+    assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (51, 51)
+    assert cost["throttleStatus"]["maximumAvailable"] == 100
+    assert 49 <= cost["throttleStatus"]["currentlyAvailable"] <= 55
+    sql.clear()
+    status, headers, second = post(stingy, query, authorization=f"Bearer {key}")
+    assert status == 429 and "data" not in second
+    (error,) = second["errors"]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    wait = int(headers["retry-after"])
+    assert wait == error["extensions"]["retryAfter"] >= 1
+    assert len(sql) == 0, sql.statements
+    time.sleep(wait)
+    status, _, third = post(stingy, query, authorization=f"Bearer {key}")
+    assert status == 200 and "errors" not in third
+
+
+def test_refunds_down_to_the_actual_cost(stingy: TestClient, key: str) -> None:
+    # 51 requested, but only the companies of one sector exist
+    query = '{ companies(first: 50, sector: "Energy") { nodes { name } } }'
+    for _ in range(3):  # 3 * 51 > capacity: admitted only because each is refunded
+        status, _, body = post(stingy, query, authorization=f"Bearer {key}")
+        assert status == 200, body
+        cost = body["extensions"]["cost"]
+        returned = len(body["data"]["companies"]["nodes"])
+        assert returned < 10
+        assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (51, 1 + returned)
+
+
+def test_rate_limit_agrees_with_the_cost_extension(stingy: TestClient, key: str) -> None:
+    query = (
+        "{ rateLimit { limit cost remaining used resetAt } companies(first: 5) { nodes { name } } }"
+    )
+    status, _, body = post(stingy, query, authorization=f"Bearer {key}")
+    assert status == 200, body
+    limit, cost = body["data"]["rateLimit"], body["extensions"]["cost"]
+    assert limit["cost"] == cost["requestedQueryCost"] == 1 + 1 + 5
+    assert limit["limit"] == cost["throttleStatus"]["maximumAvailable"] == 100
+    assert limit["used"] == limit["limit"] - limit["remaining"]
+    assert limit["remaining"] == 100 - 7  # full, minus this request
+    assert cost["throttleStatus"]["currentlyAvailable"] >= limit["remaining"]
+    assert limit["resetAt"].endswith("Z")
+
+
+def test_each_key_has_its_own_bucket(stingy: TestClient, key: str) -> None:
+    query = "{ companies(first: 50) { nodes { name } } }"
+    if post(stingy, query)[0] == 200:  # the anonymous bucket may be spent already
+        assert post(stingy, query)[0] == 429
+    # a client IP header is only trusted from the gateway: still the same anonymous client
+    assert post(stingy, query, **{"x-client-ip": "203.0.113.9"})[0] == 429
+    assert post(stingy, query, authorization=f"Bearer {key}")[0] == 200
