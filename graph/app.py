@@ -15,7 +15,7 @@ from db.reader import create_reader
 from graph import health
 from graph.cost import CostModel, directives_in
 from graph.execution import CostControl, Pipeline
-from graph.http import graphql_endpoint
+from graph.http import InFlight, graphql_endpoint
 from graph.ratelimit import RateLimiter
 from graph.settings import Settings
 from loaders.cache import EntityCache
@@ -76,6 +76,7 @@ def create_app(settings: Settings) -> Starlette:
             if cache_redis and settings.entity_cache
             else None
         )
+        app.state.in_flight = InFlight(settings.max_in_flight)
         app.state.limiter = RateLimiter(redis)
         app.state.pipeline = Pipeline(
             schema._schema,

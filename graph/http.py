@@ -1,13 +1,16 @@
 """GraphQL over HTTP: the envelope, media types, statuses, CSRF prevention and GraphiQL."""
 
-from typing import Any
+import asyncio
+from collections.abc import Coroutine
+from contextlib import suppress
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from graph.auth import Unauthenticated, viewer_of
-from graph.execution import Outcome, Pipeline, refused
+from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused
 from graph.graphiql import graphiql_html
 from graph.settings import Settings
 from loaders.request import Loaders
@@ -16,6 +19,7 @@ from resolvers.context import Context
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 SIMPLE_CONTENT_TYPES = {"text/plain", "multipart/form-data", "application/x-www-form-urlencoded"}
+T = TypeVar("T")
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
 
 
@@ -126,7 +130,62 @@ def wants_graphiql(request: Request, settings: Settings) -> bool:
     )
 
 
+class InFlight:
+    """At most `limit` GraphQL requests at once in this process; more are shed with a 503
+    (no queue that grows without bound: the client retries after Retry-After)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.running = limit, 0
+
+    def __enter__(self) -> None:
+        self.running += 1
+
+    def __exit__(self, *_: object) -> None:
+        self.running -= 1
+
+    @property
+    def full(self) -> bool:
+        return self.running >= self.limit
+
+
+def overloaded() -> Outcome:
+    outcome = refused("SERVICE_UNAVAILABLE", "The server is busy; retry shortly.", 503)
+    outcome.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return outcome
+
+
+async def disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def while_connected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """The result of `work`, or None if the client disconnects first: then `work` (and the
+    SQL it waits for) is cancelled."""
+    running = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(disconnected(request))
+    try:
+        await asyncio.wait((running, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not running.done():
+            running.cancel()
+            with suppress(asyncio.CancelledError):
+                await running
+    if running.cancelled():
+        return None
+    return running.result()
+
+
 async def graphql_endpoint(request: Request) -> Response:
+    gate: InFlight = request.app.state.in_flight
+    if gate.full:
+        return response(request, overloaded())
+    with gate:
+        return await serve_graphql(request)
+
+
+async def serve_graphql(request: Request) -> Response:
     state = request.app.state
     settings: Settings = state.settings
     if wants_graphiql(request, settings):
@@ -146,12 +205,19 @@ async def graphql_endpoint(request: Request) -> Response:
         return response(request, outcome)
     context = Context(Loaders(state.reader, state.entity_cache), viewer, settings.max_page_size)
     try:
-        outcomes = [await run_one(request, state.pipeline, params, context) for params in batch]
+        outcomes = await while_connected(request, run_batch(request, batch, context))
     finally:
         context.loaders.clear()
+    if outcomes is None:
+        return Response(status_code=499)  # nginx's "client closed request": nobody is listening
     if not is_batch:
         return response(request, outcomes[0])
     return Response(orjson.dumps([o.payload for o in outcomes]), 200, media_type=JSON)
+
+
+async def run_batch(request: Request, batch: list[Any], context: Context) -> list[Outcome]:
+    pipeline: Pipeline = request.app.state.pipeline
+    return [await run_one(request, pipeline, params, context) for params in batch]
 
 
 async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Context) -> Outcome:

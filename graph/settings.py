@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
 
+    max_in_flight: int = Field(default=100, ge=1)  # GraphQL requests per process; more: 503
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: timedelta = timedelta(seconds=5)

@@ -4,6 +4,7 @@ Loaders whose SQL depends on field arguments (page windows, filters) are kept pe
 value: one DataLoader per distinct value, so that each batch is still a single statement.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import date
 from functools import partial
@@ -23,9 +24,20 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def loader(batch: Callable[[Sequence[K]], Awaitable[list[V]]]) -> "DataLoader[K, V]":
+def loader(
+    batch: Callable[[Sequence[K]], Awaitable[list[V]]], running: "set[asyncio.Task[Any]]"
+) -> "DataLoader[K, V]":
+    """A DataLoader whose batches (each a task of its own) are listed in `running` while
+    they run, so that an abandoned request can cancel them and their SQL."""
+
     async def load(keys: list[K]) -> list[V]:
-        return await batch(keys)
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            return await batch(keys)
+        finally:
+            running.discard(task)
 
     return DataLoader(load)
 
@@ -37,11 +49,15 @@ class Loaders:
         self.db = db
         self.cache = cache
         self._loaders: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
+        self._running: set[asyncio.Task[Any]] = set()
 
     def clear(self) -> None:
-        """Drop every loader and its cached rows. graphql-core's executor references itself
-        (and through the context, these loaders), so without this a response's rows would
-        wait for the cycle collector instead of dying with the request."""
+        """Drop every loader and its cached rows, and cancel batches still running (their
+        request was abandoned: a timeout, or a client that left). graphql-core's executor
+        references itself (and through the context, these loaders), so without this a
+        response's rows would wait for the cycle collector instead of dying with the request."""
+        for task in self._running:
+            task.cancel()
         self._loaders.clear()
 
     def _loader(
@@ -51,7 +67,7 @@ class Loaders:
         key = (batch, *arguments)
         found = self._loaders.get(key)
         if found is None:
-            found = self._loaders[key] = loader(partial(batch, self.db, *arguments))
+            found = self._loaders[key] = loader(partial(batch, self.db, *arguments), self._running)
         return found
 
     @property

