@@ -5,6 +5,7 @@ import asyncio
 import copy
 import gc
 import math
+from datetime import UTC, datetime
 from enum import Enum
 from inspect import isawaitable
 from typing import Any
@@ -19,7 +20,7 @@ from graph.execution import Pipeline
 from graph.fast_path import FastExecutor
 from graph.settings import Settings
 from loaders.request import Loaders
-from resolvers.context import Context
+from resolvers.context import Budget, Context
 from schema.schema import build_schema
 from tests.conftest import REPO
 
@@ -199,6 +200,9 @@ def test_real_documents_match_the_standard_executor(
     same(fast, standard)
 
 
+BUDGET = Budget(limit=5000, cost=12, remaining=4988, reset_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
 def run_in_portal(
     client: Any,
     schema: GraphQLSchema,
@@ -209,7 +213,7 @@ def run_in_portal(
     """Run on the app's event loop: its engine's connections belong to that loop."""
 
     async def go() -> ExecutionResult:
-        context = Context(Loaders(client.app.state.reader, None))
+        context = Context(Loaders(client.app.state.reader, None), budget=BUDGET)
         # Strawberry's _entities pops `__typename` out of the representations it is given
         result = execute(
             schema,
