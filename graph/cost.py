@@ -19,6 +19,7 @@ The actual cost applies the same weights to the response: real list lengths, nul
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from graphql import (
@@ -109,33 +110,24 @@ class CostModel:
     mutation_cost: int = 10
     introspection_cost: int = 100
 
-    def requested(
+    def costing(
         self,
         document: DocumentNode,
         operation: OperationDefinitionNode,
         variables: dict[str, Any] | None,
-    ) -> int:
-        walk = Walk(self, document, operation, variables)
-        return walk.base + walk.requested_fields(walk.root, walk.root_fields, None)
-
-    def actual(
-        self,
-        document: DocumentNode,
-        operation: OperationDefinitionNode,
-        variables: dict[str, Any] | None,
-        data: dict[str, Any] | None,
-    ) -> int:
-        if data is None:
-            return 0
-        walk = Walk(self, document, operation, variables)
-        return walk.base + walk.actual_fields(walk.root, walk.root_fields, data)
+    ) -> "Costing":
+        """The costing of one operation with these variables (reusable for any response
+        when the operation has no variables)."""
+        return Costing(self, document, operation, variables)
 
 
 Sized = tuple[tuple[str, ...], int] | None  # the sized fields of a connection and their size
+Selections = list[tuple[str, GraphQLObjectType, FieldDetailsList]]  # (key, type, field)
 
 
-class Walk:
-    """One costing of one operation with its variables."""
+class Costing:
+    """One operation with its variables: its requested cost, and the actual cost of a response.
+    Fields are collected once and kept for every later response."""
 
     def __init__(
         self,
@@ -164,6 +156,17 @@ class Walk:
         mutation = operation.operation == OperationType.MUTATION
         self.base = model.mutation_cost * len(self.root_fields) if mutation else 0
         self._subfields: dict[tuple[int, str], GroupedFieldSet] = {}
+        self._selections: dict[tuple[int, str], Selections] = {}
+        self._plans: dict[tuple[int, str], tuple[int, Any]] = {}
+
+    @cached_property
+    def requested(self) -> int:
+        return self.base + self.requested_fields(self.root, self.root_fields, None)
+
+    def actual(self, data: dict[str, Any] | None) -> int:
+        if data is None:
+            return 0
+        return self.base + self.actual_fields(self.root, self.root_fields, data)
 
     def subfields(self, type_: GraphQLObjectType, details: FieldDetailsList) -> GroupedFieldSet:
         key = (id(details), type_.name)
@@ -249,30 +252,53 @@ class Walk:
         )
 
     def actual_field(self, parent: GraphQLObjectType, details: FieldDetailsList, value: Any) -> int:
-        name, definition, config = self.field_of(parent, details)
-        if definition is None:
-            return self.model.introspection_cost if name in INTROSPECTION else 0
-        items = [i for i in (value if isinstance(value, list) else [value]) if i is not None]
-        weight = self.weight(definition, config)
-        named = get_named_type(definition.type)
-        if not is_composite_type(named):
-            return weight * len(items)
-        # the fields each possible type selects, merged by response key
-        selections: dict[str, tuple[GraphQLObjectType, FieldDetailsList]] = {}
-        for runtime_type in self.runtime_types(named):
-            for key, field_details in self.subfields(runtime_type, details).items():
-                selections.setdefault(key, (runtime_type, field_details))
-        if all(self.is_free_leaf(owner, d) for owner, d in selections.values()):
-            return weight * len(items)
+        weight, composite = self.actual_plan(parent, details)
+        if value is None:
+            return 0
+        items = value if isinstance(value, list) else (value,)
+        costly = self.costly_selections(composite, details) if composite is not None else None
+        if not costly:  # a scalar, or only free scalars below: no need to look inside items
+            return weight * (len(items) - items.count(None))
         return sum(
             weight
             + sum(
                 self.actual_field(owner, field_details, item[key])
-                for key, (owner, field_details) in selections.items()
+                for key, owner, field_details in costly
                 if key in item
             )
             for item in items
+            if item is not None
         )
+
+    def actual_plan(self, parent: GraphQLObjectType, details: FieldDetailsList) -> tuple[int, Any]:
+        """A field's weight per item, and its type if composite (once per field)."""
+        key = (id(details), parent.name)
+        found = self._plans.get(key)
+        if found is None:
+            name, definition, config = self.field_of(parent, details)
+            if definition is None:
+                found = (self.model.introspection_cost if name in INTROSPECTION else 0, None)
+            else:
+                named = get_named_type(definition.type)
+                composite = named if is_composite_type(named) else None
+                found = (self.weight(definition, config), composite)
+            self._plans[key] = found
+        return found
+
+    def costly_selections(self, named: Any, details: FieldDetailsList) -> Selections:
+        """The fields below `details` that can cost anything (not free scalars), over every
+        possible type, merged by response key; computed once per field of the document."""
+        key = (id(details), named.name)
+        found = self._selections.get(key)
+        if found is None:
+            merged: dict[str, tuple[GraphQLObjectType, FieldDetailsList]] = {}
+            for runtime_type in self.runtime_types(named):
+                for response_key, field_details in self.subfields(runtime_type, details).items():
+                    merged.setdefault(response_key, (runtime_type, field_details))
+            found = self._selections[key] = [
+                (k, owner, d) for k, (owner, d) in merged.items() if not self.is_free_leaf(owner, d)
+            ]
+        return found
 
     def is_free_leaf(self, parent: GraphQLObjectType, details: FieldDetailsList) -> bool:
         name, definition, config = self.field_of(parent, details)

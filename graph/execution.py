@@ -24,7 +24,7 @@ from graphql import (
 from graphql.execution.executor import Executor
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
-from graph.cost import CostModel
+from graph.cost import Costing, CostModel
 from graph.errors import format_execution_error, format_request_errors, request_error
 from graph.fast_path import FastExecutor
 from graph.gateway import GATEWAY_ONLY, root_field_names
@@ -58,8 +58,8 @@ def refused(code: str, message: str, status: int = 400, **extensions: Any) -> Ou
 class Prepared:
     document: DocumentNode | None
     errors: list[dict[str, Any]]
-    # requested cost per operation name, for operations whose cost no variable can change
-    static_costs: dict[str | None, int] = field(default_factory=dict)
+    # the costing of each operation (by name) that has no variables: valid for every request
+    costings: dict[str | None, Costing] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -179,21 +179,21 @@ class Pipeline:
             return outcome
         return None
 
-    def requested_cost(
+    def costing(
         self,
         model: CostModel,
         prepared: Prepared,
         operation: OperationDefinitionNode,
         variables: dict[str, Any] | None,
-    ) -> int:
+    ) -> Costing:
         assert prepared.document is not None
+        if operation.variable_definitions:
+            return model.costing(prepared.document, operation, variables)
         name = operation.name.value if operation.name else None
-        cost = prepared.static_costs.get(name)
-        if cost is None:
-            cost = model.requested(prepared.document, operation, variables)
-            if not operation.variable_definitions:
-                prepared.static_costs[name] = cost
-        return cost
+        costing = prepared.costings.get(name)
+        if costing is None:
+            costing = prepared.costings[name] = model.costing(prepared.document, operation, None)
+        return costing
 
     async def _costed(
         self,
@@ -210,7 +210,8 @@ class Pipeline:
         viewer = context.viewer
         tier = self.settings.tiers[viewer.tier]
         bucket = bucket_of(viewer)
-        requested = self.requested_cost(model, prepared, operation, variables)
+        costing = self.costing(model, prepared, operation, variables)
+        requested = costing.requested
         if requested > tier.ceiling:
             throttle = await limiter.debit(bucket, tier, 0)
             message = (
@@ -233,7 +234,7 @@ class Pipeline:
         context.budget = budget(tier, requested, throttle)
         outcome = await self._execute(prepared.document, variables, operation_name, context)
         data = outcome.payload.get("data")
-        actual = model.actual(prepared.document, operation, variables, data)
+        actual = costing.actual(data)
         if data is not None and actual < requested:
             throttle = await limiter.refund(bucket, tier, requested - actual)
         return with_cost(outcome, requested, actual, throttle)

@@ -62,7 +62,7 @@ def requested(model: CostModel, query: str, variables: dict[str, Any] | None) ->
     document = parse(query)
     operation = get_operation_ast(document)
     assert operation is not None
-    return model.requested(document, operation, variables)
+    return model.costing(document, operation, variables).requested
 
 
 @pytest.mark.parametrize(("query", "variables", "expected"), COSTS)
@@ -119,7 +119,7 @@ def actual(query: str, variables: dict[str, Any] | None, data: dict[str, Any]) -
     document = parse(query)
     operation = get_operation_ast(document)
     assert operation is not None
-    return MODEL.actual(document, operation, variables, data)
+    return MODEL.costing(document, operation, variables).actual(data)
 
 
 def test_actual_cost_counts_what_came_back() -> None:

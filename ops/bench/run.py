@@ -2,12 +2,17 @@
 v5 (one Node process) and a raw Starlette + asyncpg + orjson endpoint running the same SQL.
 
     python ops/bench/run.py [--duration 10s] [--vus 8,32] [--workers 1,2] [--no-postgraphile]
+                            [--cost-off]
 
 Every server answers the LIGHT and HEAVY requests; the answers are compared for equality before
 any timing. k6 drives each (server, request, virtual users) for --duration, and this prints
 requests/s, latency percentiles, SQL statements per request and the ratios of each server to
 PostGraphile and to raw. Nothing is asserted: the machines are shared and noisy, so only ratios
 from one run compare. PostGraphile is installed with `npm ci` from ops/bench/postgraphile.
+
+corpgraph runs with cost control on (every request costed, debited and refunded in Redis), under
+a tier roomy enough that the benchmark is never throttled; --cost-off adds a one-worker corpgraph
+without it and prints what cost control adds to p50 and p95.
 """
 
 import argparse
@@ -40,6 +45,8 @@ from graph.settings import Settings  # noqa: E402
 LIGHT = (HERE / "light.graphql").read_text()
 HEAVY = (HERE / "heavy.graphql").read_text()
 REQUESTS = {"LIGHT": LIGHT, "HEAVY": HEAVY}
+ROOMY = {"ceiling": 10**9, "capacity": 10**12, "restore_rate": 10**9}  # costed, never throttled
+COST_OFF = " -cost"
 
 
 @dataclass
@@ -67,7 +74,7 @@ def wait_up(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start_corpgraph(env: dict[str, str], workers: int) -> Server:
+def start_corpgraph(env: dict[str, str], workers: int, label: str = "") -> Server:
     port = free_port()
     command = [
         sys.executable,
@@ -82,7 +89,8 @@ def start_corpgraph(env: dict[str, str], workers: int) -> Server:
     process = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/graphql"
     bodies = {name: json.dumps({"query": query}).encode() for name, query in REQUESTS.items()}
-    return Server(f"corpgraph x{workers}", process, {name: url for name in REQUESTS}, bodies)
+    name = f"corpgraph x{workers}{label}"
+    return Server(name, process, {name: url for name in REQUESTS}, bodies)
 
 
 def start_raw(env: dict[str, str]) -> Server:
@@ -132,7 +140,10 @@ def answer(server: Server, request: str) -> Any:
         headers={"content-type": "application/json"},
         timeout=30,
     )
-    return response.json()
+    body = response.json()
+    if "errors" in body:
+        raise SystemExit(f"{server.name} answered {request} with errors: {body['errors']}")
+    return body["data"]
 
 
 EXECUTED = re.compile(r"duration: [\d.]+ ms +(statement|execute [^:]*):")
@@ -217,6 +228,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--no-postgraphile", action="store_true", help="skip PostGraphile")
     parser.add_argument("--requests", default="LIGHT,HEAVY", help="which requests to drive")
+    parser.add_argument(
+        "--cost-off", action="store_true", help="also corpgraph x1 without cost control"
+    )
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
     with embedded_servers(data_dir) as embedded:
@@ -225,8 +239,12 @@ def main() -> None:
             **os.environ,
             "CORPGRAPH_DATABASE_URL": embedded.database_url,
             "CORPGRAPH_REDIS_URL": embedded.redis_url,
+            "CORPGRAPH_TIERS": json.dumps({"anonymous": ROOMY}),
         }
         servers = [start_corpgraph(env, int(w)) for w in args.workers.split(",")]
+        if args.cost_off:
+            off = {**env, "CORPGRAPH_COST_CONTROL": "false"}
+            servers.append(start_corpgraph(off, 1, COST_OFF))
         if not args.no_postgraphile:
             servers.append(start_postgraphile(env))
         servers.append(start_raw(env))
@@ -250,7 +268,7 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                 raise SystemExit(f"{server.name} and raw disagree on {request}")
     print(f"answers equal; k6 {args.duration} per cell; VUs {args.vus}\n")
     print(
-        f"{'server':<14}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'server':<20}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
     )
     with tempfile.TemporaryDirectory() as workdir:
@@ -262,6 +280,12 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                 }
                 for server in servers:
                     print(row(server.name, request, vus, results, statements, graphile, raw))
+                if "corpgraph x1" in results and f"corpgraph x1{COST_OFF}" in results:
+                    on, off = results["corpgraph x1"], results[f"corpgraph x1{COST_OFF}"]
+                    print(
+                        f"  cost control adds p50 {on['p50'] / off['p50'] - 1:+.0%},"
+                        f" p95 {on['p95'] / off['p95'] - 1:+.0%} (x1, {request}, {vus} VUs)"
+                    )
 
 
 def row(
@@ -278,7 +302,7 @@ def row(
     versus_raw = r["rps"] / results[raw.name]["rps"]
     failed = f"  ({r['failed']:.0f} failed checks)" if r["failed"] else ""
     return (
-        f"{name:<14}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+        f"{name:<20}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
         f"{r['p99']:>9.1f}{statements[name]:>9.1f}{versus_graphile:>8.2f}{versus_raw:>8.2f}{failed}"
     )
 
