@@ -45,7 +45,7 @@ async def ready(request: Request) -> JSONResponse:
         "postgres": "ok" if postgres else "unavailable",
         "redis": redis,
         # budgets: in Redis for every process, or (Redis away) each process on its own
-        "rateLimiting": "per-process" if state.limiter.degraded else "shared",
+        "rateLimiting": "shared" if redis == "ok" and not state.limiter.degraded else "per-process",
     }
     headers = {} if postgres else {"Retry-After": "5"}
     return JSONResponse(body, 200 if postgres else 503, headers)

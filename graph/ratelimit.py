@@ -2,8 +2,15 @@
 
 A bucket holds up to `capacity` points and refills at `restore_rate` points per second. A
 request is debited its requested cost before it runs (refused, untouched, when the bucket holds
-less) and refunded down to its actual cost after. Each step is one Lua script, so concurrent
-requests from many processes cannot overspend; time is Redis's own clock.
+less) and refunded down to its actual cost after.
+
+Redis is asked by a Lua script, atomically, so that concurrent processes cannot overspend; its
+clock is the only clock. To keep a round trip off most requests, a process takes a small lease
+(2% of the bucket, or the request's cost if more) and debits later requests of the same client
+from it; a refund goes back into the lease; the next trip to Redis returns what is left of it.
+Whatever a process holds was taken from the bucket, so all processes together never spend more
+than the bucket gives; a lease lives one second, and at most 2% of a bucket waits unused in a
+process that stopped hearing from that client.
 
 Without Redis (unreachable, or none configured) the buckets live in this process: requests
 never fail because of the limiter, a warning is logged once, and `degraded` says so until
@@ -22,33 +29,39 @@ from graph.settings import Tier
 
 log = logging.getLogger(__name__)
 
-# KEYS[1]: the bucket; ARGV: capacity, restore rate (points/s), cost (negative: a refund).
-# Returns {admitted (1/0), points left after, as a string}.
-BUCKET_SCRIPT = """
-local capacity, rate, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+LEASE_SECONDS = 1.0
+LEASE_SHARE = 0.02  # of a bucket's capacity
+RETRY_REDIS_SECONDS = 1.0  # while degraded, how often a request tries Redis again
+
+# KEYS[1]: the bucket. ARGV: capacity, restore rate (points/s), points given back, points
+# needed, points wanted (>= needed). Takes min(wanted, available) if at least `needed` are
+# there. Returns {taken (0: refused), points left, as a string}.
+TAKE_SCRIPT = """
+local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local given, needed, wanted = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
 local state = redis.call('HMGET', KEYS[1], 'points', 'at')
 local points = tonumber(state[1]) or capacity
 local at = tonumber(state[2]) or now
-points = math.min(capacity, points + math.max(0, now - at) * rate)
-local admitted = 0
-if cost <= points then
-  points = math.min(capacity, points - cost)
-  admitted = 1
+points = math.min(capacity, points + math.max(0, now - at) * rate + given)
+local taken = 0
+if needed <= points then
+  taken = math.min(wanted, points)
+  points = points - taken
 end
 redis.call('HSET', KEYS[1], 'points', tostring(points), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - points) / rate * 1000) + 60000)
-return {admitted, tostring(points)}
+return {tostring(taken), tostring(points)}
 """
 
 
 @dataclass(frozen=True)
 class Throttle:
-    """A bucket after a debit or refund."""
+    """A client's budget after a debit or refund."""
 
     admitted: bool
-    available: float
+    available: float  # negative when refused: how far short the bucket was
     tier: Tier
 
     @property
@@ -58,16 +71,25 @@ class Throttle:
 
     @property
     def seconds_to_full(self) -> float:
-        return (self.tier.capacity - self.available) / self.tier.restore_rate
+        return max(0.0, self.tier.capacity - self.available) / self.tier.restore_rate
+
+
+@dataclass
+class Lease:
+    points: float  # taken from the bucket, not yet spent
+    in_bucket: float  # what the bucket held after the lease was taken
+    expires: float
 
 
 class LocalBuckets:
-    """The same buckets in one process's memory, for when Redis is away."""
+    """Whole buckets in one process's memory, for when Redis is away."""
 
     def __init__(self) -> None:
         self.buckets: dict[str, tuple[float, float]] = {}
 
-    def apply(self, key: str, tier: Tier, cost: int) -> tuple[bool, float]:
+    def apply(self, key: str, tier: Tier, cost: float) -> float:
+        """Debits `cost` (a refund if negative) if the bucket holds it; the points left,
+        or, when refused, minus how far short it was."""
         now = time.monotonic()
         points, at = self.buckets.get(key, (tier.capacity, now))
         points = min(tier.capacity, points + (now - at) * tier.restore_rate)
@@ -75,39 +97,61 @@ class LocalBuckets:
         if admitted:
             points = min(tier.capacity, points - cost)
         self.buckets[key] = (points, now)
-        return admitted, points
+        return points if admitted else points - cost
 
 
 class RateLimiter:
     def __init__(self, redis: Redis | None, prefix: str = "corpgraph:bucket:") -> None:
         self.redis, self.prefix = redis, prefix
-        self.script = redis.register_script(BUCKET_SCRIPT) if redis is not None else None
+        self.script = redis.register_script(TAKE_SCRIPT) if redis is not None else None
+        self.leases: dict[str, Lease] = {}
         self.local = LocalBuckets()
         self.degraded = redis is None
         self._warned = False
+        self._retry_at = 0.0
 
     async def debit(self, client: str, tier: Tier, cost: int) -> Throttle:
-        admitted, points = await self._apply(client, tier, cost)
-        # refused: report how far short the bucket is, for Retry-After
-        return Throttle(admitted, points if admitted else points - cost, tier)
+        lease = self.leases.get(client)
+        now = time.monotonic()
+        if lease is not None and lease.points >= cost and now < lease.expires:
+            lease.points -= cost
+            return Throttle(True, lease.in_bucket + lease.points, tier)
+        if self.script is None or (self.degraded and now < self._retry_at):
+            return self._local(client, tier, cost)
+        given = self.leases.pop(client).points if lease is not None else 0.0
+        wanted = max(cost, math.floor(tier.capacity * LEASE_SHARE))
+        try:
+            arguments = [tier.capacity, tier.restore_rate, given, cost, wanted]
+            taken, left = await self.script(keys=[self.prefix + client], args=arguments)
+        except (RedisError, OSError) as error:
+            self._degrade(error)
+            return self._local(client, tier, cost)
+        self._recovered()
+        taken, left = float(taken), float(left)
+        if taken == 0 and cost > 0:
+            return Throttle(False, left - cost, tier)
+        kept = taken - cost
+        if (concurrent := self.leases.get(client)) is not None:  # taken while we waited
+            kept += concurrent.points
+        self.leases[client] = Lease(kept, left, now + LEASE_SECONDS)
+        return Throttle(True, left + kept, tier)
 
     async def refund(self, client: str, tier: Tier, points: int) -> Throttle:
-        _, available = await self._apply(client, tier, -points)
-        return Throttle(True, available, tier)
+        if self.script is None or self.degraded:
+            return self._local(client, tier, -points)
+        lease = self.leases.get(client)
+        if lease is None:
+            lease = self.leases[client] = Lease(0.0, 0.0, time.monotonic() + LEASE_SECONDS)
+        lease.points += points
+        return Throttle(True, min(tier.capacity, lease.in_bucket + lease.points), tier)
 
-    async def _apply(self, client: str, tier: Tier, cost: int) -> tuple[bool, float]:
-        if self.script is not None:
-            try:
-                arguments = [tier.capacity, tier.restore_rate, cost]
-                admitted, points = await self.script(keys=[self.prefix + client], args=arguments)
-                self._recovered()
-                return bool(admitted), float(points)
-            except (RedisError, OSError) as error:
-                self._degrade(error)
-        return self.local.apply(client, tier, cost)
+    def _local(self, client: str, tier: Tier, cost: int) -> Throttle:
+        available = self.local.apply(client, tier, cost)
+        return Throttle(available >= 0 or cost <= 0, available, tier)
 
     def _degrade(self, error: Exception) -> None:
         self.degraded = True
+        self._retry_at = time.monotonic() + RETRY_REDIS_SECONDS
         if not self._warned:
             self._warned = True
             log.warning("rate limiting per process: Redis is unreachable (%s)", error)
