@@ -2,7 +2,7 @@
 v5 (one Node process) and a raw Starlette + asyncpg + orjson endpoint running the same SQL.
 
     python ops/bench/run.py [--duration 10s] [--vus 8,32] [--workers 1,2] [--no-postgraphile]
-                            [--cost-off]
+                            [--cost-off] [--rounds 1]
 
 Every server answers the LIGHT and HEAVY requests; the answers are compared for equality before
 any timing. k6 drives each (server, request, virtual users) for --duration, and this prints
@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -231,6 +232,7 @@ def main() -> None:
     parser.add_argument(
         "--cost-off", action="store_true", help="also corpgraph x1 without cost control"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="medians of this many k6 runs")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
     with embedded_servers(data_dir) as embedded:
@@ -266,7 +268,7 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
         for server in servers[:-1]:
             if normalized(answer(server, request)) != expected:
                 raise SystemExit(f"{server.name} and raw disagree on {request}")
-    print(f"answers equal; k6 {args.duration} per cell; VUs {args.vus}\n")
+    print(f"answers equal; k6 {args.duration} per cell, median of {args.rounds}; VUs {args.vus}\n")
     print(
         f"{'server':<20}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
@@ -275,9 +277,12 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
         for request in args.requests.split(","):
             statements = {s.name: statements_per_request(s, request, dsn, log) for s in servers}
             for vus in (int(v) for v in args.vus.split(",")):
-                results = {
-                    s.name: k6(s, request, vus, args.duration, Path(workdir)) for s in servers
-                }
+                # rounds interleave the servers, so that a noisy spell hits all of them
+                rounds = [
+                    {s.name: k6(s, request, vus, args.duration, Path(workdir)) for s in servers}
+                    for _ in range(args.rounds)
+                ]
+                results = {s.name: median_of([r[s.name] for r in rounds]) for s in servers}
                 for server in servers:
                     print(row(server.name, request, vus, results, statements, graphile, raw))
                 if "corpgraph x1" in results and f"corpgraph x1{COST_OFF}" in results:
@@ -286,6 +291,10 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                         f"  cost control adds p50 {on['p50'] / off['p50'] - 1:+.0%},"
                         f" p95 {on['p95'] / off['p95'] - 1:+.0%} (x1, {request}, {vus} VUs)"
                     )
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {metric: statistics.median(run[metric] for run in runs) for metric in runs[0]}
 
 
 def row(
