@@ -22,6 +22,7 @@ from redis import Redis
 from sqlalchemy import event, text
 from starlette.testclient import TestClient
 
+from db.apikeys import create_key
 from db.engine import create_engine, ensure_database
 from db.migrate import migrate
 from db.seed import seed
@@ -139,6 +140,19 @@ def companies_locked(settings: Settings) -> Iterator[threading.Event]:
     yield release
     release.set()
     holder.join(10)
+
+
+def new_api_key(database_url: str, tier: str = "free") -> str:
+    """A new API key in a test database: a cost budget of its own."""
+
+    async def make() -> str:
+        engine = create_engine(database_url)
+        try:
+            return (await create_key(engine, tier, []))[1]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(make())
 
 
 Query = Callable[..., dict[str, Any]]

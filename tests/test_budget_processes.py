@@ -12,8 +12,7 @@ import httpx2 as httpx
 import orjson
 import pytest
 
-from db.apikeys import create_key
-from db.engine import create_engine
+from tests.conftest import new_api_key
 from tests.servers import free_port, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -25,14 +24,7 @@ QUERY = {"query": '{ companies(first: 5, sector: "No Such Sector") { nodes { nam
 
 @pytest.fixture(scope="module")
 def key(database_url: str) -> str:
-    async def make() -> str:
-        engine = create_engine(database_url)
-        try:
-            return (await create_key(engine, "free", []))[1]
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(make())
+    return new_api_key(database_url)
 
 
 def serve(port: int, environment: dict[str, str]) -> subprocess.Popen[bytes]:

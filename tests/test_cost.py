@@ -1,6 +1,5 @@
 """Query cost (graph/cost.py) and per-client budgets (graph/ratelimit.py)."""
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,14 +9,12 @@ import strawberry
 from graphql import get_operation_ast, parse
 from starlette.testclient import TestClient
 
-from db.apikeys import create_key
-from db.engine import create_engine
 from graph.app import create_app
 from graph.cost import CostModel, FieldCost, directives_in
 from graph.settings import Settings, Tier
 from schema.costs import Cost, assumed, paged
 from schema.schema import SDL_PATH, build_schema, sdl
-from tests.conftest import StatementLog
+from tests.conftest import StatementLog, new_api_key
 
 SCHEMA = build_schema()
 MODEL = CostModel(SCHEMA._schema, directives_in(sdl(SCHEMA)))
@@ -148,16 +145,7 @@ def stingy(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def key(database_url: str) -> str:
-    """A new API key: a full bucket of its own."""
-
-    async def make() -> str:
-        engine = create_engine(database_url)
-        try:
-            return (await create_key(engine, "free", []))[1]
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(make())
+    return new_api_key(database_url)
 
 
 def post(client: TestClient, query: str, **headers: str) -> tuple[int, dict[str, str], Any]:
