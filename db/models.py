@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -63,6 +64,11 @@ class Filing(Base):
     title: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[str | None] = mapped_column(Text)
     embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
+    # position in ingestion order (a sequence; ingestion holds a lock so commits keep its order)
+    ingest_seq: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("nextval('filings_ingest_seq')"), unique=True
+    )
+    content_sha256: Mapped[str | None] = mapped_column(String(64))  # of what was ingested
 
     __table_args__ = (
         # keyset pagination: newest first, per company and across all companies

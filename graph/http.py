@@ -203,7 +203,8 @@ async def serve_graphql(request: Request) -> Response:
         outcome = refused("UNAUTHENTICATED", str(error), 401)
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
-    context = Context(Loaders(state.reader, state.entity_cache), viewer, settings.max_page_size)
+    loaders = Loaders(state.reader, state.entity_cache)
+    context = Context(loaders, viewer, settings.max_page_size, writer=state.db)
     try:
         outcomes = await while_connected(request, run_batch(request, batch, context))
     finally:

@@ -26,6 +26,7 @@ class FilingRow(NamedTuple):
     fiscal_year: int | None
     fiscal_period: str | None
     title: str | None
+    ingest_seq: int
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ BY_ID = select(*COLUMNS).where(any_of(filings.c.id, "keys"))
 BY_ACCESSION = select(*COLUMNS).where(any_of(filings.c.accession_number, "keys"))
 
 
+# versioned: a row cached by an older release must not be read with another shape
+CACHE_KIND = "filing:accession:2"
+
+
 def _rows(raw: Sequence[Any]) -> list[FilingRow]:
     return [FilingRow(*row) for row in raw]
 
@@ -103,9 +108,7 @@ async def filing_by_accession(
         rows = _rows(await db.fetch(BY_ACCESSION, {"keys": list(keys)}))
         return align_one(keys, rows, lambda row: row.accession_number)
 
-    return await read_through(
-        cache, "filing:accession", numbers, load, FilingRow._asdict, _from_dict
-    )
+    return await read_through(cache, CACHE_KIND, numbers, load, FilingRow._asdict, _from_dict)
 
 
 @cache

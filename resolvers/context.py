@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loaders.request import Loaders
 
@@ -37,6 +38,7 @@ class Context:
     viewer: Viewer = field(default_factory=Viewer)
     max_page_size: int = 100
     budget: Budget | None = None  # set before execution when cost control is on
+    writer: AsyncEngine | None = None  # the write path (mutations); reads go through loaders
 
 
 Info = strawberry.Info[Context, None]

@@ -1,5 +1,6 @@
 """The Filing entity: federation keys `id` and `accessionNumber`."""
 
+import base64
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
@@ -14,6 +15,10 @@ from schema.node import Node, key_in, to_global_id
 
 if TYPE_CHECKING:
     from schema.companies import Company
+
+
+def to_ingest_cursor(sequence: int) -> str:
+    return base64.urlsafe_b64encode(f"ingest:{sequence}".encode()).decode()
 
 
 @strawberry.federation.type(
@@ -32,6 +37,10 @@ class Filing(Node):
     fiscal_year: int | None = strawberry.field(description="Fiscal year of the reported period.")
     fiscal_period: str | None = strawberry.field(description="`FY`, `Q1`, `Q2` or `Q3`.")
     title: str | None = strawberry.field(description="Human-readable title.")
+    ingest_cursor: str = strawberry.field(
+        description="Opaque position in ingestion order: pass it to `filingAdded(since:)` to "
+        "receive every filing ingested after this one."
+    )
 
     @classmethod
     def from_row(cls, row: FilingRow) -> Self:
@@ -46,6 +55,7 @@ class Filing(Node):
             fiscal_year=row.fiscal_year,
             fiscal_period=row.fiscal_period,
             title=row.title,
+            ingest_cursor=to_ingest_cursor(row.ingest_seq),
         )
 
     @classmethod

@@ -10,6 +10,7 @@ from schema.companies import Company
 from schema.direct_resolvers import install_direct_resolvers
 from schema.entities import resolve_entity
 from schema.filings import Filing
+from schema.mutation import Mutation
 from schema.naming import MemoizedNameConverter
 from schema.query import Query
 from schema.scalars import SCALAR_OVERRIDES
@@ -33,6 +34,7 @@ def build_schema(direct: bool = True) -> strawberry.federation.Schema:
     conformance guard compares the two)."""
     schema = FederatedSchema(
         query=Query,
+        mutation=Mutation,
         types=[Company, Filing],
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         federation_version="2.11",

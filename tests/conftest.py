@@ -142,13 +142,13 @@ def companies_locked(settings: Settings) -> Iterator[threading.Event]:
     holder.join(10)
 
 
-def new_api_key(database_url: str, tier: str = "free") -> str:
+def new_api_key(database_url: str, tier: str = "free", scopes: tuple[str, ...] = ()) -> str:
     """A new API key in a test database: a cost budget of its own."""
 
     async def make() -> str:
         engine = create_engine(database_url)
         try:
-            return (await create_key(engine, tier, []))[1]
+            return (await create_key(engine, tier, list(scopes)))[1]
         finally:
             await engine.dispose()
 

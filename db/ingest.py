@@ -1,0 +1,159 @@
+"""Ingesting one filing: checking what came in, then the filing and its metrics in one
+transaction. Idempotent on the accession number: the same content again changes nothing,
+other content under the same number is a conflict.
+
+Ingestion takes a transaction-scoped advisory lock, so filings commit in the order of their
+`ingest_seq`: a reader that has seen position N has seen every filing before it.
+"""
+
+import hashlib
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.models import Filing, FinancialMetric, companies, filings
+
+INGEST_LOCK = 0x636F7270_696E6773  # "corpings": one advisory lock for all of ingestion
+ACCESSION = re.compile(r"^\d{10}-\d{2}-\d{6}$")
+FORM_TYPE = re.compile(r"^[0-9A-Z][0-9A-Z/.-]{0,15}$")
+FISCAL_PERIODS = {"FY", "Q1", "Q2", "Q3", "Q4", "H1", "H2"}
+METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MAX_METRICS = 500
+MAX_TITLE = 1_000
+
+
+@dataclass(frozen=True)
+class MetricInput:
+    name: str
+    value: float
+    unit: str
+    period_end: date
+    period_start: date | None = None
+    fiscal_year: int | None = None
+    fiscal_period: str | None = None
+
+
+@dataclass(frozen=True)
+class FilingInput:
+    ticker: str
+    accession_number: str
+    form_type: str
+    filed_at: datetime
+    period_end: date | None = None
+    fiscal_year: int | None = None
+    fiscal_period: str | None = None
+    title: str | None = None
+    metrics: tuple[MetricInput, ...] = field(default_factory=tuple)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the content, order of metrics aside."""
+        content = asdict(self)
+        content["ticker"] = self.ticker.upper()
+        content["metrics"] = sorted(content["metrics"], key=lambda metric: metric["name"])
+        return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class InvalidFiling(Exception):
+    """What is wrong, by input field (`metrics[2].value`, ...)."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in problems.items()))
+        self.problems = problems
+
+
+class Conflict(Exception):
+    """The accession number exists with other content."""
+
+
+def problems_of(filing: FilingInput, now: datetime | None = None) -> dict[str, str]:
+    now = now or datetime.now(UTC)
+    problems: dict[str, str] = {}
+    if not ACCESSION.match(filing.accession_number):
+        problems["accessionNumber"] = "must look like 0000320193-24-000123 (10-2-6 digits)"
+    if not FORM_TYPE.match(filing.form_type):
+        problems["formType"] = "must be an SEC form type such as 10-K, 10-Q or 8-K"
+    if filing.filed_at.tzinfo is None:
+        problems["filedAt"] = "must carry a time zone"
+    elif filing.filed_at > now + timedelta(days=1):
+        problems["filedAt"] = "is in the future"
+    if filing.period_end is not None and filing.period_end > filing.filed_at.date():
+        problems["periodEnd"] = "is after filedAt"
+    if filing.fiscal_period is not None and filing.fiscal_period not in FISCAL_PERIODS:
+        problems["fiscalPeriod"] = f"must be one of {', '.join(sorted(FISCAL_PERIODS))}"
+    if filing.title is not None and len(filing.title) > MAX_TITLE:
+        problems["title"] = f"is longer than {MAX_TITLE} characters"
+    if len(filing.metrics) > MAX_METRICS:
+        problems["metrics"] = f"more than {MAX_METRICS} metrics"
+    seen: set[tuple[str, date]] = set()
+    for index, metric in enumerate(filing.metrics):
+        where = f"metrics[{index}]"
+        if not METRIC_NAME.match(metric.name):
+            problems[f"{where}.name"] = "must be snake_case, e.g. net_income"
+        if (metric.name, metric.period_end) in seen:
+            problems[f"{where}.name"] = f"{metric.name!r} appears twice for the same period"
+        seen.add((metric.name, metric.period_end))
+        if not math.isfinite(metric.value):
+            problems[f"{where}.value"] = "must be a finite number"
+        if metric.period_start is not None and metric.period_start > metric.period_end:
+            problems[f"{where}.periodStart"] = "is after periodEnd"
+        if not 0 < len(metric.unit) <= 16:
+            problems[f"{where}.unit"] = "must be 1-16 characters, e.g. USD"
+    return problems
+
+
+async def ingest(engine: AsyncEngine, filing: FilingInput) -> tuple[str, bool]:
+    """Stores `filing` unless it is there already; (accession number, whether it is new)."""
+    problems = problems_of(filing)
+    if problems:
+        raise InvalidFiling(problems)
+    fingerprint = filing.fingerprint()
+    async with engine.begin() as conn:
+        await conn.execute(select(func.pg_advisory_xact_lock(INGEST_LOCK)))
+        company_id = await conn.scalar(
+            select(companies.c.id).where(companies.c.ticker == filing.ticker.upper())
+        )
+        if company_id is None:
+            raise InvalidFiling({"ticker": f"no company has the ticker {filing.ticker!r}"})
+        existing = (
+            await conn.execute(
+                select(filings.c.content_sha256).where(
+                    filings.c.accession_number == filing.accession_number
+                )
+            )
+        ).first()
+        if existing is not None:
+            if existing.content_sha256 != fingerprint:
+                raise Conflict(f"{filing.accession_number} was ingested before with other content")
+            return filing.accession_number, False
+        row = {**filing_row(filing, company_id), "content_sha256": fingerprint}
+        filing_id = await conn.scalar(insert(Filing).values(row).returning(Filing.id))
+        assert filing_id is not None
+        if filing.metrics:
+            await conn.execute(
+                insert(FinancialMetric),
+                [metric_row(m, company_id, filing_id) for m in filing.metrics],
+            )
+    return filing.accession_number, True
+
+
+def filing_row(filing: FilingInput, company_id: int) -> dict[str, Any]:
+    return {
+        "accession_number": filing.accession_number,
+        "company_id": company_id,
+        "form_type": filing.form_type,
+        "filed_at": filing.filed_at,
+        "period_end": filing.period_end,
+        "fiscal_year": filing.fiscal_year,
+        "fiscal_period": filing.fiscal_period,
+        "title": filing.title,
+    }
+
+
+def metric_row(metric: MetricInput, company_id: int, filing_id: int) -> dict[str, Any]:
+    return {**asdict(metric), "company_id": company_id, "filing_id": filing_id}

@@ -1,0 +1,41 @@
+"""`Mutation.ingestFiling`: who may write, and what the write path's outcomes mean in GraphQL."""
+
+from graphql import GraphQLError
+
+from db.ingest import Conflict, FilingInput, InvalidFiling, ingest
+from loaders.filings import CACHE_KIND, FilingRow
+from resolvers.context import Info
+from resolvers.errors import UserInputError
+
+WRITE_SCOPE = "filings:write"
+
+
+def check_can_write(info: Info) -> None:
+    viewer = info.context.viewer
+    if viewer.key_id is None:
+        raise GraphQLError(
+            f"Ingesting filings needs an API key with the {WRITE_SCOPE} scope.",
+            extensions={"code": "UNAUTHENTICATED"},
+        )
+    if WRITE_SCOPE not in viewer.scopes:
+        raise GraphQLError(
+            f"This API key lacks the {WRITE_SCOPE} scope.", extensions={"code": "FORBIDDEN"}
+        )
+
+
+async def ingest_filing(info: Info, filing: FilingInput) -> FilingRow:
+    check_can_write(info)
+    writer = info.context.writer
+    assert writer is not None, "the write path is not configured"
+    try:
+        accession_number, created = await ingest(writer, filing)
+    except InvalidFiling as error:
+        raise UserInputError(f"Invalid filing: {error}", fields=error.problems) from None
+    except Conflict as error:
+        raise GraphQLError(str(error), extensions={"code": "CONFLICT"}) from None
+    loaders = info.context.loaders
+    if created and loaders.cache is not None:
+        await loaders.cache.invalidate(CACHE_KIND, [accession_number])
+    row = await loaders.filing_by_accession.load(accession_number)
+    assert row is not None, "a committed filing must be readable"
+    return row

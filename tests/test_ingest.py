@@ -1,0 +1,191 @@
+"""`ingestFiling`: the write path, its checks and its idempotency."""
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from db.engine import create_engine
+from tests.conftest import new_api_key
+
+INGEST = """mutation($input: IngestFilingInput!) { ingestFiling(input: $input) {
+    accessionNumber formType filedAt fiscalYear fiscalPeriod title ingestCursor
+    company { ticker } metrics { name value unit periodStart periodEnd } } }"""
+
+
+def filing(**overrides: Any) -> dict[str, Any]:
+    return {
+        "ticker": "aapl",
+        "accessionNumber": "0000320193-26-900001",
+        "formType": "10-Q",
+        "filedAt": "2026-10-30T21:05:00Z",
+        "periodEnd": "2026-09-27",
+        "fiscalYear": 2026,
+        "fiscalPeriod": "Q4",
+        "title": "Quarterly report",
+        "metrics": [
+            {"name": "revenue", "value": 94.93e9, "unit": "USD",
+             "periodStart": "2026-06-29", "periodEnd": "2026-09-27"},
+            {"name": "total_assets", "value": 364.98e9, "unit": "USD", "periodEnd": "2026-09-27"},
+        ],
+        **overrides,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def writer_key(database_url: str) -> str:
+    return new_api_key(database_url, "pro", ("filings:write",))
+
+
+Ingest = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def ingest(client: TestClient, writer_key: str) -> Ingest:
+    def run(input: dict[str, Any], key: str | None = writer_key) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        body = {"query": INGEST, "variables": {"input": input}}
+        result: dict[str, Any] = client.post("/graphql", json=body, headers=headers).json()
+        return result
+
+    return run
+
+
+def counts(database_url: str) -> tuple[int, int]:
+    async def count() -> tuple[int, int]:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                filings = await conn.scalar(text("SELECT count(*) FROM filings"))
+                metrics = await conn.scalar(text("SELECT count(*) FROM financial_metrics"))
+                return int(filings or 0), int(metrics or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
+def sequence_of(cursor: str) -> int:
+    kind, _, number = base64.urlsafe_b64decode(cursor).decode().partition(":")
+    assert kind == "ingest"
+    return int(number)
+
+
+def test_ingest_then_read(ingest: Ingest, gql: Any, database_url: str) -> None:
+    before = counts(database_url)
+    body = ingest(filing())
+    assert "errors" not in body, body
+    stored = body["data"]["ingestFiling"]
+    assert stored["company"] == {"ticker": "AAPL"}
+    assert stored["filedAt"] == "2026-10-30T21:05:00Z"
+    assert stored["metrics"] == [
+        {"name": "revenue", "value": 94.93e9, "unit": "USD",
+         "periodStart": "2026-06-29", "periodEnd": "2026-09-27"},
+        {"name": "total_assets", "value": 364.98e9, "unit": "USD",
+         "periodStart": None, "periodEnd": "2026-09-27"},
+    ]  # fmt: skip
+    assert counts(database_url) == (before[0] + 1, before[1] + 2)
+    read = gql('{ filing(accessionNumber: "0000320193-26-900001") { title ingestCursor } }')
+    assert read["data"]["filing"] == {
+        "title": "Quarterly report",
+        "ingestCursor": stored["ingestCursor"],
+    }
+    newest = gql('{ filings(first: 1, tickers: ["AAPL"]) { nodes { accessionNumber } } }')
+    assert newest["data"]["filings"]["nodes"] == [{"accessionNumber": "0000320193-26-900001"}]
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 10 + 1 + 1 + 12
+
+
+def test_the_same_filing_again_changes_nothing(ingest: Ingest, database_url: str) -> None:
+    first = ingest(filing(accessionNumber="0000320193-26-900002"))["data"]["ingestFiling"]
+    before = counts(database_url)
+    reordered = filing(accessionNumber="0000320193-26-900002")
+    reordered["metrics"] = list(reversed(reordered["metrics"]))
+    again = ingest(reordered)
+    assert "errors" not in again, again
+    assert again["data"]["ingestFiling"] == first
+    assert counts(database_url) == before
+
+
+def test_other_content_under_the_same_number_conflicts(ingest: Ingest, database_url: str) -> None:
+    ingest(filing(accessionNumber="0000320193-26-900003"))
+    before = counts(database_url)
+    body = ingest(filing(accessionNumber="0000320193-26-900003", title="Amended"))
+    assert body["data"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["CONFLICT"]
+    assert counts(database_url) == before
+
+
+def test_ingestion_order_is_the_cursor_order(ingest: Ingest) -> None:
+    cursors = [
+        ingest(filing(accessionNumber=f"0000320193-26-90001{i}"))["data"]["ingestFiling"][
+            "ingestCursor"
+        ]
+        for i in range(3)
+    ]
+    sequences = [sequence_of(cursor) for cursor in cursors]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 3
+
+
+REVENUE = {"name": "revenue", "value": 1.0, "unit": "USD", "periodEnd": "2026-09-27"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"accessionNumber": "320193-26-1"}, "accessionNumber"),
+        ({"ticker": "NOPE"}, "ticker"),
+        ({"formType": "ten k"}, "formType"),
+        ({"filedAt": "2099-01-01T00:00:00Z"}, "filedAt"),
+        ({"periodEnd": "2026-12-31"}, "periodEnd"),
+        ({"fiscalPeriod": "Q7"}, "fiscalPeriod"),
+        ({"title": "x" * 1001}, "title"),
+        ({"metrics": [REVENUE, REVENUE]}, "metrics[1].name"),
+        ({"metrics": [{**REVENUE, "name": "Revenue!"}]}, "metrics[0].name"),
+        ({"metrics": [{**REVENUE, "periodStart": "2027-01-01"}]}, "metrics[0].periodStart"),
+        ({"metrics": [{**REVENUE, "unit": ""}]}, "metrics[0].unit"),
+    ],
+)
+def test_bad_input_is_refused_by_field(
+    ingest: Ingest, database_url: str, overrides: dict[str, Any], field: str
+) -> None:
+    before = counts(database_url)
+    body = ingest(filing(**{"accessionNumber": "0000320193-26-900099", **overrides}))
+    assert body["data"] is None
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert field in error["extensions"]["fields"], error
+    assert field in error["message"]
+    assert counts(database_url) == before
+
+
+@pytest.mark.parametrize("value", ["1e999", "-1e999", "NaN", "Infinity"])
+def test_non_finite_values_never_reach_the_database(
+    client: TestClient, writer_key: str, database_url: str, value: str
+) -> None:
+    """JSON has no NaN or Infinity; a literal too large for a double is refused as well."""
+    before = counts(database_url)
+    input = filing(accessionNumber="0000320193-26-900098", metrics=[{**REVENUE, "value": 7}])
+    body = json.dumps({"query": INGEST, "variables": {"input": input}})
+    body = body.replace('"value": 7', f'"value": {value}')
+    headers = {"content-type": "application/json", "authorization": f"Bearer {writer_key}"}
+    response = client.post("/graphql", content=body, headers=headers)
+    result = response.json()
+    assert [e["extensions"]["code"] for e in result["errors"]] in (
+        ["BAD_REQUEST"],
+        ["BAD_USER_INPUT"],
+    )
+    assert counts(database_url) == before
+
+
+def test_writing_needs_a_key_with_the_scope(ingest: Ingest, database_url: str) -> None:
+    anonymous = ingest(filing(accessionNumber="0000320193-26-900097"), key=None)
+    assert [e["extensions"]["code"] for e in anonymous["errors"]] == ["UNAUTHENTICATED"]
+    reader = new_api_key(database_url, "pro")
+    unscoped = ingest(filing(accessionNumber="0000320193-26-900097"), key=reader)
+    assert [e["extensions"]["code"] for e in unscoped["errors"]] == ["FORBIDDEN"]
+    assert unscoped["data"] is None
