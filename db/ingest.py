@@ -59,6 +59,68 @@ class FilingInput:
         return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def from_json(line: Any) -> FilingInput:
+    """An `IngestFilingInput` as JSON (the GraphQL field names) into a `FilingInput`."""
+    if not isinstance(line, dict):
+        raise InvalidFiling({"": "each line must be a JSON object"})
+    problems: dict[str, str] = {}
+
+    def take(
+        data: dict[str, Any], name: str, kind: type, where: str = "", required: bool = False
+    ) -> Any:
+        value = data.get(name)
+        if value is None:
+            if required:
+                problems[where + name] = "is required"
+            return None
+        try:
+            if kind is datetime:
+                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            if kind is date:
+                return date.fromisoformat(str(value))
+            if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, kind) and not isinstance(value, bool):
+                return value
+        except ValueError:
+            pass
+        problems[where + name] = f"must be a {kind.__name__}"
+        return None
+
+    metrics = []
+    for index, metric in enumerate(line.get("metrics") or ()):
+        where = f"metrics[{index}]."
+        if not isinstance(metric, dict):
+            problems[where[:-1]] = "must be an object"
+            continue
+        metrics.append(
+            MetricInput(
+                name=take(metric, "name", str, where, True),
+                value=take(metric, "value", float, where, True),
+                unit=take(metric, "unit", str, where, True),
+                period_end=take(metric, "periodEnd", date, where, True),
+                period_start=take(metric, "periodStart", date, where),
+                fiscal_year=take(metric, "fiscalYear", int, where),
+                fiscal_period=take(metric, "fiscalPeriod", str, where),
+            )
+        )
+    filing = FilingInput(
+        ticker=take(line, "ticker", str, required=True),
+        accession_number=take(line, "accessionNumber", str, required=True),
+        form_type=take(line, "formType", str, required=True),
+        filed_at=take(line, "filedAt", datetime, required=True),
+        period_end=take(line, "periodEnd", date),
+        fiscal_year=take(line, "fiscalYear", int),
+        fiscal_period=take(line, "fiscalPeriod", str),
+        title=take(line, "title", str),
+        metrics=tuple(metrics),
+    )
+    if problems:
+        raise InvalidFiling(problems)
+    return filing
+
+
 class InvalidFiling(Exception):
     """What is wrong, by input field (`metrics[2].value`, ...)."""
 

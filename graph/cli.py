@@ -1,18 +1,23 @@
-"""The `corpgraph` command: serve, migrate, seed, schema and apikey."""
+"""The `corpgraph` command: serve, migrate, seed, ingest, schema and apikey."""
 
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import orjson
 import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.apikeys import create_key, list_keys, revoke_key
 from db.engine import create_engine
+from db.ingest import Conflict, InvalidFiling, from_json, ingest
 from db.migrate import migrate
 from db.seed import is_seeded, seed
 from graph.embedded import embedded_servers
@@ -220,6 +225,61 @@ def apikey_revoke(
         typer.echo(f"No active key with id {key_id}.", err=True)
         raise typer.Exit(1)
     typer.echo(f"Revoked API key {key_id}.")
+
+
+@app.command("ingest")
+def ingest_command(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="JSON Lines: one IngestFilingInput a line.", exists=True, dir_okay=False
+        ),
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Load filings from JSON Lines files (as `ingestFiling` would); report what was refused."""
+    with servers(settings_for(data_dir)) as running:
+        asyncio.run(prepare_database(running, None))
+        summary = asyncio.run(_with_engine(running, lambda db: ingest_files(db, files)))
+    typer.echo(
+        f"{summary.accepted} accepted, {summary.unchanged} unchanged, "
+        f"{len(summary.rejected)} rejected"
+    )
+    for where, reason in summary.rejected:
+        typer.echo(f"  {where}: {reason}")
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+@dataclass
+class IngestSummary:
+    accepted: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def ingest_files(db: AsyncEngine, files: list[Path]) -> IngestSummary:
+    summary = IngestSummary()
+    lines = [
+        (f"{path}:{number}", text)
+        for path in files
+        for number, text in enumerate(path.read_text().splitlines(), 1)
+        if text.strip()
+    ]
+    with typer.progressbar(lines, label="Ingesting", file=sys.stderr) as progress:
+        for where, text in progress:
+            try:
+                _, created = await ingest(db, from_json(orjson.loads(text)))
+            except orjson.JSONDecodeError as error:
+                summary.rejected.append((where, f"not JSON: {error}"))
+            except (InvalidFiling, Conflict) as error:
+                summary.rejected.append((where, str(error)))
+            else:
+                if created:
+                    summary.accepted += 1
+                else:
+                    summary.unchanged += 1
+    return summary
 
 
 def main() -> None:

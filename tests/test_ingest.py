@@ -3,7 +3,11 @@
 import asyncio
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,3 +193,37 @@ def test_writing_needs_a_key_with_the_scope(ingest: Ingest, database_url: str) -
     unscoped = ingest(filing(accessionNumber="0000320193-26-900097"), key=reader)
     assert [e["extensions"]["code"] for e in unscoped["errors"]] == ["FORBIDDEN"]
     assert unscoped["data"] is None
+
+
+def test_json_lines_load_the_good_and_report_the_bad(tmp_path: Path, database_url: str) -> None:
+    missing_date = filing(accessionNumber="0000320193-26-900204")
+    del missing_date["filedAt"]
+    lines = [
+        json.dumps(filing(accessionNumber="0000320193-26-900201")),
+        "not json",
+        json.dumps(filing(accessionNumber="26-1")),
+        "",
+        json.dumps(filing(accessionNumber="0000320193-26-900202", ticker="NOPE")),
+        json.dumps(missing_date),
+        json.dumps(filing(accessionNumber="0000320193-26-900201")),  # the same again
+        json.dumps(filing(accessionNumber="0000320193-26-900203", metrics=[])),
+    ]
+    (tmp_path / "filings.jsonl").write_text("\n".join(lines) + "\n")
+    before = counts(database_url)
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
+        "CORPGRAPH_DATABASE_URL": database_url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "graph", "ingest", str(tmp_path / "filings.jsonl")],
+        env=environment, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    report = done.stdout.splitlines()
+    assert report[0] == "2 accepted, 1 unchanged, 4 rejected"
+    path = tmp_path / "filings.jsonl"
+    assert report[1].startswith(f"  {path}:2: not JSON")
+    assert report[2].startswith(f"  {path}:3: accessionNumber:")
+    assert report[3].startswith(f"  {path}:5: ticker:")
+    assert report[4] == f"  {path}:6: filedAt: is required"
+    assert counts(database_url) == (before[0] + 2, before[1] + 2)
