@@ -20,6 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.models import Filing, FinancialMetric, companies, filings
 
 INGEST_LOCK = 0x636F7270_696E6773  # "corpings": one advisory lock for all of ingestion
+# NOTIFY'd inside the ingest transaction, so delivered only on commit; the payload is the
+# filing's ingest_seq, a wake-up call: listeners read new filings from the table in order
+FILINGS_CHANNEL = "corpgraph_filings"
 ACCESSION = re.compile(r"^\d{10}-\d{2}-\d{6}$")
 FORM_TYPE = re.compile(r"^[0-9A-Z][0-9A-Z/.-]{0,15}$")
 FISCAL_PERIODS = {"FY", "Q1", "Q2", "Q3", "Q4", "H1", "H2"}
@@ -194,13 +197,16 @@ async def ingest(engine: AsyncEngine, filing: FilingInput) -> tuple[str, bool]:
                 raise Conflict(f"{filing.accession_number} was ingested before with other content")
             return filing.accession_number, False
         row = {**filing_row(filing, company_id), "content_sha256": fingerprint}
-        filing_id = await conn.scalar(insert(Filing).values(row).returning(Filing.id))
-        assert filing_id is not None
+        inserted = (
+            await conn.execute(insert(Filing).values(row).returning(Filing.id, Filing.ingest_seq))
+        ).one()
+        filing_id = inserted.id
         if filing.metrics:
             await conn.execute(
                 insert(FinancialMetric),
                 [metric_row(m, company_id, filing_id) for m in filing.metrics],
             )
+        await conn.execute(select(func.pg_notify(FILINGS_CHANNEL, str(inserted.ingest_seq))))
     return filing.accession_number, True
 
 

@@ -71,6 +71,11 @@ class Reader:
             await self.pool.release(connection)
 
 
+def plain_dsn(url: str) -> str:
+    """A database URL as asyncpg takes it (`postgresql://`, no SQLAlchemy driver name)."""
+    return asyncpg_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 async def create_reader(
     url: str,
     *,
@@ -78,9 +83,8 @@ async def create_reader(
     acquire_timeout: timedelta = timedelta(seconds=5),
     statement_timeout: timedelta = timedelta(seconds=5),
 ) -> Reader:
-    dsn = asyncpg_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     pool = await asyncpg.create_pool(
-        dsn,
+        plain_dsn(url),
         min_size=1,
         max_size=size,
         reset=_keep_session,

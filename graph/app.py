@@ -8,16 +8,18 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from db.engine import create_engine
 from db.reader import create_reader
 from graph import health
+from graph.broker import FilingBroker
 from graph.cost import CostModel, directives_in
 from graph.execution import CostControl, Pipeline
 from graph.http import InFlight, graphql_endpoint
 from graph.ratelimit import RateLimiter
 from graph.settings import Settings
+from graph.websocket import SubscriptionsOverWebSocket, websocket_rules
 from loaders.cache import EntityCache
 from schema.schema import build_schema, sdl
 
@@ -41,7 +43,7 @@ def create_app(settings: Settings) -> Starlette:
             "servers, or point the setting at PostgreSQL."
         )
     database_url = settings.database_url.get_secret_value()
-    schema = build_schema()
+    schema = build_schema(extensions=[websocket_rules(settings)])
     cost_model = CostModel(
         schema._schema,
         directives_in(sdl(schema)),
@@ -85,10 +87,13 @@ def create_app(settings: Settings) -> Starlette:
             if settings.cost_control
             else None,
         )
+        app.state.broker = FilingBroker(database_url)
+        await app.state.broker.start()
         tune_garbage_collector(settings.gc_threshold)
         try:
             yield
         finally:
+            await app.state.broker.stop()
             for client in {redis, cache_redis} - {None}:
                 await client.aclose()  # type: ignore[union-attr]
             await reader.pool.close()
@@ -113,6 +118,7 @@ def create_app(settings: Settings) -> Starlette:
         )
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", SubscriptionsOverWebSocket(schema, settings)),
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
     ]

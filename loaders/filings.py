@@ -173,3 +173,35 @@ async def filing_page(db: Reader, window: Window, where: FilingFilter) -> Page[F
 async def filing_count(db: Reader, where: FilingFilter) -> int:
     rows = await db.fetch(count_statement(where.shape), where.params())
     return int(rows[0][0])
+
+
+@cache
+def ingested_statement(where: tuple[bool, ...]) -> Select[Any]:
+    """Filings in ingestion order, after one position and up to another: alerts and replay."""
+    position = filings.c.ingest_seq
+    return (
+        select(*COLUMNS)
+        .where(
+            position > bindparam("after", type_=BigInteger),
+            position <= bindparam("upto", type_=BigInteger),
+            filing_filter(where),
+        )
+        .order_by(position)
+        .limit(bindparam("limit", type_=BigInteger))
+    )
+
+
+async def ingested_after(
+    db: Reader, after: int, upto: int, where: FilingFilter, limit: int = 500
+) -> list[FilingRow]:
+    statement = ingested_statement(where.shape)
+    params = {"after": after, "upto": upto, "limit": limit, **where.params()}
+    return _rows(await db.fetch(statement, params))
+
+
+async def last_ingested(db: Reader) -> int:
+    rows = await db.fetch(LAST_INGESTED)
+    return int(rows[0][0] or 0)
+
+
+LAST_INGESTED = select(func.max(filings.c.ingest_seq))

@@ -1,11 +1,15 @@
 """The per-request context that every resolver receives, and the project-wide `Info` alias."""
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from loaders.filings import FilingRow
 from loaders.request import Loaders
 
 TIERS = ("anonymous", "free", "pro", "enterprise")
@@ -32,6 +36,21 @@ class Budget:
     reset_at: datetime
 
 
+class AlertQueue(Protocol):
+    queue: "asyncio.Queue[FilingRow | None]"  # None: the end (overflowed, or shutting down)
+    overflowed: bool
+
+
+class FilingAlerts(Protocol):
+    """New filings as they are ingested, in order (graph/broker.py)."""
+
+    position: int | None  # ingest_seq of the last filing handed out; None until known
+
+    def subscribe(self, matches: Callable[[FilingRow], bool]) -> AlertQueue: ...
+
+    def unsubscribe(self, subscriber: AlertQueue) -> None: ...
+
+
 @dataclass
 class Context:
     loaders: Loaders
@@ -39,6 +58,8 @@ class Context:
     max_page_size: int = 100
     budget: Budget | None = None  # set before execution when cost control is on
     writer: AsyncEngine | None = None  # the write path (mutations); reads go through loaders
+    alerts: FilingAlerts | None = None  # subscriptions
+    connection_params: dict[str, object] | None = None  # WebSocket connection_init payload
 
 
 Info = strawberry.Info[Context, None]

@@ -1,8 +1,11 @@
 """The federation `Schema` object."""
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import strawberry
+from graphql import graphql_sync
+from strawberry.extensions import SchemaExtension
 from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
 
@@ -14,6 +17,7 @@ from schema.mutation import Mutation
 from schema.naming import MemoizedNameConverter
 from schema.query import Query
 from schema.scalars import SCALAR_OVERRIDES
+from schema.subscription import Subscription
 
 SDL_PATH = Path(__file__).parent / "schema.graphql"
 
@@ -29,16 +33,20 @@ class FederatedSchema(strawberry.federation.Schema):
         ]
 
 
-def build_schema(direct: bool = True) -> strawberry.federation.Schema:
+def build_schema(
+    direct: bool = True, extensions: Sequence[Callable[[], SchemaExtension]] = ()
+) -> strawberry.federation.Schema:
     """The schema; `direct=False` keeps Strawberry's resolver wrapper on every field (the
     conformance guard compares the two)."""
     schema = FederatedSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[Company, Filing],
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         federation_version="2.11",
         config=StrawberryConfig(name_converter=MemoizedNameConverter()),
+        extensions=extensions,  # Strawberry's own execution: WebSocket only
     )
     if direct:
         install_direct_resolvers(schema)
@@ -46,7 +54,7 @@ def build_schema(direct: bool = True) -> strawberry.federation.Schema:
 
 
 def sdl(schema: strawberry.federation.Schema) -> str:
-    """The subgraph SDL exactly as `_service { sdl }` serves it."""
-    result = schema.execute_sync("{ _service { sdl } }")
+    """The subgraph SDL exactly as `_service { sdl }` serves it (over HTTP)."""
+    result = graphql_sync(schema._schema, "{ _service { sdl } }")
     assert result.data is not None, result.errors
     return str(result.data["_service"]["sdl"]) + "\n"

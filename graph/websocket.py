@@ -1,0 +1,91 @@
+"""Subscriptions over WebSocket on /graphql: graphql-transport-ws and legacy graphql-ws
+(Strawberry's protocol handlers), authenticated at `connection_init` like HTTP requests.
+
+Only subscriptions run here: queries and mutations go over HTTP, where cost control applies.
+"""
+
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any, cast
+
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, ValidationRule
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import AddValidationRules
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
+
+from graph.auth import Unauthenticated, presented_key, viewer_for_key
+from graph.gateway import from_gateway
+from graph.limits import shape_limits
+from graph.settings import Settings
+from loaders.request import Loaders
+from resolvers.context import Context, Viewer
+
+
+class SubscriptionsOnly(ValidationRule):
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        if node.operation != OperationType.SUBSCRIPTION:
+            self.report_error(
+                GraphQLError(
+                    "Only subscriptions run over WebSocket: send queries and mutations over HTTP.",
+                    node,
+                )
+            )
+
+
+def websocket_rules(settings: Settings) -> Callable[[], AddValidationRules]:
+    """The rules added to Strawberry's (WebSocket-only) execution: HTTP has its own pipeline."""
+    limits = shape_limits(settings.max_depth, settings.max_aliases, settings.max_root_fields)
+    return lambda: AddValidationRules([SubscriptionsOnly, limits])
+
+
+class SubscriptionsOverWebSocket(GraphQL[Context, None]):
+    def __init__(self, schema: Any, settings: Settings) -> None:
+        super().__init__(
+            schema,
+            graphql_ide=None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            keep_alive=True,
+            keep_alive_interval=15,
+            connection_init_wait_timeout=timedelta(seconds=10),
+        )
+        self.settings = settings
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        state = request.app.state
+        loaders = Loaders(state.reader, state.entity_cache)
+        peer = request.client.host if request.client else None
+        return Context(
+            loaders,
+            Viewer(client_ip=peer),
+            self.settings.max_page_size,
+            writer=state.db,
+            alerts=state.broker,
+        )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """The key comes in the connection_init payload (`Authorization: Bearer ...`,
+        `authorization` or `apiKey`); none is the anonymous tier, a bad one closes with 4403."""
+        params = headers_of(context.connection_params or {})
+        assert context.writer is not None
+        trusted = from_gateway(params, self.settings)
+        ip = params.get(self.settings.client_ip_header) if trusted else context.viewer.client_ip
+        try:
+            key = presented_key(params)
+            context.viewer = await viewer_for_key(context.writer, key, ip, trusted)
+        except Unauthenticated:
+            raise ConnectionRejectionError() from None
+        return cast(UnsetType, UNSET)
+
+
+def headers_of(params: Mapping[str, object]) -> dict[str, str]:
+    headers = {name.lower(): value for name, value in params.items() if isinstance(value, str)}
+    if "apikey" in headers:
+        headers.setdefault("x-api-key", headers["apikey"])
+    return headers

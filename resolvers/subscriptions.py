@@ -1,0 +1,79 @@
+"""`Subscription.filingAdded`: replay from an ingest cursor, then live, in order, none twice."""
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+
+from graphql import GraphQLError
+
+from loaders.filings import FilingFilter, FilingRow, ingested_after
+from resolvers.context import Info
+from resolvers.errors import UserInputError, limit_list
+
+REPLAY_BATCH = 500
+
+
+def position_of(cursor: str) -> int:
+    """The ingest_seq inside an `ingestCursor`."""
+    try:
+        kind, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind == "ingest" and number.isdigit():
+            return int(number)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise UserInputError(f"{cursor[:64]!r} is not an ingestCursor.", argument="since")
+
+
+async def filing_added(
+    info: Info, tickers: list[str] | None, form_types: list[str] | None, since: str | None
+) -> AsyncIterator[FilingRow]:
+    alerts = info.context.alerts
+    assert alerts is not None, "subscriptions are served over WebSocket"
+    after = position_of(since) if since is not None else None
+    wanted_tickers = limit_list("tickers", [t.upper() for t in tickers] if tickers else None)
+    wanted_types = limit_list("formTypes", form_types)
+    loaders = info.context.loaders
+    company_ids: set[int] | None = None
+    if wanted_tickers is not None:
+        companies = await loaders.company_by_ticker.load_many(list(wanted_tickers))
+        company_ids = {company.id for company in companies if company is not None}
+
+    def matches(row: FilingRow) -> bool:
+        return (company_ids is None or row.company_id in company_ids) and (
+            wanted_types is None or row.form_type in wanted_types
+        )
+
+    upto = alerts.position  # the live queue gets everything after this
+    if upto is None:
+        raise GraphQLError(
+            "Filing alerts are starting; subscribe again in a moment.",
+            extensions={"code": "SERVICE_UNAVAILABLE"},
+        )
+    subscriber = alerts.subscribe(matches)
+    last = upto if after is None else after
+    try:
+        where = FilingFilter(form_types=wanted_types, tickers=wanted_tickers)
+        while last < upto:  # replay: what was ingested after `since`, up to the live start
+            rows = await ingested_after(loaders.db, last, upto, where, REPLAY_BATCH)
+            if not rows:
+                break
+            for row in rows:
+                last = row.ingest_seq
+                yield row
+        while True:
+            live = await subscriber.queue.get()
+            if live is None:
+                if subscriber.overflowed:
+                    raise GraphQLError(
+                        "This subscription fell too far behind and was ended; resubscribe "
+                        "with `since` set to the last ingestCursor received.",
+                        extensions={"code": "SERVICE_UNAVAILABLE"},
+                    )
+                return
+            if live.ingest_seq <= last:
+                continue
+            last = live.ingest_seq
+            loaders.clear()  # the previous event is resolved: start each one afresh
+            yield live
+    finally:
+        alerts.unsubscribe(subscriber)
