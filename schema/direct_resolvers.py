@@ -25,6 +25,8 @@ from strawberry.types.field import StrawberryField
 def eligible(name: str, field: StrawberryField | None, graphql_field: GraphQLField) -> bool:
     if name.startswith("_") or field is None or field.extensions:
         return False  # federation's own fields, or fields with extensions (permissions, ...)
+    if field.is_subscription:
+        return False  # its resolver makes the event stream; `resolve` maps each event
     resolver = field.base_resolver
     if resolver is None or resolver.parent_parameter or resolver.root_parameter:
         return False

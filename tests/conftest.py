@@ -173,14 +173,12 @@ def gql(client: TestClient) -> Query:
     return run
 
 
-@pytest.fixture(scope="session")
-def gateway_tools() -> Path:
-    """ops/gateway's npm packages, installed from the committed lockfile (again only when it
-    changed since the last install)."""
+def npm_installed(directory: Path) -> Path:
+    """`npm ci` in `directory` from its committed lockfile, again only when the lockfile has
+    changed since the last install; skips the test where Node.js is absent."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("Node.js and npm are not installed: composition and gateway tests need them")
-    directory = REPO / "ops" / "gateway"
+        pytest.skip("Node.js and npm are not installed: this test drives real npm packages")
     lock = hashlib.sha256((directory / "package-lock.json").read_bytes()).hexdigest()
     stamp = directory / "node_modules" / ".installed-from-lock"
     if not stamp.is_file() or stamp.read_text() != lock:
@@ -193,6 +191,18 @@ def gateway_tools() -> Path:
         )
         stamp.write_text(lock)
     return directory
+
+
+@pytest.fixture(scope="session")
+def gateway_tools() -> Path:
+    """ops/gateway's npm packages: Apollo's composition and Hive Gateway."""
+    return npm_installed(REPO / "ops" / "gateway")
+
+
+@pytest.fixture(scope="session")
+def client_tools() -> Path:
+    """tests/clients' npm packages: GraphQL clients the end-to-end tests drive."""
+    return npm_installed(REPO / "tests" / "clients")
 
 
 def compose(tools: Path, config: Path, out: Path) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,188 @@
+"""Filing alerts end to end: the npm `graphql-ws` client subscribes on one `corpgraph serve`
+process, filings are ingested through another, and the alerts arrive in order, none twice."""
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import orjson
+import pytest
+
+from tests.conftest import new_api_key
+from tests.servers import free_port, wait_ready
+
+pytestmark = pytest.mark.e2e
+
+ALERT = """subscription($tickers: [String!], $formTypes: [String!], $since: String) {
+  filingAdded(tickers: $tickers, formTypes: $formTypes, since: $since) {
+    accessionNumber formType ingestCursor company { ticker } } }"""
+INGEST = """mutation($input: IngestFilingInput!) {
+  ingestFiling(input: $input) { accessionNumber ingestCursor } }"""
+
+
+@pytest.fixture(scope="module")
+def servers(database_url: str, redis_url: str) -> Iterator[list[str]]:
+    """Two corpgraph processes on one database: base URLs."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
+        "CORPGRAPH_DATABASE_URL": database_url,
+        "CORPGRAPH_REDIS_URL": redis_url,
+    }
+    ports = [free_port(), free_port()]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "graph", "serve", "--port", str(port)],
+            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]  # fmt: skip
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
+        yield [f"127.0.0.1:{port}" for port in ports]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def writer(database_url: str) -> str:
+    return new_api_key(database_url, "pro", ("filings:write",))
+
+
+class Subscriber:
+    """The npm graphql-ws client in a Node process, read line by line."""
+
+    def __init__(self, tools: Path, url: str, variables: dict[str, Any], count: int,
+                 params: dict[str, str] | None = None) -> None:  # fmt: skip
+        arguments = [ALERT, orjson.dumps(variables).decode(), str(count)]
+        if params is not None:
+            arguments.append(orjson.dumps(params).decode())
+        self.process = subprocess.Popen(
+            ["node", str(tools / "subscribe.mjs"), url, *arguments],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def next(self, seconds: float = 10) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=seconds)
+        except queue.Empty:
+            raise AssertionError(f"nothing from the subscriber in {seconds} s") from None
+        try:
+            result: dict[str, Any] = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise AssertionError(f"the subscriber said: {line}") from None
+        return result
+
+    def connected(self) -> None:
+        assert self.next() == {"connected": True}
+        time.sleep(0.5)  # the subscribe message reaches the server and registers
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+        self.reader.join(10)  # it reads to the end of the output, which the kill brought
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def subscribe(client_tools: Path, servers: list[str]) -> Iterator[Any]:
+    started: list[Subscriber] = []
+
+    def start(variables: dict[str, Any], count: int, params: dict[str, str] | None = None,
+              server: int = 0) -> Subscriber:  # fmt: skip
+        subscriber = Subscriber(
+            client_tools, f"ws://{servers[server]}/graphql", variables, count, params
+        )
+        started.append(subscriber)
+        return subscriber
+
+    yield start
+    for subscriber in started:
+        subscriber.close()
+
+
+NUMBERS = iter(range(1, 10_000))
+
+
+def ingest(server: str, key: str, ticker: str = "AAPL", form_type: str = "8-K") -> dict[str, Any]:
+    number = f"0000320193-26-7{next(NUMBERS):05d}"
+    filing = {"ticker": ticker, "accessionNumber": number, "formType": form_type,
+              "filedAt": "2026-11-02T13:00:00Z", "title": f"{form_type} of {ticker}"}  # fmt: skip
+    response = httpx.post(
+        f"http://{server}/graphql",
+        json={"query": INGEST, "variables": {"input": filing}},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    body = response.json()
+    assert "errors" not in body, body
+    stored: dict[str, Any] = body["data"]["ingestFiling"]
+    return stored
+
+
+def test_an_alert_crosses_processes_with_its_filters(
+    subscribe: Any, servers: list[str], writer: str
+) -> None:
+    alerts = subscribe({"tickers": ["aapl"], "formTypes": ["8-K"]}, count=1)
+    alerts.connected()
+    ingest(servers[1], writer, ticker="MSFT")  # another company
+    ingest(servers[1], writer, form_type="10-Q")  # another form
+    started = time.monotonic()
+    expected = ingest(servers[1], writer)
+    event = alerts.next(seconds=5)
+    latency = time.monotonic() - started
+    assert event == {"data": {"filingAdded": {
+        "accessionNumber": expected["accessionNumber"], "formType": "8-K",
+        "ingestCursor": expected["ingestCursor"], "company": {"ticker": "AAPL"}}}}  # fmt: skip
+    assert latency < 2, latency  # the issue asks for a second; the shared machine gets slack
+
+
+def test_reconnecting_with_since_replays_then_goes_live(
+    subscribe: Any, servers: list[str], writer: str
+) -> None:
+    since = ingest(servers[1], writer)["ingestCursor"]
+    missed = [ingest(servers[1], writer)["accessionNumber"] for _ in range(5)]
+    alerts = subscribe({"tickers": ["AAPL"], "since": since}, count=7)
+    assert alerts.next() == {"connected": True}
+    replayed = [alerts.next()["data"]["filingAdded"]["accessionNumber"] for _ in range(5)]
+    assert replayed == missed
+    time.sleep(0.5)
+    live = [ingest(servers[1], writer)["accessionNumber"] for _ in range(2)]
+    received = [alerts.next()["data"]["filingAdded"]["accessionNumber"] for _ in range(2)]
+    assert received == live
+
+
+def test_anonymous_subscribes_a_bad_key_is_closed_with_4403(
+    subscribe: Any, servers: list[str]
+) -> None:
+    refused = subscribe({}, count=1, params={"authorization": "Bearer cg_not_a_key"})
+    assert refused.next() == {"closed": 4403}
+
+
+def test_only_subscriptions_run_over_websocket(client_tools: Path, servers: list[str]) -> None:
+    query = '{ company(ticker: "AAPL") { name } }'
+    done = subprocess.run(
+        ["node", str(client_tools / "subscribe.mjs"), f"ws://{servers[0]}/graphql", query,
+         "{}", "1"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    lines = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert lines[0] == {"connected": True}
+    assert "Only subscriptions run over WebSocket" in str(lines[1]["error"])
