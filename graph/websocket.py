@@ -85,7 +85,10 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
 
 
 def headers_of(params: Mapping[str, object]) -> dict[str, str]:
-    headers = {name.lower(): value for name, value in params.items() if isinstance(value, str)}
+    # a gateway forwards absent headers as empty strings
+    headers = {
+        name.lower(): value for name, value in params.items() if isinstance(value, str) and value
+    }
     if "apikey" in headers:
         headers.setdefault("x-api-key", headers["apikey"])
     return headers

@@ -5,11 +5,13 @@ the production configuration, ops/gateway/gateway.config.ts."""
 import asyncio
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import orjson
 import pytest
 import yaml
 from redis import Redis
@@ -20,7 +22,7 @@ from db.engine import create_engine
 from graph.app import create_app
 from graph.settings import Settings
 from tests import subgraphs
-from tests.conftest import REPO, StatementLog, compose
+from tests.conftest import REPO, StatementLog, compose, new_api_key
 from tests.servers import free_port, threaded, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -293,5 +295,43 @@ def test_federation_fields_need_the_gateway(corpgraph: tuple[str, Any, HeaderLog
     assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
 
 
-def test_subscription_through_the_gateway() -> None:
-    pytest.skip("filingAdded subscriptions arrive with issue 6 (ingestion and subscriptions)")
+def test_subscription_through_the_gateway(
+    gateway: str, client_tools: Path, corpgraph: tuple[str, Any, HeaderLog], database_url: str
+) -> None:
+    """The gateway takes the client's WebSocket and subscribes to corpgraph over its own."""
+    alert = 'subscription { filingAdded(tickers: ["NVDA"]) { accessionNumber company { name } } }'
+    command = ["node", str(client_tools / "subscribe.mjs"), gateway.replace("http", "ws"), alert,
+               "{}", "1"]  # fmt: skip
+    subscriber = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert subscriber.stdout is not None
+        assert orjson.loads(subscriber.stdout.readline()) == {"connected": True}
+        time.sleep(1)  # the gateway opens its own subscription to corpgraph
+        writer = new_api_key(database_url, "pro", ("filings:write",))
+        filing = {"ticker": "NVDA", "accessionNumber": "0001045810-26-800001", "formType": "8-K",
+                  "filedAt": "2026-11-03T13:00:00Z"}  # fmt: skip
+        ingested = httpx.post(
+            f"{corpgraph[0]}/graphql",
+            json={"query": INGEST, "variables": {"input": filing}},
+            headers={"authorization": f"Bearer {writer}"},
+        ).json()
+        assert "errors" not in ingested, ingested
+        event = orjson.loads(subscriber.stdout.readline())
+        assert event == {
+            "data": {
+                "filingAdded": {
+                    "accessionNumber": "0001045810-26-800001",
+                    "company": {"name": "NVIDIA Corporation"},
+                }
+            }
+        }
+    finally:
+        subscriber.kill()
+        subscriber.wait(10)
+        if subscriber.stdout is not None:
+            subscriber.stdout.close()
+
+
+INGEST = (
+    """mutation($input: IngestFilingInput!) { ingestFiling(input: $input) { accessionNumber } }"""
+)
