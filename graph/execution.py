@@ -68,6 +68,13 @@ class CostControl:
     limiter: RateLimiter
 
 
+class Refusal:
+    """Why cost control turns an operation away, before it runs."""
+
+    def __init__(self, code: str, message: str, status: int, **extensions: Any) -> None:
+        self.code, self.message, self.status, self.extensions = code, message, status, extensions
+
+
 def bucket_of(viewer: Viewer) -> str:
     return f"key:{viewer.key_id}" if viewer.key_id is not None else f"ip:{viewer.client_ip}"
 
@@ -206,38 +213,65 @@ class Pipeline:
         """Refused before execution when over the tier's ceiling or the client's budget;
         otherwise debited the requested cost, run, and refunded down to the actual cost."""
         assert self.cost_control is not None and prepared.document is not None
-        model, limiter = self.cost_control.model, self.cost_control.limiter
-        viewer = context.viewer
-        tier = self.settings.tiers[viewer.tier]
-        bucket = bucket_of(viewer)
-        costing = self.costing(model, prepared, operation, variables)
+        costing = self.costing(self.cost_control.model, prepared, operation, variables)
         requested = costing.requested
-        if requested > tier.ceiling:
-            throttle = await limiter.debit(bucket, tier, 0)
-            message = (
-                f"This operation may cost {requested} points; the {viewer.tier} tier allows "
-                f"{tier.ceiling} per request. Ask for fewer items (first/last) or fewer fields."
-            )
-            outcome = refused("COST_LIMIT_EXCEEDED", message, cost=requested, limit=tier.ceiling)
-            outcome.by_accept = True
+        throttle, refusal = await self.admit(context.viewer, requested)
+        if refusal is not None:
+            outcome = refused(refusal.code, refusal.message, refusal.status, **refusal.extensions)
+            outcome.by_accept = refusal.status == 400
+            if refusal.code == "RATE_LIMITED":
+                outcome.headers["Retry-After"] = str(throttle.retry_after)
             return with_cost(outcome, requested, 0, throttle)
-        throttle = await limiter.debit(bucket, tier, requested)
-        if not throttle.admitted:
-            wait = throttle.retry_after
-            message = (
-                f"Rate limited: this operation costs {requested} points and the budget holds "
-                f"{max(0, math.floor(throttle.available + requested))}; retry in {wait} s."
-            )
-            outcome = refused("RATE_LIMITED", message, 429, retryAfter=wait)
-            outcome.headers["Retry-After"] = str(wait)
-            return with_cost(outcome, requested, 0, throttle)
+        tier = self.settings.tiers[context.viewer.tier]
         context.budget = budget(tier, requested, throttle)
         outcome = await self._execute(prepared.document, variables, operation_name, context)
         data = outcome.payload.get("data")
         actual = costing.actual(data)
         if data is not None and actual < requested:
-            throttle = await limiter.refund(bucket, tier, requested - actual)
+            bucket = bucket_of(context.viewer)
+            throttle = await self.cost_control.limiter.refund(bucket, tier, requested - actual)
         return with_cost(outcome, requested, actual, throttle)
+
+    async def admit(self, viewer: Viewer, requested: int) -> tuple[Throttle, Refusal | None]:
+        """Debits `requested` from the viewer's budget, or says why not (debiting nothing)."""
+        assert self.cost_control is not None
+        limiter = self.cost_control.limiter
+        tier = self.settings.tiers[viewer.tier]
+        if requested > tier.ceiling:
+            message = (
+                f"This operation may cost {requested} points; the {viewer.tier} tier allows "
+                f"{tier.ceiling} per request. Ask for fewer items (first/last) or fewer fields."
+            )
+            throttle = await limiter.debit(bucket_of(viewer), tier, 0)
+            refusal = Refusal(
+                "COST_LIMIT_EXCEEDED", message, 400, cost=requested, limit=tier.ceiling
+            )
+            return throttle, refusal
+        throttle = await limiter.debit(bucket_of(viewer), tier, requested)
+        if throttle.admitted:
+            return throttle, None
+        wait = throttle.retry_after
+        message = (
+            f"Rate limited: this operation costs {requested} points and the budget holds "
+            f"{max(0, math.floor(throttle.available + requested))}; retry in {wait} s."
+        )
+        return throttle, Refusal("RATE_LIMITED", message, 429, retryAfter=wait)
+
+    async def charge_subscription(
+        self,
+        document: DocumentNode,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+        viewer: Viewer,
+    ) -> None:
+        """A subscription is charged its requested cost once, when it starts (WebSocket)."""
+        if self.cost_control is None:
+            return
+        requested = self.cost_control.model.costing(document, operation, variables).requested
+        _, refusal = await self.admit(viewer, requested)
+        if refusal is not None:
+            extensions = {"code": refusal.code, **refusal.extensions}
+            raise GraphQLError(refusal.message, extensions=extensions)
 
     async def _execute(
         self,

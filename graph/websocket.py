@@ -67,6 +67,7 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             self.settings.max_page_size,
             writer=state.db,
             alerts=state.broker,
+            charge=state.pipeline.charge_subscription,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

@@ -1,12 +1,13 @@
 """The per-request context that every resolver receives, and the project-wide `Info` alias."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import strawberry
+from graphql import DocumentNode, OperationDefinitionNode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loaders.filings import FilingRow
@@ -59,6 +60,8 @@ class Context:
     budget: Budget | None = None  # set before execution when cost control is on
     writer: AsyncEngine | None = None  # the write path (mutations); reads go through loaders
     alerts: FilingAlerts | None = None  # subscriptions
+    # charges a subscription's cost when it starts (graph/execution.py), or refuses it
+    charge: "Callable[[DocumentNode, OperationDefinitionNode, dict[str, Any] | None, Viewer], Awaitable[None]] | None" = None  # noqa: E501
     connection_params: dict[str, object] | None = None  # WebSocket connection_init payload
 
 

@@ -4,7 +4,7 @@ import base64
 import binascii
 from collections.abc import AsyncIterator
 
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError
 
 from loaders.filings import FilingFilter, FilingRow, ingested_after
 from resolvers.context import Info
@@ -29,6 +29,10 @@ async def filing_added(
 ) -> AsyncIterator[FilingRow]:
     alerts = info.context.alerts
     assert alerts is not None, "subscriptions are served over WebSocket"
+    if (charge := info.context.charge) is not None:  # once, at the start
+        fragments = info._raw_info.fragments.values()  # Strawberry's Info does not expose them
+        document = DocumentNode(definitions=(info.operation, *fragments))
+        await charge(document, info.operation, info.variable_values, info.context.viewer)
     after = position_of(since) if since is not None else None
     wanted_tickers = limit_list("tickers", [t.upper() for t in tickers] if tickers else None)
     wanted_types = limit_list("formTypes", form_types)

@@ -219,3 +219,45 @@ def test_each_key_has_its_own_bucket(stingy: TestClient, key: str) -> None:
     # a client IP header is only trusted from the gateway: still the same anonymous client
     assert post(stingy, query, **{"x-client-ip": "203.0.113.9"})[0] == 429
     assert post(stingy, query, authorization=f"Bearer {key}")[0] == 200
+
+
+def test_subscriptions_are_charged_when_they_start(settings: Settings, key: str) -> None:
+    slow = Tier(ceiling=60, capacity=100, restore_rate=0.001)  # no restoring to blur the sums
+    tiers = {tier: slow for tier in ("anonymous", "free", "pro", "enterprise")}
+    with TestClient(create_app(settings.replace(tiers=tiers))) as client:
+        charged_at_start(client, key)
+
+
+def charged_at_start(client: TestClient, key: str) -> None:
+    def remaining() -> int:
+        body = client.post(
+            "/graphql",
+            json={"query": "{ rateLimit { remaining } }"},
+            headers={"authorization": f"Bearer {key}"},
+        ).json()
+        return int(body["data"]["rateLimit"]["remaining"])
+
+    alert = "subscription { filingAdded { accessionNumber company { name } } }"  # 2 points
+    # 1 + 1 + 1 + 100 points, over the ceiling of 60
+    too_dear = (
+        "subscription { filingAdded { company { filings(first: 100) { nodes { formType } } } } }"
+    )
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_json({"id": "dear", "type": "subscribe", "payload": {"query": too_dear}})
+        refused = ws.receive_json()
+        assert refused["id"] == "dear"
+        assert "COST_LIMIT_EXCEEDED" in str(refused["payload"]), refused
+        previous = remaining()
+        ws.send_json({"id": "ok", "type": "subscribe", "payload": {"query": alert}})
+        for _ in range(20):  # each probe costs 1; the one after the charge shows 2 more
+            time.sleep(0.1)
+            current = remaining()
+            if previous - current == 1 + 2:
+                break
+            assert previous - current == 1
+            previous = current
+        else:
+            raise AssertionError("the subscription was not charged")
+        ws.send_json({"id": "ok", "type": "complete"})
