@@ -1,8 +1,10 @@
 """Real servers on free local ports, for the end-to-end tests."""
 
 import asyncio
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -57,3 +59,35 @@ def threaded(app: Any, ready_path: str) -> Iterator[str]:
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=30)
         loop.close()
+
+
+@contextmanager
+def corpgraph_processes(
+    count: int, database_url: str, redis_url: str, **settings: str
+) -> Iterator[list[str]]:
+    """`count` `corpgraph serve` processes on one database and Redis; yields `host:port`s.
+    `settings` are more CORPGRAPH_* variables, by name without the prefix."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
+        "CORPGRAPH_DATABASE_URL": database_url,
+        "CORPGRAPH_REDIS_URL": redis_url,
+        **{f"CORPGRAPH_{name.upper()}": value for name, value in settings.items()},
+    }
+    ports = [free_port() for _ in range(count)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "graph", "serve", "--port", str(port)],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
+        yield [f"127.0.0.1:{port}" for port in ports]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)

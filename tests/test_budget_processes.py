@@ -2,9 +2,6 @@
 the bucket in Redis, so 300 concurrent requests never spend more than the bucket gave."""
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -13,7 +10,7 @@ import orjson
 import pytest
 
 from tests.conftest import new_api_key
-from tests.servers import free_port, wait_ready
+from tests.servers import corpgraph_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -27,33 +24,13 @@ def key(database_url: str) -> str:
     return new_api_key(database_url)
 
 
-def serve(port: int, environment: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "graph", "serve", "--port", str(port)]
-    return subprocess.Popen(
-        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-
-
 @pytest.fixture(scope="module")
 def two_servers(database_url: str, redis_url: str) -> Iterator[list[str]]:
     tier = {"ceiling": CAPACITY, "capacity": CAPACITY, "restore_rate": RESTORE_RATE}
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
-        "CORPGRAPH_DATABASE_URL": database_url,
-        "CORPGRAPH_REDIS_URL": redis_url,
-        "CORPGRAPH_TIERS": orjson.dumps({"free": tier}).decode(),
-        "CORPGRAPH_MAX_IN_FLIGHT": "500",  # this test is about budgets, not shedding
-    }
-    ports = [free_port(), free_port()]
-    processes = [serve(port, environment) for port in ports]
-    try:
-        for port, process in zip(ports, processes, strict=True):
-            wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
-        yield [f"http://127.0.0.1:{port}/graphql" for port in ports]
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(30)
+    tiers = orjson.dumps({"free": tier}).decode()
+    # max_in_flight: this test is about budgets, not shedding
+    with corpgraph_processes(2, database_url, redis_url, tiers=tiers, max_in_flight="500") as hosts:
+        yield [f"http://{host}/graphql" for host in hosts]
 
 
 async def hammer(urls: list[str], key: str, count: int) -> list[httpx.Response]:

@@ -1,10 +1,8 @@
 """Filing alerts end to end: the npm `graphql-ws` client subscribes on one `corpgraph serve`
 process, filings are ingested through another, and the alerts arrive in order, none twice."""
 
-import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ import orjson
 import pytest
 
 from tests.conftest import new_api_key
-from tests.servers import free_port, wait_ready
+from tests.servers import corpgraph_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -29,28 +27,9 @@ INGEST = """mutation($input: IngestFilingInput!) {
 
 @pytest.fixture(scope="module")
 def servers(database_url: str, redis_url: str) -> Iterator[list[str]]:
-    """Two corpgraph processes on one database: base URLs."""
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
-        "CORPGRAPH_DATABASE_URL": database_url,
-        "CORPGRAPH_REDIS_URL": redis_url,
-    }
-    ports = [free_port(), free_port()]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "graph", "serve", "--port", str(port)],
-            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]  # fmt: skip
-    try:
-        for port, process in zip(ports, processes, strict=True):
-            wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
-        yield [f"127.0.0.1:{port}" for port in ports]
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(30)
+    """Two corpgraph processes on one database: `host:port`s."""
+    with corpgraph_processes(2, database_url, redis_url) as hosts:
+        yield hosts
 
 
 @pytest.fixture(scope="module")
