@@ -101,8 +101,10 @@ def subscribe(client_tools: Path, servers: list[str]) -> Iterator[Any]:
 NUMBERS = iter(range(1, 10_000))
 
 
-def ingest(server: str, key: str, ticker: str = "AAPL", form_type: str = "8-K") -> dict[str, Any]:
-    number = f"0000320193-26-7{next(NUMBERS):05d}"
+def ingest(
+    server: str, key: str, ticker: str = "AAPL", form_type: str = "8-K", number: str = ""
+) -> dict[str, Any]:
+    number = number or f"0000320193-26-7{next(NUMBERS):05d}"
     filing = {"ticker": ticker, "accessionNumber": number, "formType": form_type,
               "filedAt": "2026-11-02T13:00:00Z", "title": f"{form_type} of {ticker}"}  # fmt: skip
     response = httpx.post(
@@ -146,6 +148,19 @@ def test_reconnecting_with_since_replays_then_goes_live(
     live = [ingest(servers[1], writer)["accessionNumber"] for _ in range(2)]
     received = [alerts.next()["data"]["filingAdded"]["accessionNumber"] for _ in range(2)]
     assert received == live
+
+
+def test_ingesting_the_same_filing_again_alerts_nobody(
+    subscribe: Any, servers: list[str], writer: str
+) -> None:
+    alerts = subscribe({"tickers": ["AAPL"]}, count=2)
+    alerts.connected()
+    first = ingest(servers[1], writer)
+    again = ingest(servers[0], writer, number=first["accessionNumber"])  # the other process
+    assert again == first
+    second = ingest(servers[1], writer)
+    received = [alerts.next()["data"]["filingAdded"]["accessionNumber"] for _ in range(2)]
+    assert received == [first["accessionNumber"], second["accessionNumber"]]
 
 
 def test_anonymous_subscribes_a_bad_key_is_closed_with_4403(
