@@ -1,6 +1,7 @@
 """Filing alerts end to end: the npm `graphql-ws` client subscribes on one `corpgraph serve`
 process, filings are ingested through another, and the alerts arrive in order, none twice."""
 
+import asyncio
 import queue
 import subprocess
 import threading
@@ -12,7 +13,10 @@ from typing import Any
 import httpx2 as httpx
 import orjson
 import pytest
+from sqlalchemy import text
 
+from db.engine import create_engine
+from graph.broker import CHECK_SECONDS
 from tests.conftest import new_api_key
 from tests.servers import corpgraph_processes
 
@@ -161,6 +165,28 @@ def test_ingesting_the_same_filing_again_alerts_nobody(
     second = ingest(servers[1], writer)
     received = [alerts.next()["data"]["filingAdded"]["accessionNumber"] for _ in range(2)]
     assert received == [first["accessionNumber"], second["accessionNumber"]]
+
+
+def test_a_commit_without_a_notification_still_alerts(subscribe: Any, database_url: str) -> None:
+    """A notification lost with its connection loses no alert: the broker also reads the
+    table on its own every few seconds, from where it left off."""
+    alerts = subscribe({"tickers": ["MSFT"]}, count=1)
+    alerts.connected()
+
+    async def commit_quietly() -> None:  # as if the NOTIFY never arrived
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(
+                    "INSERT INTO filings (accession_number, company_id, form_type, filed_at)"
+                    " SELECT '0000789019-26-799999', id, '8-K', now() FROM companies"
+                    " WHERE ticker = 'MSFT'"))  # fmt: skip
+        finally:
+            await engine.dispose()
+
+    asyncio.run(commit_quietly())
+    event = alerts.next(seconds=CHECK_SECONDS + 5)
+    assert event["data"]["filingAdded"]["accessionNumber"] == "0000789019-26-799999"
 
 
 def test_anonymous_subscribes_a_bad_key_is_closed_with_4403(
