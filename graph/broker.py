@@ -60,6 +60,10 @@ class FilingBroker:
 
     async def start(self) -> None:
         self.reader = await create_reader(self.database_url, size=1)
+        try:
+            self.position = await last_ingested(self.reader)
+        except asyncpg.PostgresError as error:  # e.g. not migrated yet: the deliverer retries
+            log.warning("filing alerts: no start position yet (%s)", error)
         self._tasks = [
             asyncio.create_task(self._listen(), name="filing-broker-listen"),
             asyncio.create_task(self._deliver(), name="filing-broker-deliver"),

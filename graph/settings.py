@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
 
     max_in_flight: int = Field(default=100, ge=1)  # GraphQL requests per process; more: 503
+    max_subscriptions: int = Field(default=20, ge=1)  # per WebSocket connection
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: timedelta = timedelta(seconds=5)

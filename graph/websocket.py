@@ -52,6 +52,7 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             keep_alive=True,
             keep_alive_interval=15,
             connection_init_wait_timeout=timedelta(seconds=10),
+            max_subscriptions_per_connection=None,  # ours, with its error code: resolvers
         )
         self.settings = settings
 
@@ -68,6 +69,7 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             writer=state.db,
             alerts=state.broker,
             charge=state.pipeline.charge_subscription,
+            max_subscriptions=self.settings.max_subscriptions,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

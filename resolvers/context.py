@@ -63,6 +63,8 @@ class Context:
     # charges a subscription's cost when it starts (graph/execution.py), or refuses it
     charge: "Callable[[DocumentNode, OperationDefinitionNode, dict[str, Any] | None, Viewer], Awaitable[None]] | None" = None  # noqa: E501
     connection_params: dict[str, object] | None = None  # WebSocket connection_init payload
+    subscriptions_open: int = 0  # on this WebSocket connection
+    max_subscriptions: int = 20
 
 
 Info = strawberry.Info[Context, None]

@@ -27,6 +27,25 @@ def position_of(cursor: str) -> int:
 async def filing_added(
     info: Info, tickers: list[str] | None, form_types: list[str] | None, since: str | None
 ) -> AsyncIterator[FilingRow]:
+    """Counted against the connection's limit for as long as it runs."""
+    context = info.context
+    if context.subscriptions_open >= context.max_subscriptions:
+        raise GraphQLError(
+            f"At most {context.max_subscriptions} subscriptions per connection: complete one, "
+            "or open another connection.",
+            extensions={"code": "QUERY_LIMIT_EXCEEDED", "limit": "subscriptions"},
+        )
+    context.subscriptions_open += 1
+    try:
+        async for row in alerts_for(info, tickers, form_types, since):
+            yield row
+    finally:
+        context.subscriptions_open -= 1
+
+
+async def alerts_for(
+    info: Info, tickers: list[str] | None, form_types: list[str] | None, since: str | None
+) -> AsyncIterator[FilingRow]:
     alerts = info.context.alerts
     assert alerts is not None, "subscriptions are served over WebSocket"
     if (charge := info.context.charge) is not None:  # once, at the start

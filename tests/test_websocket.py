@@ -1,0 +1,75 @@
+"""The WebSocket edge in-process: limits per connection and per document."""
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient, WebSocketTestSession
+
+from graph.app import create_app
+from graph.settings import Settings
+
+ALERT = "subscription { filingAdded { accessionNumber } }"
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings.replace(max_subscriptions=2, max_depth=4))) as client:
+        yield client
+
+
+def connected(client: TestClient) -> Any:
+    return client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"])
+
+
+def init(ws: WebSocketTestSession) -> None:
+    ws.send_json({"type": "connection_init", "payload": {}})
+    assert ws.receive_json() == {"type": "connection_ack"}
+
+
+def subscribe(ws: WebSocketTestSession, id: str, query: str = ALERT) -> None:
+    ws.send_json({"id": id, "type": "subscribe", "payload": {"query": query}})
+
+
+def refused(ws: WebSocketTestSession, id: str) -> dict[str, Any]:
+    """The error a subscription ended with (a `next` carrying it, then `complete`)."""
+    message = ws.receive_json()
+    assert (message["id"], message["type"]) == (id, "next"), message
+    assert ws.receive_json() == {"id": id, "type": "complete"}
+    (error,) = message["payload"]["errors"]
+    result: dict[str, Any] = error
+    return result
+
+
+SUBSCRIPTIONS_LIMIT = {"code": "QUERY_LIMIT_EXCEEDED", "limit": "subscriptions"}
+
+
+def test_subscriptions_per_connection_are_limited(client: TestClient) -> None:
+    with connected(client) as ws:
+        init(ws)
+        subscribe(ws, "1")
+        subscribe(ws, "2")
+        time.sleep(0.5)  # nothing acknowledges a subscribe or a complete: give them a moment
+        subscribe(ws, "3")
+        assert refused(ws, "3")["extensions"] == SUBSCRIPTIONS_LIMIT
+        ws.send_json({"id": "1", "type": "complete"})
+        time.sleep(0.5)
+        subscribe(ws, "4")  # room again
+        subscribe(ws, "5")
+        assert refused(ws, "5")["extensions"] == SUBSCRIPTIONS_LIMIT
+    with connected(client) as other:  # the limit is per connection
+        init(other)
+        subscribe(other, "1")
+        subscribe(other, "2")
+        subscribe(other, "3")
+        assert refused(other, "3")["extensions"] == SUBSCRIPTIONS_LIMIT
+
+
+def test_documents_over_websocket_meet_the_limits(client: TestClient) -> None:
+    deep = "subscription { filingAdded { company { filings { nodes { company { name } } } } } }"
+    with connected(client) as ws:
+        init(ws)
+        subscribe(ws, "deep", deep)
+        refused = ws.receive_json()
+        assert refused["id"] == "deep" and "depth" in str(refused["payload"]).lower(), refused
