@@ -2,6 +2,7 @@
 (Strawberry's protocol handlers), authenticated at `connection_init` like HTTP requests.
 
 Only subscriptions run here: queries and mutations go over HTTP, where cost control applies.
+A page from another origin may connect only when the CORS allowlist names its origin.
 """
 
 from collections.abc import Callable, Mapping
@@ -53,6 +54,8 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             keep_alive_interval=15,
             connection_init_wait_timeout=timedelta(seconds=10),
             max_subscriptions_per_connection=None,  # ours, with its error code: resolvers
+            # a browser page from another origin is refused unless the CORS allowlist names it
+            allowed_origins=settings.cors_origins,
         )
         self.settings = settings
 

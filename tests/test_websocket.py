@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient, WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
 
 from graph.app import create_app
 from graph.settings import Settings
@@ -73,3 +74,20 @@ def test_documents_over_websocket_meet_the_limits(client: TestClient) -> None:
         subscribe(ws, "deep", deep)
         refused = ws.receive_json()
         assert refused["id"] == "deep" and "depth" in str(refused["payload"]).lower(), refused
+
+
+def test_a_page_from_another_origin_is_refused(settings: Settings) -> None:
+    """Strawberry's own origin check, fed the CORS allowlist."""
+    allowlist = settings.replace(cors_origins=["https://app.example.com"])
+    with TestClient(create_app(allowlist)) as client:
+        protocol = {"sec-websocket-protocol": "graphql-transport-ws"}  # headers= replaces it
+        hostile = {"origin": "https://evil.example.net", **protocol}
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect("/graphql", ["graphql-transport-ws"], headers=hostile),
+        ):
+            pass
+        assert refused.value.code == 1008  # the handshake is refused (HTTP 403)
+        friendly = {"origin": "https://app.example.com", **protocol}
+        with client.websocket_connect("/graphql", ["graphql-transport-ws"], headers=friendly) as ws:
+            init(ws)
