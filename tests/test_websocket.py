@@ -10,6 +10,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from graph.app import create_app
 from graph.settings import Settings
+from tests.conftest import new_api_key
 
 ALERT = "subscription { filingAdded { accessionNumber } }"
 
@@ -91,3 +92,27 @@ def test_a_page_from_another_origin_is_refused(settings: Settings) -> None:
         friendly = {"origin": "https://app.example.com", **protocol}
         with client.websocket_connect("/graphql", ["graphql-transport-ws"], headers=friendly) as ws:
             init(ws)
+
+
+def test_the_legacy_graphql_ws_protocol_delivers_alerts(
+    client: TestClient, database_url: str
+) -> None:
+    writer = new_api_key(database_url, "pro", ("filings:write",))
+    ingest = """mutation($input: IngestFilingInput!) { ingestFiling(input: $input) { title } }"""
+    filing = {"ticker": "MSFT", "accessionNumber": "0000789019-26-600001", "formType": "8-K",
+              "filedAt": "2026-11-04T13:00:00Z", "title": "Legacy"}  # fmt: skip
+    with client.websocket_connect("/graphql", ["graphql-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"Authorization": f"Bearer {writer}"}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        query = 'subscription { filingAdded(tickers: ["MSFT"]) { accessionNumber title } }'
+        ws.send_json({"type": "start", "id": "1", "payload": {"query": query}})
+        time.sleep(0.5)  # the subscription registers
+        body = {"query": ingest, "variables": {"input": filing}}
+        stored = client.post("/graphql", json=body, headers={"authorization": f"Bearer {writer}"})
+        assert "errors" not in stored.json(), stored.json()
+        message = ws.receive_json()
+        while message["type"] == "ka":  # keep-alives
+            message = ws.receive_json()
+        assert message == {"type": "data", "id": "1", "payload": {"data": {"filingAdded": {
+            "accessionNumber": "0000789019-26-600001", "title": "Legacy"}}}}  # fmt: skip
+        ws.send_json({"type": "stop", "id": "1"})
