@@ -6,10 +6,12 @@ Ingestion takes a transaction-scoped advisory lock, so filings commit in the ord
 `ingest_seq`: a reader that has seen position N has seen every filing before it.
 """
 
+import base64
+import binascii
 import hashlib
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ import orjson
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.documents import Document, LocalDocuments
 from db.models import Filing, FinancialMetric, companies, filings
 
 INGEST_LOCK = 0x636F7270_696E6773  # "corpings": one advisory lock for all of ingestion
@@ -29,6 +32,7 @@ FISCAL_PERIODS = {"FY", "Q1", "Q2", "Q3", "Q4", "H1", "H2"}
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_METRICS = 500
 MAX_TITLE = 1_000
+MEDIA_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+(; ?charset=[a-z0-9-]+)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -53,13 +57,36 @@ class FilingInput:
     fiscal_period: str | None = None
     title: str | None = None
     metrics: tuple[MetricInput, ...] = field(default_factory=tuple)
+    document: Document | None = None
 
     def fingerprint(self) -> str:
         """SHA-256 of the content, order of metrics aside."""
         content = asdict(self)
         content["ticker"] = self.ticker.upper()
         content["metrics"] = sorted(content["metrics"], key=lambda metric: metric["name"])
+        if self.document is not None:
+            content["document"] = {
+                "sha256": hashlib.sha256(self.document.data).hexdigest(),
+                "content_type": self.document.content_type,
+            }
         return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def document_of(text: str | None, encoded: str | None, content_type: str | None) -> Document | None:
+    """The document of an input: text, or base64-encoded bytes, never both."""
+    if text is not None and encoded is not None:
+        raise InvalidFiling({"documentText": "send documentText or documentBase64, not both"})
+    if text is not None:
+        return Document(text.encode(), content_type or "text/plain; charset=utf-8")
+    if encoded is not None:
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidFiling({"documentBase64": "is not base64"}) from None
+        return Document(data, content_type or "application/octet-stream")
+    if content_type is not None:
+        raise InvalidFiling({"documentContentType": "is given without a document"})
+    return None
 
 
 def from_json(line: Any) -> FilingInput:
@@ -121,7 +148,14 @@ def from_json(line: Any) -> FilingInput:
     )
     if problems:
         raise InvalidFiling(problems)
-    return filing
+    document = document_of(
+        take(line, "documentText", str),
+        take(line, "documentBase64", str),
+        take(line, "documentContentType", str),
+    )
+    if problems:  # of the document fields' types
+        raise InvalidFiling(problems)
+    return replace(filing, document=document)
 
 
 class InvalidFiling(Exception):
@@ -136,9 +170,16 @@ class Conflict(Exception):
     """The accession number exists with other content."""
 
 
-def problems_of(filing: FilingInput, now: datetime | None = None) -> dict[str, str]:
+def problems_of(
+    filing: FilingInput, max_document_bytes: int, now: datetime | None = None
+) -> dict[str, str]:
     now = now or datetime.now(UTC)
     problems: dict[str, str] = {}
+    if filing.document is not None:
+        if len(filing.document.data) > max_document_bytes:
+            problems["document"] = f"is larger than {max_document_bytes} bytes"
+        if not MEDIA_TYPE.match(filing.document.content_type):
+            problems["documentContentType"] = "must be a media type such as text/html"
     if not ACCESSION.match(filing.accession_number):
         problems["accessionNumber"] = "must look like 0000320193-24-000123 (10-2-6 digits)"
     if not FORM_TYPE.match(filing.form_type):
@@ -172,12 +213,34 @@ def problems_of(filing: FilingInput, now: datetime | None = None) -> dict[str, s
     return problems
 
 
-async def ingest(engine: AsyncEngine, filing: FilingInput) -> tuple[str, bool]:
-    """Stores `filing` unless it is there already; (accession number, whether it is new)."""
-    problems = problems_of(filing)
+async def ingest(
+    engine: AsyncEngine,
+    filing: FilingInput,
+    documents: LocalDocuments | None = None,
+) -> tuple[str, bool]:
+    """Stores `filing` unless it is there already; (accession number, whether it is new).
+    Its document is stored first, and removed again if the filing's transaction fails."""
+    problems = problems_of(filing, documents.max_bytes if documents else 0)
     if problems:
         raise InvalidFiling(problems)
     fingerprint = filing.fingerprint()
+    key = None
+    if filing.document is not None:
+        if documents is None:
+            raise InvalidFiling({"document": "this server keeps no documents"})
+        key = f"filings/{filing.accession_number}/{fingerprint[:24]}"  # new content, new key
+        await documents.put(key, filing.document)
+    try:
+        return await store(engine, filing, fingerprint, key)
+    except BaseException:
+        if documents is not None and key is not None:
+            await documents.delete(key)  # no row points at it
+        raise
+
+
+async def store(
+    engine: AsyncEngine, filing: FilingInput, fingerprint: str, document_key: str | None
+) -> tuple[str, bool]:
     async with engine.begin() as conn:
         await conn.execute(select(func.pg_advisory_xact_lock(INGEST_LOCK)))
         company_id = await conn.scalar(
@@ -196,7 +259,13 @@ async def ingest(engine: AsyncEngine, filing: FilingInput) -> tuple[str, bool]:
             if existing.content_sha256 != fingerprint:
                 raise Conflict(f"{filing.accession_number} was ingested before with other content")
             return filing.accession_number, False
-        row = {**filing_row(filing, company_id), "content_sha256": fingerprint}
+        row = {
+            **filing_row(filing, company_id),
+            "content_sha256": fingerprint,
+            "document_key": document_key,
+            "document_content_type": filing.document.content_type if filing.document else None,
+            "document_size": len(filing.document.data) if filing.document else None,
+        }
         inserted = (
             await conn.execute(insert(Filing).values(row).returning(Filing.id, Filing.ingest_seq))
         ).one()

@@ -69,6 +69,9 @@ class Filing(Base):
         BigInteger, server_default=text("nextval('filings_ingest_seq')"), unique=True
     )
     content_sha256: Mapped[str | None] = mapped_column(String(64))  # of what was ingested
+    document_key: Mapped[str | None] = mapped_column(Text)  # in the document store
+    document_content_type: Mapped[str | None] = mapped_column(Text)
+    document_size: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         # keyset pagination: newest first, per company and across all companies

@@ -16,6 +16,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.apikeys import create_key, list_keys, revoke_key
+from db.documents import LocalDocuments
 from db.engine import create_engine
 from db.ingest import Conflict, InvalidFiling, from_json, ingest
 from db.migrate import migrate
@@ -240,7 +241,13 @@ def ingest_command(
     """Load filings from JSON Lines files (as `ingestFiling` would); report what was refused."""
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
-        summary = asyncio.run(_with_engine(running, lambda db: ingest_files(db, files)))
+        documents = LocalDocuments(
+            running.documents_directory,
+            running.base_url,
+            running.document_url_ttl,
+            running.max_document_bytes,
+        )
+        summary = asyncio.run(_with_engine(running, lambda db: ingest_files(db, files, documents)))
     typer.echo(
         f"{summary.accepted} accepted, {summary.unchanged} unchanged, "
         f"{len(summary.rejected)} rejected"
@@ -258,7 +265,9 @@ class IngestSummary:
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-async def ingest_files(db: AsyncEngine, files: list[Path]) -> IngestSummary:
+async def ingest_files(
+    db: AsyncEngine, files: list[Path], documents: LocalDocuments
+) -> IngestSummary:
     summary = IngestSummary()
     lines = [
         (f"{path}:{number}", text)
@@ -269,7 +278,7 @@ async def ingest_files(db: AsyncEngine, files: list[Path]) -> IngestSummary:
     with typer.progressbar(lines, label="Ingesting", file=sys.stderr) as progress:
         for where, text in progress:
             try:
-                _, created = await ingest(db, from_json(orjson.loads(text)))
+                _, created = await ingest(db, from_json(orjson.loads(text)), documents)
             except orjson.JSONDecodeError as error:
                 summary.rejected.append((where, f"not JSON: {error}"))
             except (InvalidFiling, Conflict) as error:

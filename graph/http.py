@@ -204,7 +204,9 @@ async def serve_graphql(request: Request) -> Response:
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
     loaders = Loaders(state.reader, state.entity_cache)
-    context = Context(loaders, viewer, settings.max_page_size, writer=state.db)
+    context = Context(
+        loaders, viewer, settings.max_page_size, writer=state.db, documents=state.documents
+    )
     try:
         outcomes = await while_connected(request, run_batch(request, batch, context))
     finally:

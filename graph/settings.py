@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     gateway_secret_header: str = "x-corpgraph-gateway-secret"
     client_ip_header: str = "x-client-ip"  # set by the gateway; ignored from anyone else
 
+    # filing documents: stored under documents_dir (default: data_dir/documents), served at
+    # /documents/... by links signed for document_url_ttl, built on public_url
+    documents_dir: Path | None = None
+    public_url: str | None = None  # how clients reach this server; default http://host:port
+    document_url_ttl: timedelta = timedelta(minutes=15)
+    max_document_bytes: int = Field(default=5_000_000, ge=1)
+
     graphiql: bool = True
     graphiql_assets_url: str | None = None
 
@@ -103,6 +110,14 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no database URL is configured: corpgraph runs its own servers."""
         return self.database_url is None
+
+    @property
+    def documents_directory(self) -> Path:
+        return self.documents_dir or self.data_dir / "documents"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
     def production(self) -> bool:

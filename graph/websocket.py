@@ -70,6 +70,7 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             Viewer(client_ip=peer),
             self.settings.max_page_size,
             writer=state.db,
+            documents=state.documents,
             alerts=state.broker,
             charge=state.pipeline.charge_subscription,
             max_subscriptions=self.settings.max_subscriptions,

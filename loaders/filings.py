@@ -27,6 +27,7 @@ class FilingRow(NamedTuple):
     fiscal_period: str | None
     title: str | None
     ingest_seq: int
+    document_key: str | None
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ BY_ACCESSION = select(*COLUMNS).where(any_of(filings.c.accession_number, "keys")
 
 
 # versioned: a row cached by an older release must not be read with another shape
-CACHE_KIND = "filing:accession:2"
+CACHE_KIND = "filing:accession:3"
 
 
 def _rows(raw: Sequence[Any]) -> list[FilingRow]:

@@ -1,5 +1,7 @@
 """`Mutation.ingestFiling`: who may write, and what the write path's outcomes mean in GraphQL."""
 
+from collections.abc import Callable
+
 from graphql import GraphQLError
 
 from db.ingest import Conflict, FilingInput, InvalidFiling, ingest
@@ -23,12 +25,14 @@ def check_can_write(info: Info) -> None:
         )
 
 
-async def ingest_filing(info: Info, filing: FilingInput) -> FilingRow:
+async def ingest_filing(info: Info, filing_of: Callable[[], FilingInput]) -> FilingRow:
+    """`filing_of` makes the filing from the input (and may find it invalid)."""
     check_can_write(info)
     writer = info.context.writer
     assert writer is not None, "the write path is not configured"
     try:
-        accession_number, created = await ingest(writer, filing)
+        filing = filing_of()
+        accession_number, created = await ingest(writer, filing, info.context.documents)
     except InvalidFiling as error:
         raise UserInputError(f"Invalid filing: {error}", fields=error.problems) from None
     except Conflict as error:

@@ -28,6 +28,7 @@ def to_ingest_cursor(sequence: int) -> str:
 class Filing(Node):
     db_id: strawberry.Private[int]
     company_id: strawberry.Private[int]
+    document_key: strawberry.Private[str | None]
     accession_number: str = strawberry.field(
         description="SEC accession number, e.g. `0000320193-24-000123`."
     )
@@ -56,6 +57,7 @@ class Filing(Node):
             fiscal_period=row.fiscal_period,
             title=row.title,
             ingest_cursor=to_ingest_cursor(row.ingest_seq),
+            document_key=row.document_key,
         )
 
     @classmethod
@@ -75,6 +77,16 @@ class Filing(Node):
         if accessionNumber is None:
             return None
         return cls.maybe(await filings.filing_by_accession(info, accessionNumber))
+
+    @strawberry.field(
+        description="A link to the filing's document, valid for a limited time; null if the "
+        "filing was ingested without one."
+    )
+    def document_url(self, info: Info) -> str | None:
+        documents = info.context.documents
+        if self.document_key is None or documents is None:
+            return None
+        return documents.url(self.document_key)
 
     @strawberry.field(description="The company that filed it.")
     async def company(

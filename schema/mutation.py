@@ -5,7 +5,7 @@ from typing import Annotated
 
 import strawberry
 
-from db.ingest import FilingInput, MetricInput
+from db.ingest import FilingInput, MetricInput, document_of
 from resolvers import ingest
 from resolvers.context import Info
 from schema.filings import Filing
@@ -48,8 +48,21 @@ class IngestFilingInput:
     metrics: list[MetricValueInput] | None = strawberry.field(
         default=None, description="Values the filing reports."
     )
+    document_text: str | None = strawberry.field(
+        default=None, description="The document as text (or `documentBase64`, not both)."
+    )
+    document_base64: str | None = strawberry.field(
+        default=None, description="The document's bytes, base64-encoded."
+    )
+    document_content_type: str | None = strawberry.field(
+        default=None,
+        description="Its media type; default `text/plain; charset=utf-8` for text, "
+        "`application/octet-stream` for bytes.",
+    )
 
     def to_filing(self) -> FilingInput:
+        """Raises InvalidFiling when the document fields do not make a document."""
+        document = document_of(self.document_text, self.document_base64, self.document_content_type)
         return FilingInput(
             ticker=self.ticker,
             accession_number=self.accession_number,
@@ -60,6 +73,7 @@ class IngestFilingInput:
             fiscal_period=self.fiscal_period,
             title=self.title,
             metrics=tuple(m.to_metric() for m in self.metrics or ()),
+            document=document,
         )
 
 
@@ -75,4 +89,4 @@ class Mutation:
         info: Info,
         input: Annotated[IngestFilingInput, strawberry.argument(description="The filing.")],
     ) -> Filing:
-        return Filing.from_row(await ingest.ingest_filing(info, input.to_filing()))
+        return Filing.from_row(await ingest.ingest_filing(info, input.to_filing))

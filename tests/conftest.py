@@ -81,9 +81,16 @@ def database_url(postgres: Any, template_url: str, request: pytest.FixtureReques
 
 
 @pytest.fixture(scope="module")
-def settings(database_url: str, redis_url: str) -> Settings:
+def settings(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     Redis.from_url(redis_url).flushdb()
-    return Settings(database_url=database_url, redis_url=redis_url, tiers=ROOMY_TIERS)
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        tiers=ROOMY_TIERS,
+        data_dir=tmp_path_factory.mktemp("data"),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,11 @@
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -67,10 +69,12 @@ def corpgraph_processes(
 ) -> Iterator[list[str]]:
     """`count` `corpgraph serve` processes on one database and Redis; yields `host:port`s.
     `settings` are more CORPGRAPH_* variables, by name without the prefix."""
+    data_dir = tempfile.mkdtemp(prefix="corpgraph-test-")  # documents, signing key
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
         "CORPGRAPH_DATABASE_URL": database_url,
         "CORPGRAPH_REDIS_URL": redis_url,
+        "CORPGRAPH_DATA_DIR": data_dir,
         **{f"CORPGRAPH_{name.upper()}": value for name, value in settings.items()},
     }
     ports = [free_port() for _ in range(count)]
@@ -91,3 +95,4 @@ def corpgraph_processes(
         for process in processes:
             process.terminate()
             process.wait(30)
+        shutil.rmtree(data_dir, ignore_errors=True)

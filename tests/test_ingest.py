@@ -213,6 +213,7 @@ def test_json_lines_load_the_good_and_report_the_bad(tmp_path: Path, database_ur
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
         "CORPGRAPH_DATABASE_URL": database_url,
+        "CORPGRAPH_DATA_DIR": str(tmp_path / "data"),
     }
     done = subprocess.run(
         [sys.executable, "-m", "graph", "ingest", str(tmp_path / "filings.jsonl")],

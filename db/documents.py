@@ -1,0 +1,97 @@
+"""Filing documents in a local directory, served by corpgraph itself behind signed links.
+
+A link names the document and when it expires, signed with HMAC-SHA256 under a key kept beside
+the documents (so every process of one installation signs alike); it works until it expires,
+and any change to it is refused.
+"""
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,200}$")
+
+
+@dataclass(frozen=True)
+class Document:
+    data: bytes
+    content_type: str
+
+
+def signing_key(directory: Path) -> bytes:
+    """The installation's signing key, made on first use (every process reads the same)."""
+    path = directory / ".signing-key"
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("xb") as new:  # only one process creates it
+            new.write(secrets.token_bytes(32))
+    except FileExistsError:
+        pass
+    return path.read_bytes()
+
+
+class LocalDocuments:
+    def __init__(self, directory: Path, public_url: str, ttl: timedelta, max_bytes: int) -> None:
+        self.directory, self.public_url, self.ttl = directory, public_url.rstrip("/"), ttl
+        self.max_bytes = max_bytes  # the largest document accepted
+        self.key = signing_key(directory)
+
+    def path(self, key: str) -> Path:
+        if not KEY.match(key) or ".." in key:
+            raise ValueError(f"not a document key: {key!r}")
+        return self.directory / key
+
+    async def put(self, key: str, document: Document) -> None:
+        await asyncio.to_thread(self._write, self.path(key), document)
+
+    @staticmethod
+    def _write(path: Path, document: Document) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for target, data in (
+            (path, document.data),
+            (type_path(path), document.content_type.encode()),
+        ):
+            partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+            partial.write_bytes(data)
+            os.replace(partial, target)  # readers never see half a document
+
+    async def delete(self, key: str) -> None:
+        path = self.path(key)
+        for target in (path, type_path(path)):
+            target.unlink(missing_ok=True)
+
+    def url(self, key: str, now: float | None = None) -> str:
+        expires = int((time.time() if now is None else now) + self.ttl.total_seconds())
+        signature = self.sign(key, expires)
+        return f"{self.public_url}/documents/{quote(key)}?expires={expires}&signature={signature}"
+
+    def sign(self, key: str, expires: int) -> str:
+        digest = hmac.new(self.key, f"{key}\n{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def open(self, key: str, expires: str, signature: str) -> tuple[Path, str] | None:
+        """The document's path and media type, if the link is genuine and still valid."""
+        if not expires.isdigit() or int(expires) < time.time():
+            return None
+        if not hmac.compare_digest(self.sign(key, int(expires)), signature):
+            return None
+        try:
+            path = self.path(key)
+        except ValueError:
+            return None
+        if not path.is_file():
+            return None
+        return path, type_path(path).read_text()
+
+
+def type_path(path: Path) -> Path:
+    return path.with_name(path.name + ".type")

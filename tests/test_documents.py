@@ -1,0 +1,123 @@
+"""Filing documents: stored before the row commits, fetched through signed, expiring links."""
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from starlette.testclient import TestClient
+
+from graph.settings import Settings
+from tests.conftest import new_api_key
+
+INGEST = """mutation($input: IngestFilingInput!) {
+  ingestFiling(input: $input) { accessionNumber documentUrl } }"""
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF"
+
+
+@pytest.fixture(scope="module")
+def writer(database_url: str) -> str:
+    return new_api_key(database_url, "pro", ("filings:write",))
+
+
+def ingest(
+    client: TestClient, writer: str, number: str, ticker: str = "AAPL", **document: str
+) -> dict[str, Any]:
+    filing = {"ticker": ticker, "accessionNumber": number, "formType": "8-K",
+              "filedAt": "2026-11-05T13:00:00Z", **document}  # fmt: skip
+    body = {"query": INGEST, "variables": {"input": filing}}
+    result: dict[str, Any] = client.post(
+        "/graphql", json=body, headers={"authorization": f"Bearer {writer}"}
+    ).json()
+    return result
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    root = settings.documents_directory
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def fetch(client: TestClient, url: str) -> Any:
+    parts = urlsplit(url)
+    return client.get(f"{parts.path}?{parts.query}")
+
+
+def test_text_and_bytes_round_trip(client: TestClient, writer: str) -> None:
+    text = ingest(client, writer, "0000320193-26-500001", documentText="Item 8.01 Other Events")
+    url = text["data"]["ingestFiling"]["documentUrl"]
+    response = fetch(client, url)
+    assert response.status_code == 200
+    assert response.text == "Item 8.01 Other Events"
+    assert response.headers["content-type"].startswith("text/plain")
+
+    encoded = base64.b64encode(PDF).decode()
+    pdf = ingest(client, writer, "0000320193-26-500002", documentBase64=encoded,
+                 documentContentType="application/pdf")  # fmt: skip
+    response = fetch(client, pdf["data"]["ingestFiling"]["documentUrl"])
+    assert response.status_code == 200
+    assert hashlib.sha256(response.content).digest() == hashlib.sha256(PDF).digest()
+    assert response.headers["content-type"] == "application/pdf"
+
+
+def test_tampered_and_expired_links_are_refused(client: TestClient, writer: str) -> None:
+    body = ingest(client, writer, "0000320193-26-500003", documentText="secret")
+    url = body["data"]["ingestFiling"]["documentUrl"]
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    later = int(query["expires"]) + 3600
+    forged = f"{parts.path}?expires={later}&signature={query['signature']}"
+    assert client.get(forged).status_code == 403
+    assert client.get(f"{parts.path}?expires={query['expires']}&signature=x").status_code == 403
+    other = parts.path.replace("500003", "500001")
+    assert client.get(f"{other}?{parts.query}").status_code == 403
+    documents = client.app.state.documents  # type: ignore[attr-defined]
+    key = parts.path.removeprefix("/documents/")
+    expired = documents.url(key, now=0)  # signed long ago
+    assert fetch(client, expired).status_code == 403
+
+
+def test_a_failed_filing_leaves_no_document(
+    client: TestClient, writer: str, settings: Settings
+) -> None:
+    before = stored_files(settings)
+    unknown = ingest(client, writer, "0000320193-26-500004", "NOPE", documentText="orphan?")
+    assert unknown["data"] is None  # the document was written first, then removed
+    assert stored_files(settings) == before
+    first = ingest(client, writer, "0000320193-26-500005", documentText="v1")
+    assert "errors" not in first
+    before = stored_files(settings)
+    conflict = ingest(client, writer, "0000320193-26-500005", documentText="v2")
+    assert [e["extensions"]["code"] for e in conflict["errors"]] == ["CONFLICT"]
+    assert stored_files(settings) == before
+    assert fetch(client, first["data"]["ingestFiling"]["documentUrl"]).text == "v1"
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"documentText": "a", "documentBase64": "YQ=="}, "documentText"),
+        ({"documentBase64": "not base64!"}, "documentBase64"),
+        ({"documentBase64": "YQ==", "documentContentType": "not a type"}, "documentContentType"),
+        ({"documentContentType": "text/html"}, "documentContentType"),
+    ],
+)
+def test_bad_documents_are_refused_by_field(
+    client: TestClient, writer: str, settings: Settings, document: dict[str, str], field: str
+) -> None:
+    before = stored_files(settings)
+    body = ingest(client, writer, "0000320193-26-500006", **document)
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert field in error["extensions"]["fields"]
+    assert stored_files(settings) == before
+
+
+def test_documents_over_the_limit_are_refused(settings: Settings, writer: str) -> None:
+    from graph.app import create_app
+
+    small = settings.replace(max_document_bytes=1000)
+    with TestClient(create_app(small)) as client:
+        body = ingest(client, writer, "0000320193-26-500007", documentText="x" * 1001)
+    assert body["errors"][0]["extensions"]["fields"] == {"document": "is larger than 1000 bytes"}
