@@ -69,6 +69,18 @@ class LocalDocuments:
         for target in (path, type_path(path)):
             target.unlink(missing_ok=True)
 
+    def keys(self, older_than: timedelta) -> list[str]:
+        """Keys of the documents stored more than `older_than` ago."""
+        cutoff = time.time() - older_than.total_seconds()
+        return sorted(
+            str(path.relative_to(self.directory))
+            for path in self.directory.rglob("*")
+            if path.is_file()
+            and not path.name.startswith(".")
+            and path.suffix != ".type"
+            and path.stat().st_mtime < cutoff
+        )
+
     def url(self, key: str, now: float | None = None) -> str:
         expires = int((time.time() if now is None else now) + self.ttl.total_seconds())
         signature = self.sign(key, expires)

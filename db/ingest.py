@@ -294,3 +294,22 @@ def filing_row(filing: FilingInput, company_id: int) -> dict[str, Any]:
 
 def metric_row(metric: MetricInput, company_id: int, filing_id: int) -> dict[str, Any]:
     return {**asdict(metric), "company_id": company_id, "filing_id": filing_id}
+
+
+async def prune_documents(
+    engine: AsyncEngine, documents: LocalDocuments, older_than: timedelta
+) -> list[str]:
+    """Removes stored documents that no filing points at: left by an ingestion that died
+    between storing its document and committing its row. Young ones may still be committing."""
+    candidates = documents.keys(older_than)
+    if not candidates:
+        return []
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(filings.c.document_key).where(filings.c.document_key.in_(candidates))
+        )
+        referenced = {row.document_key for row in rows}
+    orphans = [key for key in candidates if key not in referenced]
+    for key in orphans:
+        await documents.delete(key)
+    return orphans

@@ -10,13 +10,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
-from db.documents import LocalDocuments
 from db.engine import create_engine
 from db.reader import create_reader
 from graph import health
 from graph.broker import FilingBroker
 from graph.cost import CostModel, directives_in
-from graph.documents import document
+from graph.documents import document, local_documents
 from graph.execution import CostControl, Pipeline
 from graph.http import InFlight, graphql_endpoint
 from graph.ratelimit import RateLimiter
@@ -80,12 +79,7 @@ def create_app(settings: Settings) -> Starlette:
             if cache_redis and settings.entity_cache
             else None
         )
-        app.state.documents = LocalDocuments(
-            settings.documents_directory,
-            settings.base_url,
-            settings.document_url_ttl,
-            settings.max_document_bytes,
-        )
+        app.state.documents = local_documents(settings)
         app.state.in_flight = InFlight(settings.max_in_flight)
         app.state.limiter = RateLimiter(redis)
         app.state.pipeline = Pipeline(

@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.apikeys import create_key, list_keys, revoke_key
 from db.documents import LocalDocuments
 from db.engine import create_engine
-from db.ingest import Conflict, InvalidFiling, from_json, ingest
+from db.ingest import Conflict, InvalidFiling, from_json, ingest, prune_documents
 from db.migrate import migrate
 from db.seed import is_seeded, seed
+from graph.documents import local_documents
 from graph.embedded import embedded_servers
 from graph.settings import Settings
 from resolvers.context import TIERS
@@ -241,12 +242,7 @@ def ingest_command(
     """Load filings from JSON Lines files (as `ingestFiling` would); report what was refused."""
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
-        documents = LocalDocuments(
-            running.documents_directory,
-            running.base_url,
-            running.document_url_ttl,
-            running.max_document_bytes,
-        )
+        documents = local_documents(running)
         summary = asyncio.run(_with_engine(running, lambda db: ingest_files(db, files, documents)))
     typer.echo(
         f"{summary.accepted} accepted, {summary.unchanged} unchanged, "
@@ -256,6 +252,23 @@ def ingest_command(
         typer.echo(f"  {where}: {reason}")
     if summary.rejected:
         raise typer.Exit(1)
+
+
+@app.command("prune-documents")
+def prune_documents_command(
+    older_than_minutes: Annotated[
+        int, typer.Option(help="Only documents stored longer ago (younger may be committing).")
+    ] = 60,
+    data_dir: DataDir = None,
+) -> None:
+    """Remove stored documents that no filing points at (left by a crashed ingestion)."""
+    with servers(settings_for(data_dir)) as running:
+        documents = local_documents(running)
+        age = timedelta(minutes=older_than_minutes)
+        removed = asyncio.run(_with_engine(running, lambda db: prune_documents(db, documents, age)))
+    typer.echo(f"Removed {len(removed)} orphaned documents.")
+    for key in removed:
+        typer.echo(f"  {key}")
 
 
 @dataclass

@@ -1,9 +1,20 @@
-"""GET /documents/{key}: a filing document, for whoever holds a genuine, unexpired link."""
+"""Filing documents at the edge: the store the settings describe, and GET /documents/{key}
+for whoever holds a genuine, unexpired link."""
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 
 from db.documents import LocalDocuments
+from graph.settings import Settings
+
+
+def local_documents(settings: Settings) -> LocalDocuments:
+    return LocalDocuments(
+        settings.documents_directory,
+        settings.base_url,
+        settings.document_url_ttl,
+        settings.max_document_bytes,
+    )
 
 
 async def document(request: Request) -> Response:

@@ -1,7 +1,11 @@
 """Filing documents: stored before the row commits, fetched through signed, expiring links."""
 
+import asyncio
 import base64
 import hashlib
+import os
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -9,6 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from starlette.testclient import TestClient
 
+from db.documents import Document
+from db.engine import create_engine
+from db.ingest import prune_documents
 from graph.settings import Settings
 from tests.conftest import new_api_key
 
@@ -121,3 +128,29 @@ def test_documents_over_the_limit_are_refused(settings: Settings, writer: str) -
     with TestClient(create_app(small)) as client:
         body = ingest(client, writer, "0000320193-26-500007", documentText="x" * 1001)
     assert body["errors"][0]["extensions"]["fields"] == {"document": "is larger than 1000 bytes"}
+
+
+def test_orphaned_documents_are_pruned(
+    client: TestClient, writer: str, settings: Settings, database_url: str
+) -> None:
+    """A process that died between storing a document and committing its row left it."""
+    kept = ingest(client, writer, "0000320193-26-500008", documentText="kept")
+    documents = client.app.state.documents  # type: ignore[attr-defined]
+    orphan = Document(b"left behind", "text/plain")
+    asyncio.run(documents.put("filings/0000320193-26-500009/0123456789abcdef01234567", orphan))
+    asyncio.run(documents.put("filings/0000320193-26-500010/0123456789abcdef01234567", orphan))
+    long_ago = time.time() - 7200
+    for path in stored_files(settings):
+        if "500010" not in str(path):  # the newest orphan may still be committing
+            os.utime(path, (long_ago, long_ago))
+
+    async def prune() -> list[str]:
+        engine = create_engine(database_url)
+        try:
+            return await prune_documents(engine, documents, timedelta(hours=1))
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(prune()) == ["filings/0000320193-26-500009/0123456789abcdef01234567"]
+    assert fetch(client, kept["data"]["ingestFiling"]["documentUrl"]).text == "kept"
+    assert any("500010" in str(path) for path in stored_files(settings))
