@@ -1,22 +1,28 @@
-"""Filing documents in a local directory, served by corpgraph itself behind signed links.
+"""Filing documents: in any S3-compatible store (MinIO in production), whose presigned links
+clients follow directly, or in a local directory (the embedded default), served by corpgraph
+itself behind links of its own.
 
-A link names the document and when it expires, signed with HMAC-SHA256 under a key kept beside
-the documents (so every process of one installation signs alike); it works until it expires,
-and any change to it is refused.
+A local link names the document and when it expires, signed with HMAC-SHA256 under a key kept
+beside the documents (so every process of one installation signs alike); it works until it
+expires, and any change to it is refused.
 """
 
 import asyncio
 import base64
 import hashlib
 import hmac
+import io
 import os
 import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
+from typing import Protocol
+from urllib.parse import quote, urlsplit
+
+from minio import Minio
 
 KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,200}$")
 
@@ -25,6 +31,57 @@ KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,200}$")
 class Document:
     data: bytes
     content_type: str
+
+
+class DocumentStore(Protocol):
+    max_bytes: int  # the largest document accepted
+
+    async def put(self, key: str, document: Document) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    def url(self, key: str, now: float | None = None) -> str: ...
+
+    def keys(self, older_than: timedelta) -> list[str]: ...
+
+
+def minio_client(url: str, access_key: str, secret_key: str, region: str) -> Minio:
+    parts = urlsplit(url)
+    # with the region given, presigning is local arithmetic: no request to the endpoint
+    return Minio(parts.netloc, access_key, secret_key, secure=parts.scheme == "https",
+                 region=region)  # fmt: skip
+
+
+class S3Documents:
+    """A bucket of an S3-compatible store; links are presigned for `public_url`, the address
+    clients use (it may differ from the one corpgraph reaches the store at)."""
+
+    def __init__(self, endpoint: str, public_url: str | None, access_key: str, secret_key: str,
+                 bucket: str, region: str, ttl: timedelta, max_bytes: int) -> None:  # fmt: skip
+        self.client = minio_client(endpoint, access_key, secret_key, region)
+        self.signer = minio_client(public_url or endpoint, access_key, secret_key, region)
+        self.bucket, self.ttl, self.max_bytes = bucket, ttl, max_bytes
+
+    async def put(self, key: str, document: Document) -> None:
+        data = io.BytesIO(document.data)
+        await asyncio.to_thread(self.client.put_object, self.bucket, key, data,
+                                len(document.data), content_type=document.content_type)  # fmt: skip
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.client.remove_object, self.bucket, key)
+
+    def url(self, key: str, now: float | None = None) -> str:
+        when = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+        return self.signer.presigned_get_object(self.bucket, key, self.ttl, request_date=when)
+
+    def keys(self, older_than: timedelta) -> list[str]:
+        cutoff = datetime.now(UTC) - older_than
+        listed = self.client.list_objects(self.bucket, prefix="filings/", recursive=True)
+        return sorted(
+            str(item.object_name)
+            for item in listed
+            if item.last_modified is not None and item.last_modified < cutoff
+        )
 
 
 def signing_key(directory: Path) -> bytes:

@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.documents import Document, LocalDocuments
+from db.documents import Document, DocumentStore
 from db.models import Filing, FinancialMetric, companies, filings
 
 INGEST_LOCK = 0x636F7270_696E6773  # "corpings": one advisory lock for all of ingestion
@@ -216,7 +216,7 @@ def problems_of(
 async def ingest(
     engine: AsyncEngine,
     filing: FilingInput,
-    documents: LocalDocuments | None = None,
+    documents: DocumentStore | None = None,
 ) -> tuple[str, bool]:
     """Stores `filing` unless it is there already; (accession number, whether it is new).
     Its document is stored first, and removed again if the filing's transaction fails."""
@@ -297,7 +297,7 @@ def metric_row(metric: MetricInput, company_id: int, filing_id: int) -> dict[str
 
 
 async def prune_documents(
-    engine: AsyncEngine, documents: LocalDocuments, older_than: timedelta
+    engine: AsyncEngine, documents: DocumentStore, older_than: timedelta
 ) -> list[str]:
     """Removes stored documents that no filing points at: left by an ingestion that died
     between storing its document and committing its row. Young ones may still be committing."""

@@ -15,7 +15,7 @@ from db.reader import create_reader
 from graph import health
 from graph.broker import FilingBroker
 from graph.cost import CostModel, directives_in
-from graph.documents import document, local_documents
+from graph.documents import document, document_store
 from graph.execution import CostControl, Pipeline
 from graph.http import InFlight, graphql_endpoint
 from graph.ratelimit import RateLimiter
@@ -79,7 +79,7 @@ def create_app(settings: Settings) -> Starlette:
             if cache_redis and settings.entity_cache
             else None
         )
-        app.state.documents = local_documents(settings)
+        app.state.documents = document_store(settings)
         app.state.in_flight = InFlight(settings.max_in_flight)
         app.state.limiter = RateLimiter(redis)
         app.state.pipeline = Pipeline(

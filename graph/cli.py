@@ -16,12 +16,12 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.apikeys import create_key, list_keys, revoke_key
-from db.documents import LocalDocuments
+from db.documents import DocumentStore
 from db.engine import create_engine
 from db.ingest import Conflict, InvalidFiling, from_json, ingest, prune_documents
 from db.migrate import migrate
 from db.seed import is_seeded, seed
-from graph.documents import local_documents
+from graph.documents import document_store
 from graph.embedded import embedded_servers
 from graph.settings import Settings
 from resolvers.context import TIERS
@@ -242,7 +242,7 @@ def ingest_command(
     """Load filings from JSON Lines files (as `ingestFiling` would); report what was refused."""
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
-        documents = local_documents(running)
+        documents = document_store(running)
         summary = asyncio.run(_with_engine(running, lambda db: ingest_files(db, files, documents)))
     typer.echo(
         f"{summary.accepted} accepted, {summary.unchanged} unchanged, "
@@ -263,7 +263,7 @@ def prune_documents_command(
 ) -> None:
     """Remove stored documents that no filing points at (left by a crashed ingestion)."""
     with servers(settings_for(data_dir)) as running:
-        documents = local_documents(running)
+        documents = document_store(running)
         age = timedelta(minutes=older_than_minutes)
         removed = asyncio.run(_with_engine(running, lambda db: prune_documents(db, documents, age)))
     typer.echo(f"Removed {len(removed)} orphaned documents.")
@@ -279,7 +279,7 @@ class IngestSummary:
 
 
 async def ingest_files(
-    db: AsyncEngine, files: list[Path], documents: LocalDocuments
+    db: AsyncEngine, files: list[Path], documents: DocumentStore
 ) -> IngestSummary:
     summary = IngestSummary()
     lines = [

@@ -4,21 +4,36 @@ for whoever holds a genuine, unexpired link."""
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 
-from db.documents import LocalDocuments
+from db.documents import DocumentStore, LocalDocuments, S3Documents
 from graph.settings import Settings
 
 
-def local_documents(settings: Settings) -> LocalDocuments:
-    return LocalDocuments(
-        settings.documents_directory,
-        settings.base_url,
+def document_store(settings: Settings) -> DocumentStore:
+    """The S3-compatible store when one is configured, else the local directory."""
+    if settings.s3_endpoint is None:
+        return LocalDocuments(
+            settings.documents_directory,
+            settings.base_url,
+            settings.document_url_ttl,
+            settings.max_document_bytes,
+        )
+    secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else ""
+    return S3Documents(
+        settings.s3_endpoint,
+        settings.s3_public_url,
+        settings.s3_access_key or "",
+        secret,
+        settings.s3_bucket,
+        settings.s3_region,
         settings.document_url_ttl,
         settings.max_document_bytes,
     )
 
 
 async def document(request: Request) -> Response:
-    documents: LocalDocuments = request.app.state.documents
+    documents: DocumentStore = request.app.state.documents
+    if not isinstance(documents, LocalDocuments):  # links point at the S3 store itself
+        return PlainTextResponse("Documents are not served here.", 404)
     found = documents.open(
         request.path_params["key"],
         request.query_params.get("expires", ""),

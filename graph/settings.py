@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     # filing documents: stored under documents_dir (default: data_dir/documents), served at
     # /documents/... by links signed for document_url_ttl, built on public_url
     documents_dir: Path | None = None
+    # or, with s3_endpoint set, an S3-compatible store (MinIO): s3_public_url is where clients
+    # reach it (presigned links), when that differs from where corpgraph does
+    s3_endpoint: str | None = None
+    s3_public_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_bucket: str = "corpgraph-documents"
+    s3_region: str = "us-east-1"
     public_url: str | None = None  # how clients reach this server; default http://host:port
     document_url_ttl: timedelta = timedelta(minutes=15)
     max_document_bytes: int = Field(default=5_000_000, ge=1)

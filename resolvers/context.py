@@ -10,7 +10,7 @@ import strawberry
 from graphql import DocumentNode, OperationDefinitionNode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.documents import LocalDocuments
+from db.documents import DocumentStore
 from loaders.filings import FilingRow
 from loaders.request import Loaders
 
@@ -60,7 +60,7 @@ class Context:
     max_page_size: int = 100
     budget: Budget | None = None  # set before execution when cost control is on
     writer: AsyncEngine | None = None  # the write path (mutations); reads go through loaders
-    documents: LocalDocuments | None = None  # filing documents
+    documents: DocumentStore | None = None  # filing documents
     alerts: FilingAlerts | None = None  # subscriptions
     # charges a subscription's cost when it starts (graph/execution.py), or refuses it
     charge: "Callable[[DocumentNode, OperationDefinitionNode, dict[str, Any] | None, Viewer], Awaitable[None]] | None" = None  # noqa: E501
