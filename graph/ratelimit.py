@@ -17,6 +17,7 @@ never fail because of the limiter, a warning is logged once, and `degraded` says
 Redis answers again.
 """
 
+import asyncio
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 1.0
 LEASE_SHARE = 0.02  # of a bucket's capacity
 RETRY_REDIS_SECONDS = 1.0  # while degraded, how often a request tries Redis again
+MAX_CLIENTS = 10_000  # leases kept before idle ones are forgotten
 
 # KEYS[1]: the bucket. ARGV: capacity, restore rate (points/s), points given back, points
 # needed, points wanted (>= needed). Takes min(wanted, available) if at least `needed` are
@@ -109,15 +111,34 @@ class RateLimiter:
         self.degraded = redis is None
         self._warned = False
         self._retry_at = 0.0
+        self._trips: dict[str, asyncio.Lock] = {}
 
     async def debit(self, client: str, tier: Tier, cost: int) -> Throttle:
+        if (leased := self._from_lease(client, tier, cost)) is not None:
+            return leased
+        if self.script is None or (self.degraded and time.monotonic() < self._retry_at):
+            return self._local(client, tier, cost)
+        # one trip to Redis per client at a time: a burst waits for the lease the first takes
+        # instead of each taking one of its own
+        lock = self._trips.setdefault(client, asyncio.Lock())
+        async with lock:
+            if (leased := self._from_lease(client, tier, cost)) is not None:
+                return leased
+            return await self._trip(client, tier, cost)
+
+    def _from_lease(self, client: str, tier: Tier, cost: int) -> Throttle | None:
         lease = self.leases.get(client)
-        now = time.monotonic()
-        if lease is not None and lease.points >= cost and now < lease.expires:
+        if lease is not None and lease.points >= cost and time.monotonic() < lease.expires:
             lease.points -= cost
             return Throttle(True, lease.in_bucket + lease.points, tier)
-        if self.script is None or (self.degraded and now < self._retry_at):
-            return self._local(client, tier, cost)
+        return None
+
+    async def _trip(self, client: str, tier: Tier, cost: int) -> Throttle:
+        assert self.script is not None
+        now = time.monotonic()
+        if len(self.leases) > MAX_CLIENTS:
+            self._forget_idle(now)
+        lease = self.leases.get(client)
         given = self.leases.pop(client).points if lease is not None else 0.0
         wanted = max(cost, math.floor(tier.capacity * LEASE_SHARE))
         try:
@@ -135,6 +156,12 @@ class RateLimiter:
             kept += concurrent.points
         self.leases[client] = Lease(kept, left, now + LEASE_SECONDS)
         return Throttle(True, left + kept, tier)
+
+    def _forget_idle(self, now: float) -> None:
+        """Clients not heard from for a lease's life: their leftovers stay spent (at most 2%
+        of a bucket each, restored by the bucket in time)."""
+        self.leases = {c: lease for c, lease in self.leases.items() if lease.expires > now}
+        self._trips = {c: lock for c, lock in self._trips.items() if lock.locked()}
 
     async def refund(self, client: str, tier: Tier, points: int) -> Throttle:
         if self.script is None or self.degraded:

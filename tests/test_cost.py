@@ -1,5 +1,6 @@
 """Query cost (graph/cost.py) and per-client budgets (graph/ratelimit.py)."""
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -7,10 +8,12 @@ from typing import Any
 import pytest
 import strawberry
 from graphql import get_operation_ast, parse
+from redis.asyncio import Redis as AsyncRedis
 from starlette.testclient import TestClient
 
 from graph.app import create_app
 from graph.cost import CostModel, FieldCost, directives_in
+from graph.ratelimit import RateLimiter
 from graph.settings import Settings, Tier
 from schema.costs import Cost, assumed, paged
 from schema.schema import SDL_PATH, build_schema, sdl
@@ -261,3 +264,21 @@ def charged_at_start(client: TestClient, key: str) -> None:
         else:
             raise AssertionError("the subscription was not charged")
         ws.send_json({"id": "ok", "type": "complete"})
+
+
+def test_a_burst_takes_one_lease_not_one_each(redis_url: str) -> None:
+    """Concurrent requests of one client wait for the lease the first one takes."""
+
+    async def burst() -> float:
+        redis = AsyncRedis.from_url(redis_url)
+        limiter = RateLimiter(redis, prefix="test:burst:")
+        tier = Tier(ceiling=100, capacity=5000, restore_rate=0.001)
+        try:
+            throttles = await asyncio.gather(*(limiter.debit("c", tier, 1) for _ in range(50)))
+            assert all(throttle.admitted for throttle in throttles)
+            return float(await redis.hget("test:burst:c", "points") or 0)
+        finally:
+            await redis.aclose()
+
+    in_redis = asyncio.run(burst())
+    assert 4899 <= in_redis <= 4901  # one lease of 2% (100 points) left the bucket, not 50

@@ -206,3 +206,46 @@ def test_only_subscriptions_run_over_websocket(client_tools: Path, servers: list
     lines = [orjson.loads(line) for line in done.stdout.splitlines()]
     assert lines[0] == {"connected": True}
     assert "Only subscriptions run over WebSocket" in str(lines[1]["error"])
+
+
+TICKERS = ("AAPL", "MSFT", "NVDA", "AMZN")
+FORMS = ("8-K", "10-Q", "10-K")
+
+
+def test_200_subscribers_each_get_exactly_their_filings(
+    client_tools: Path, servers: list[str], writer: str
+) -> None:
+    filters: list[dict[str, list[str]]] = []
+    for index in range(200):  # every combination of some tickers and some forms, and none
+        tickers = [t for bit, t in enumerate(TICKERS) if index >> bit & 1]
+        forms = [f for bit, f in enumerate(FORMS) if index >> (bit + 4) & 1]
+        filters.append({**({"tickers": tickers} if tickers else {}),
+                        **({"formTypes": forms} if forms else {})})  # fmt: skip
+    fanout = subprocess.Popen(
+        ["node", str(client_tools / "fanout.mjs"),
+         ",".join(f"ws://{server}/graphql" for server in servers), orjson.dumps(filters).decode()],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert fanout.stdout is not None and fanout.stdin is not None
+        assert orjson.loads(fanout.stdout.readline()) == {"ready": 200}
+        ingested = [
+            (ingest(servers[i % 2], writer, ticker, form)["accessionNumber"], ticker, form)
+            for i, (ticker, form) in enumerate((t, f) for t in TICKERS for f in FORMS)
+        ]
+        time.sleep(2)  # the last alerts reach everyone
+        fanout.stdin.write("done\n")
+        fanout.stdin.flush()
+        received = orjson.loads(fanout.stdout.readline())["received"]
+    finally:
+        fanout.kill()
+        fanout.wait(10)
+        for pipe in (fanout.stdin, fanout.stdout):
+            if pipe is not None:
+                pipe.close()
+    for wanted, got in zip(filters, received, strict=True):
+        expected = [
+            number for number, ticker, form in ingested
+            if ticker in wanted.get("tickers", TICKERS) and form in wanted.get("formTypes", FORMS)
+        ]  # fmt: skip
+        assert got == expected, wanted
