@@ -56,6 +56,6 @@ const waitUntilConnected = setInterval(() => {
 }, 50);
 
 createInterface({ input: process.stdin }).once("line", () => {
-  process.stdout.write(`${JSON.stringify({ received, latencies })}\n`);
-  process.exit(0);
+  // exit once written: a pipe takes large writes asynchronously
+  process.stdout.write(`${JSON.stringify({ received, latencies })}\n`, () => process.exit(0));
 });
