@@ -146,16 +146,12 @@ def from_json(line: Any) -> FilingInput:
         title=take(line, "title", str),
         metrics=tuple(metrics),
     )
+    text, encoded, content_type = (
+        take(line, name, str) for name in ("documentText", "documentBase64", "documentContentType")
+    )
     if problems:
         raise InvalidFiling(problems)
-    document = document_of(
-        take(line, "documentText", str),
-        take(line, "documentBase64", str),
-        take(line, "documentContentType", str),
-    )
-    if problems:  # of the document fields' types
-        raise InvalidFiling(problems)
-    return replace(filing, document=document)
+    return replace(filing, document=document_of(text, encoded, content_type))
 
 
 class InvalidFiling(Exception):

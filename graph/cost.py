@@ -68,6 +68,7 @@ class FieldCost:
 
 
 NO_DIRECTIVES = FieldCost()
+FREE = (0, None)  # the plan of a weightless scalar: it costs nothing, whatever comes back
 FIELD_CONTAINERS = (
     ObjectTypeDefinitionNode,
     ObjectTypeExtensionNode,
@@ -296,12 +297,8 @@ class Costing:
                 for response_key, field_details in self.subfields(runtime_type, details).items():
                     merged.setdefault(response_key, (runtime_type, field_details))
             found = self._selections[key] = [
-                (k, owner, d) for k, (owner, d) in merged.items() if not self.is_free_leaf(owner, d)
+                (k, owner, d)
+                for k, (owner, d) in merged.items()
+                if self.actual_plan(owner, d) != FREE  # not a weightless scalar
             ]
         return found
-
-    def is_free_leaf(self, parent: GraphQLObjectType, details: FieldDetailsList) -> bool:
-        name, definition, config = self.field_of(parent, details)
-        if definition is None:
-            return name not in INTROSPECTION
-        return not is_composite_type(get_named_type(definition.type)) and not config.weight

@@ -6,6 +6,7 @@ from contextlib import suppress
 from typing import Any, TypeVar
 
 import orjson
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -14,7 +15,7 @@ from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused
 from graph.graphiql import graphiql_html
 from graph.settings import Settings
 from loaders.request import Loaders
-from resolvers.context import Context
+from resolvers.context import Context, Viewer
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -203,10 +204,7 @@ async def serve_graphql(request: Request) -> Response:
         outcome = refused("UNAUTHENTICATED", str(error), 401)
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
-    loaders = Loaders(state.reader, state.entity_cache)
-    context = Context(
-        loaders, viewer, settings.max_page_size, writer=state.db, documents=state.documents
-    )
+    context = new_context(state, viewer)
     try:
         outcomes = await while_connected(request, run_batch(request, batch, context))
     finally:
@@ -216,6 +214,20 @@ async def serve_graphql(request: Request) -> Response:
     if not is_batch:
         return response(request, outcomes[0])
     return Response(orjson.dumps([o.payload for o in outcomes]), 200, media_type=JSON)
+
+
+def new_context(state: State, viewer: Viewer, **extra: Any) -> Context:
+    """A request's (or WebSocket connection's) context: fresh loaders, the app's stores."""
+    loaders = Loaders(state.reader, state.entity_cache)
+    settings: Settings = state.settings
+    return Context(
+        loaders,
+        viewer,
+        settings.max_page_size,
+        writer=state.db,
+        documents=state.documents,
+        **extra,
+    )
 
 
 async def run_batch(request: Request, batch: list[Any], context: Context) -> list[Outcome]:

@@ -104,7 +104,7 @@ class LocalBuckets:
 
 class RateLimiter:
     def __init__(self, redis: Redis | None, prefix: str = "corpgraph:bucket:") -> None:
-        self.redis, self.prefix = redis, prefix
+        self.prefix = prefix
         self.script = redis.register_script(TAKE_SCRIPT) if redis is not None else None
         self.leases: dict[str, Lease] = {}
         self.local = LocalBuckets()
@@ -138,8 +138,8 @@ class RateLimiter:
         now = time.monotonic()
         if len(self.leases) > MAX_CLIENTS:
             self._forget_idle(now)
-        lease = self.leases.get(client)
-        given = self.leases.pop(client).points if lease is not None else 0.0
+        lease = self.leases.pop(client, None)
+        given = lease.points if lease is not None else 0.0
         wanted = max(cost, math.floor(tier.capacity * LEASE_SHARE))
         try:
             arguments = [tier.capacity, tier.restore_rate, given, cost, wanted]
@@ -152,8 +152,8 @@ class RateLimiter:
         if taken == 0 and cost > 0:
             return Throttle(False, left - cost, tier)
         kept = taken - cost
-        if (concurrent := self.leases.get(client)) is not None:  # taken while we waited
-            kept += concurrent.points
+        if (refunded := self.leases.get(client)) is not None:  # a refund came meanwhile
+            kept += refunded.points
         self.leases[client] = Lease(kept, left, now + LEASE_SECONDS)
         return Throttle(True, left + kept, tier)
 
@@ -184,6 +184,6 @@ class RateLimiter:
             log.warning("rate limiting per process: Redis is unreachable (%s)", error)
 
     def _recovered(self) -> None:
-        if self.degraded and self.redis is not None:
+        if self.degraded:
             log.warning("rate limiting shared again: Redis is back")
             self.degraded, self._warned = False, False

@@ -21,9 +21,9 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
 from graph.gateway import from_gateway
+from graph.http import new_context
 from graph.limits import shape_limits
 from graph.settings import Settings
-from loaders.request import Loaders
 from resolvers.context import Context, Viewer
 
 
@@ -63,14 +63,10 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         state = request.app.state
-        loaders = Loaders(state.reader, state.entity_cache)
         peer = request.client.host if request.client else None
-        return Context(
-            loaders,
-            Viewer(client_ip=peer),
-            self.settings.max_page_size,
-            writer=state.db,
-            documents=state.documents,
+        return new_context(
+            state,
+            Viewer(client_ip=peer),  # until connection_init names the key
             alerts=state.broker,
             charge=state.pipeline.charge_subscription,
             max_subscriptions=self.settings.max_subscriptions,

@@ -13,6 +13,11 @@ from resolvers.errors import UserInputError, limit_list
 REPLAY_BATCH = 500
 
 
+def to_ingest_cursor(sequence: int) -> str:
+    """`Filing.ingestCursor`: opaque, an ingest_seq inside (`position_of` reads it back)."""
+    return base64.urlsafe_b64encode(f"ingest:{sequence}".encode()).decode()
+
+
 def position_of(cursor: str) -> int:
     """The ingest_seq inside an `ingestCursor`."""
     try:

@@ -1,6 +1,5 @@
 """The Filing entity: federation keys `id` and `accessionNumber`."""
 
-import base64
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
@@ -9,16 +8,13 @@ import strawberry
 from loaders.filings import FilingRow
 from resolvers import companies, filings, metrics
 from resolvers.context import Info
+from resolvers.subscriptions import to_ingest_cursor
 from schema.costs import assumed
 from schema.metrics import Metric
 from schema.node import Node, key_in, to_global_id
 
 if TYPE_CHECKING:
     from schema.companies import Company
-
-
-def to_ingest_cursor(sequence: int) -> str:
-    return base64.urlsafe_b64encode(f"ingest:{sequence}".encode()).decode()
 
 
 @strawberry.federation.type(

@@ -1,7 +1,6 @@
 """`ingestFiling`: the write path, its checks and its idempotency."""
 
 import asyncio
-import base64
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from db.engine import create_engine
+from resolvers.subscriptions import position_of
 from tests.conftest import new_api_key
 
 INGEST = """mutation($input: IngestFilingInput!) { ingestFiling(input: $input) {
@@ -74,12 +74,6 @@ def counts(database_url: str) -> tuple[int, int]:
     return asyncio.run(count())
 
 
-def sequence_of(cursor: str) -> int:
-    kind, _, number = base64.urlsafe_b64decode(cursor).decode().partition(":")
-    assert kind == "ingest"
-    return int(number)
-
-
 def test_ingest_then_read(ingest: Ingest, gql: Any, database_url: str) -> None:
     before = counts(database_url)
     body = ingest(filing())
@@ -131,7 +125,7 @@ def test_ingestion_order_is_the_cursor_order(ingest: Ingest) -> None:
         ]
         for i in range(3)
     ]
-    sequences = [sequence_of(cursor) for cursor in cursors]
+    sequences = [position_of(cursor) for cursor in cursors]
     assert sequences == sorted(sequences) and len(set(sequences)) == 3
 
 
