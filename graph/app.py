@@ -14,6 +14,7 @@ from db.engine import create_engine
 from db.reader import create_reader
 from graph import health
 from graph.broker import FilingBroker
+from graph.connections import RESTART_REASON, RESTARTING, OpenConnections
 from graph.cost import CostModel, directives_in
 from graph.documents import document, document_store
 from graph.execution import CostControl, Pipeline
@@ -89,7 +90,8 @@ def create_app(settings: Settings) -> Starlette:
             if settings.cost_control
             else None,
         )
-        app.state.broker = FilingBroker(database_url)
+        app.state.broker = FilingBroker(database_url, settings.subscriber_backlog)
+        app.state.connections = OpenConnections()
         await app.state.broker.start()
         tune_garbage_collector(settings.gc_threshold)
         try:
@@ -128,6 +130,10 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
-def app_from_environment() -> Starlette:
-    """For Hypercorn workers: `graph.app:app_from_environment()`."""
-    return create_app(Settings())
+async def close_subscriptions(app: Starlette) -> None:
+    """Before the server stops: flush the alerts already committed, then close every
+    subscription's connection with 1012 so that clients reconnect and resume."""
+    state = app.state
+    if hasattr(state, "broker"):  # started
+        await state.broker.drain(state.settings.drain_timeout.total_seconds())
+        await state.connections.hang_up(RESTARTING, RESTART_REASON)

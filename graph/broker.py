@@ -5,12 +5,14 @@ broker; it then reads the filings after the last position it delivered, in inges
 from the table itself. A notification lost to a dropped connection therefore loses nothing: the
 next wake-up (another notification, the reconnect, or the periodic check) reads from where it
 left off. Subscribers never hold a database connection; each has a bounded queue, and one that
-falls behind is dropped rather than slowing the others or growing memory.
+falls behind is dropped rather than slowing the others or growing memory. On shutdown, `drain`
+hands out what has committed and waits until every subscriber has taken it.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -29,29 +31,46 @@ BATCH = 500
 
 @dataclass(eq=False)
 class Subscriber:
-    """What one subscription receives: new filings that match, in ingestion order."""
+    """What one subscription receives: new filings that match, in ingestion order, then
+    None: it fell more than `room` filings behind (`overflowed`), or the server is stopping."""
 
     matches: Callable[[FilingRow], bool]
-    queue: asyncio.Queue[FilingRow | None] = field(default_factory=lambda: asyncio.Queue(256))
+    room: int
+    queue: asyncio.Queue[FilingRow | None] = field(default_factory=asyncio.Queue)
     overflowed: bool = False
+    ending: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # it has taken its None
 
     def offer(self, row: FilingRow) -> None:
-        if self.overflowed or not self.matches(row):
+        if self.ending or not self.matches(row):
             return
-        try:
-            self.queue.put_nowait(row)
-        except asyncio.QueueFull:  # too slow: drop the backlog, and tell the reader to stop
+        if self.queue.qsize() >= self.room:  # too slow: drop the backlog, and end it
             self.overflowed = True
             while not self.queue.empty():
                 self.queue.get_nowait()
+            self.end()
+            return
+        self.queue.put_nowait(row)
+
+    def end(self) -> None:
+        """After what is queued (stopping), or instead of it (overflowed)."""
+        if not self.ending:
+            self.ending = True
             self.queue.put_nowait(None)
+
+    async def next(self) -> FilingRow | None:
+        row = await self.queue.get()
+        if row is None:
+            self.ended.set()
+        return row
 
 
 class FilingBroker:
     """Its own connections: one that listens, one that reads (not the request pool)."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, queue_size: int = 256) -> None:
         self.database_url = database_url
+        self.queue_size = queue_size
         self.reader: Reader | None = None
         self.position: int | None = None  # ingest_seq of the last filing handed out
         self.subscribers: set[Subscriber] = set()
@@ -70,16 +89,35 @@ class FilingBroker:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stop_tasks()
         for subscriber in self.subscribers:
-            subscriber.queue.put_nowait(None)
+            subscriber.end()
         if self.reader is not None:
             await self.reader.pool.close()
 
+    async def drain(self, seconds: float) -> None:
+        """Deliver what has committed, end every subscription, and wait (at most `seconds`)
+        until each has taken all it was given."""
+        await self._stop_tasks()
+        with suppress(OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            async with asyncio.timeout(seconds / 2):
+                while await self._read_new() == BATCH:
+                    pass
+        for subscriber in self.subscribers:
+            subscriber.end()
+        ended = [asyncio.create_task(s.ended.wait()) for s in self.subscribers]
+        if ended:
+            _, waiting = await asyncio.wait(ended, timeout=seconds / 2)
+            for task in waiting:
+                task.cancel()
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def subscribe(self, matches: Callable[[FilingRow], bool]) -> Subscriber:
-        subscriber = Subscriber(matches)
+        subscriber = Subscriber(matches, self.queue_size)
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -110,19 +148,22 @@ class FilingBroker:
         while True:
             await self._woken.wait()
             self._woken.clear()
-            assert self.reader is not None
             try:
-                if self.position is None:  # where the live stream starts
-                    self.position = await last_ingested(self.reader)
-                rows = await ingested_after(self.reader, self.position, NO_END, EVERYTHING, BATCH)
+                if await self._read_new() == BATCH:
+                    self.wake()
             except (OSError, asyncpg.PostgresError) as error:
                 log.warning("filing alerts: reading new filings failed (%s)", error)
                 await asyncio.sleep(1)
                 self.wake()
-                continue
-            for row in rows:
-                for subscriber in list(self.subscribers):
-                    subscriber.offer(row)
-                self.position = row.ingest_seq
-            if len(rows) == BATCH:
-                self.wake()
+
+    async def _read_new(self) -> int:
+        """Hands out the filings committed after `position`, at most a batch; how many."""
+        assert self.reader is not None
+        if self.position is None:  # where the live stream starts
+            self.position = await last_ingested(self.reader)
+        rows = await ingested_after(self.reader, self.position, NO_END, EVERYTHING, BATCH)
+        for row in rows:
+            for subscriber in list(self.subscribers):
+                subscriber.offer(row)
+            self.position = row.ingest_seq
+        return len(rows)

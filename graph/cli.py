@@ -1,8 +1,6 @@
 """The `corpgraph` command: serve, migrate, seed, ingest, schema and apikey."""
 
 import asyncio
-import os
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from db.engine import create_engine
 from db.ingest import Conflict, InvalidFiling, from_json, ingest, prune_documents
 from db.migrate import migrate
 from db.seed import is_seeded, seed
+from graph import serving
 from graph.documents import document_store
 from graph.embedded import embedded_servers
 from graph.settings import Settings
@@ -95,46 +94,10 @@ def serve(
     with servers(settings) as running:
         if settings.embedded:
             asyncio.run(prepare_database(running, seed_size))  # type: ignore[arg-type]
-        run_hypercorn(running)
-
-
-def run_hypercorn(settings: Settings) -> None:
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
-    config.accesslog = None
-    config.errorlog = "-"
-    config.graceful_timeout = 5.0
-    typer.echo(f"corpgraph: GraphiQL on http://{settings.host}:{settings.port}/graphql", err=True)
-    if settings.workers > 1:
-        from hypercorn.run import run
-
-        os.environ["CORPGRAPH_DATABASE_URL"] = database_url(settings)
-        if settings.redis_url:
-            os.environ["CORPGRAPH_REDIS_URL"] = settings.redis_url
-        config.workers = settings.workers
-        config.worker_class = "uvloop"
-        config.application_path = "graph.app:app_from_environment()"
-        run(config)
-        return
-    serve_in_process(settings, config)
-
-
-def serve_in_process(settings: Settings, config: Any) -> None:
-    import uvloop
-    from hypercorn.asyncio import serve as hypercorn_serve
-
-    from graph.app import create_app
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await hypercorn_serve(create_app(settings), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-
-    uvloop.run(main())
+        url = f"http://{settings.host}:{settings.port}/graphql"
+        typer.echo(f"corpgraph: GraphiQL on {url}", err=True)
+        exit_code = serving.serve(running)
+    raise typer.Exit(exit_code)
 
 
 @app.command("migrate")

@@ -149,13 +149,10 @@ class Pipeline:
         mutations_allowed: bool,
     ) -> Outcome:
         prepared = self.prepare(query)
-        if prepared.document is None or prepared.errors:
-            return Outcome({"errors": prepared.errors}, 400, by_accept=True)
-        operation = get_operation_ast(prepared.document, operation_name)
-        if operation is None:
-            if operation_name:
-                return refused("BAD_REQUEST", f"Unknown operation named {operation_name!r}.")
-            return refused("BAD_REQUEST", "Name the operation to run: the document has several.")
+        operation = self.operation_of(prepared, operation_name)
+        if isinstance(operation, Outcome):
+            return operation
+        assert prepared.document is not None
         refusal = self.refusal(
             prepared.document, operation, mutations_allowed, context.viewer.via_gateway
         )
@@ -164,6 +161,45 @@ class Pipeline:
         if self.cost_control is None:
             return await self._execute(prepared.document, variables, operation_name, context)
         return await self._costed(prepared, operation, variables, operation_name, context)
+
+    def operation_of(
+        self, prepared: Prepared, operation_name: str | None
+    ) -> OperationDefinitionNode | Outcome:
+        """The operation to run, or why there is none."""
+        if prepared.document is None or prepared.errors:
+            return Outcome({"errors": prepared.errors}, 400, by_accept=True)
+        operation = get_operation_ast(prepared.document, operation_name)
+        if operation is not None:
+            return operation
+        if operation_name:
+            return refused("BAD_REQUEST", f"Unknown operation named {operation_name!r}.")
+        return refused("BAD_REQUEST", "Name the operation to run: the document has several.")
+
+    async def admit_stream(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        viewer: Viewer,
+    ) -> DocumentNode | Outcome:
+        """A subscription to stream (SSE), charged its requested cost once; or why not."""
+        prepared = self.prepare(query)
+        operation = self.operation_of(prepared, operation_name)
+        if isinstance(operation, Outcome):
+            return operation
+        assert prepared.document is not None
+        if operation.operation != OperationType.SUBSCRIPTION:
+            return refused(
+                "BAD_REQUEST",
+                "Only subscriptions stream as Server-Sent Events: send queries and mutations "
+                "without `Accept: text/event-stream`.",
+            )
+        if self.cost_control is not None:
+            requested = self.costing(self.cost_control.model, prepared, operation, variables)
+            throttle, refusal = await self.admit(viewer, requested.requested)
+            if refusal is not None:
+                return refusal_outcome(refusal, throttle, requested.requested)
+        return prepared.document
 
     def refusal(
         self,
@@ -179,7 +215,11 @@ class Pipeline:
                 message = f"{', '.join(sorted(gateway_fields))}: answered to the gateway only."
                 return refused("FORBIDDEN", message, 200)
         if operation.operation == OperationType.SUBSCRIPTION:
-            return refused("BAD_REQUEST", "Subscriptions are served over WebSocket on /graphql.")
+            return refused(
+                "BAD_REQUEST",
+                "Subscriptions are served over WebSocket, or as Server-Sent Events "
+                "(`Accept: text/event-stream`), on /graphql.",
+            )
         if operation.operation == OperationType.MUTATION and not mutations_allowed:
             outcome = refused("BAD_REQUEST", "Mutations are only accepted over POST.", 405)
             outcome.headers["Allow"] = "POST"
@@ -217,11 +257,7 @@ class Pipeline:
         requested = costing.requested
         throttle, refusal = await self.admit(context.viewer, requested)
         if refusal is not None:
-            outcome = refused(refusal.code, refusal.message, refusal.status, **refusal.extensions)
-            outcome.by_accept = refusal.status == 400
-            if refusal.code == "RATE_LIMITED":
-                outcome.headers["Retry-After"] = str(throttle.retry_after)
-            return with_cost(outcome, requested, 0, throttle)
+            return refusal_outcome(refusal, throttle, requested)
         tier = self.settings.tiers[context.viewer.tier]
         context.budget = budget(tier, requested, throttle)
         outcome = await self._execute(prepared.document, variables, operation_name, context)
@@ -264,7 +300,8 @@ class Pipeline:
         variables: dict[str, Any] | None,
         viewer: Viewer,
     ) -> None:
-        """A subscription is charged its requested cost once, when it starts (WebSocket)."""
+        """A subscription is charged its requested cost once, when it starts (WebSocket;
+        SSE is charged by `admit_stream`)."""
         if self.cost_control is None:
             return
         requested = self.cost_control.model.costing(document, operation, variables).requested
@@ -303,6 +340,14 @@ def budget(tier: Tier, requested: int, throttle: Throttle) -> Budget:
     remaining = max(0, math.floor(throttle.available))
     reset_at = datetime.now(UTC) + timedelta(seconds=throttle.seconds_to_full)
     return Budget(tier.capacity, requested, remaining, reset_at)
+
+
+def refusal_outcome(refusal: Refusal, throttle: Throttle, requested: int) -> Outcome:
+    outcome = refused(refusal.code, refusal.message, refusal.status, **refusal.extensions)
+    outcome.by_accept = refusal.status == 400
+    if refusal.code == "RATE_LIMITED":
+        outcome.headers["Retry-After"] = str(throttle.retry_after)
+    return with_cost(outcome, requested, 0, throttle)
 
 
 def with_cost(outcome: Outcome, requested: int, actual: int, throttle: Throttle) -> Outcome:

@@ -3,17 +3,22 @@
 import asyncio
 from collections.abc import Coroutine
 from contextlib import suppress
+from inspect import isawaitable
 from typing import Any, TypeVar
 
 import orjson
+from graphql import ExecutionResult, subscribe
 from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from graph.auth import Unauthenticated, viewer_of
-from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused
+from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped
 from graph.graphiql import graphiql_html
 from graph.settings import Settings
+from graph.sse import HEADERS as SSE_HEADERS
+from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
+from graph.sse import EventStream, wants_event_stream
 from loaders.request import Loaders
 from resolvers.context import Context, Viewer
 
@@ -113,6 +118,10 @@ def csrf_check(request: Request, settings: Settings) -> None:
     if not settings.csrf_enabled:
         return
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method == "GET" and wants_event_stream(request.headers.get("accept", "")):
+        # an EventSource cannot add headers; a subscription changes nothing, and keys travel
+        # in headers, never in cookies a forged request could borrow
+        return
     simple = request.method == "GET" or not media_type or media_type in SIMPLE_CONTENT_TYPES
     if simple and not any(request.headers.get(header) for header in PREFLIGHT_HEADERS):
         raise envelope_error(
@@ -204,6 +213,8 @@ async def serve_graphql(request: Request) -> Response:
         outcome = refused("UNAUTHENTICATED", str(error), 401)
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
+    if wants_event_stream(request.headers.get("accept", "")):
+        return await event_stream(request, batch, is_batch, viewer)
     context = new_context(state, viewer)
     try:
         outcomes = await while_connected(request, run_batch(request, batch, context))
@@ -214,6 +225,37 @@ async def serve_graphql(request: Request) -> Response:
     if not is_batch:
         return response(request, outcomes[0])
     return Response(orjson.dumps([o.payload for o in outcomes]), 200, media_type=JSON)
+
+
+async def event_stream(
+    request: Request, batch: list[Any], is_batch: bool, viewer: Viewer
+) -> Response:
+    """One subscription as Server-Sent Events (graph/sse.py), or why not: with its status,
+    since a client that asked for a stream reads anything else as a failure."""
+    state = request.app.state
+    if is_batch:
+        return stream_refused(refused("BAD_REQUEST", "Batches cannot stream: send one request."))
+    try:
+        query, variables, name = check_envelope(batch[0])
+    except BadRequest as error:
+        return stream_refused(error.outcome)
+    pipeline: Pipeline = state.pipeline
+    document = await pipeline.admit_stream(query, variables, name, viewer)
+    if isinstance(document, Outcome):
+        return stream_refused(document)
+    stream = EventStream(request.headers.get("last-event-id"))
+    context = new_context(state, viewer, alerts=state.broker, connection=stream)
+    results = subscribe(pipeline.schema, document, None, context, variables, name)
+    if isawaitable(results):
+        results = await results
+    if isinstance(results, ExecutionResult):  # e.g. variables that do not fit
+        return stream_refused(shaped(results))
+    state.connections.add(stream)
+    return StreamingResponse(stream.events(results), 200, SSE_HEADERS, SSE_MEDIA_TYPE)
+
+
+def stream_refused(outcome: Outcome) -> Response:
+    return Response(orjson.dumps(outcome.payload), outcome.status, outcome.headers, JSON)
 
 
 def new_context(state: State, viewer: Viewer, **extra: Any) -> Context:

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
 
     max_in_flight: int = Field(default=100, ge=1)  # GraphQL requests per process; more: 503
     max_subscriptions: int = Field(default=20, ge=1)  # per WebSocket connection
+    # filing alerts a subscriber may have waiting; one that falls further behind is closed
+    # (1013) and resumes with `since`
+    subscriber_backlog: int = Field(default=256, ge=1)
+    drain_timeout: timedelta = timedelta(seconds=2)  # on shutdown, to flush waiting alerts
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout: timedelta = timedelta(seconds=5)

@@ -20,6 +20,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types.unset import UNSET, UnsetType
 
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
+from graph.connections import WebSocketConnection
 from graph.gateway import from_gateway
 from graph.http import new_context
 from graph.limits import shape_limits
@@ -62,14 +63,18 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
+        assert isinstance(request, WebSocket), "queries and mutations have their own endpoint"
         state = request.app.state
         peer = request.client.host if request.client else None
+        connection = WebSocketConnection(request)
+        state.connections.add(connection)
         return new_context(
             state,
             Viewer(client_ip=peer),  # until connection_init names the key
             alerts=state.broker,
             charge=state.pipeline.charge_subscription,
             max_subscriptions=self.settings.max_subscriptions,
+            connection=connection,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

@@ -46,9 +46,14 @@ class EntityCache:
             log.warning("entity cache write failed: %s", error)
 
     async def invalidate(self, kind: str, keys: Sequence[str]) -> None:
-        """Called by the write path after a commit that changes these entities."""
-        if keys:
+        """Called by the write path after a commit that changes these entities. The commit
+        stands if Redis is away: entries expire within the cache's TTL."""
+        if not keys:
+            return
+        try:
             await self.redis.delete(*(self.key(kind, k) for k in keys))
+        except RedisError as error:
+            log.warning("entity cache invalidation failed: %s", error)
 
 
 async def read_through(

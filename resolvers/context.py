@@ -1,6 +1,5 @@
 """The per-request context that every resolver receives, and the project-wide `Info` alias."""
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,8 +38,10 @@ class Budget:
 
 
 class AlertQueue(Protocol):
-    queue: "asyncio.Queue[FilingRow | None]"  # None: the end (overflowed, or shutting down)
-    overflowed: bool
+    overflowed: bool  # fell too far behind
+
+    async def next(self) -> FilingRow | None:
+        """The next filing; None at the end (overflowed, or the server is stopping)."""
 
 
 class FilingAlerts(Protocol):
@@ -51,6 +52,19 @@ class FilingAlerts(Protocol):
     def subscribe(self, matches: Callable[[FilingRow], bool]) -> AlertQueue: ...
 
     def unsubscribe(self, subscriber: AlertQueue) -> None: ...
+
+
+class Connection(Protocol):
+    """What a subscription runs over: a WebSocket, or an SSE stream (graph/connections.py)."""
+
+    def resume_point(self) -> str | None:
+        """An ingestCursor to resume after, whatever `since` says (SSE's Last-Event-ID)."""
+
+    def delivered(self, cursor: str) -> None:
+        """The ingestCursor of the event about to be sent (SSE sends it as the event id)."""
+
+    async def hang_up(self, code: int, reason: str) -> None:
+        """Close it with a WebSocket close code (an SSE stream ends without `complete`)."""
 
 
 @dataclass
@@ -65,6 +79,7 @@ class Context:
     # charges a subscription's cost when it starts (graph/execution.py), or refuses it
     charge: "Callable[[DocumentNode, OperationDefinitionNode, dict[str, Any] | None, Viewer], Awaitable[None]] | None" = None  # noqa: E501
     connection_params: dict[str, object] | None = None  # WebSocket connection_init payload
+    connection: Connection | None = None  # subscriptions
     subscriptions_open: int = 0  # on this WebSocket connection
     max_subscriptions: int = 20
 

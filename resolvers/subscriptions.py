@@ -1,5 +1,6 @@
 """`Subscription.filingAdded`: replay from an ingest cursor, then live, in order, none twice."""
 
+import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator
@@ -11,6 +12,8 @@ from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
 
 REPLAY_BATCH = 500
+SLOW_CONSUMER = 1013  # WebSocket close code "try again later"
+TOO_SLOW = "Too slow to keep up: reconnect, and resume with `since`."
 
 
 def to_ingest_cursor(sequence: int) -> str:
@@ -51,16 +54,18 @@ async def filing_added(
 async def alerts_for(
     info: Info, tickers: list[str] | None, form_types: list[str] | None, since: str | None
 ) -> AsyncIterator[FilingRow]:
-    alerts = info.context.alerts
-    assert alerts is not None, "subscriptions are served over WebSocket"
-    if (charge := info.context.charge) is not None:  # once, at the start
+    context = info.context
+    alerts, connection = context.alerts, context.connection
+    assert alerts is not None and connection is not None, "served over WebSocket or SSE"
+    if (charge := context.charge) is not None:  # once, at the start
         fragments = info._raw_info.fragments.values()  # Strawberry's Info does not expose them
         document = DocumentNode(definitions=(info.operation, *fragments))
-        await charge(document, info.operation, info.variable_values, info.context.viewer)
+        await charge(document, info.operation, info.variable_values, context.viewer)
+    since = connection.resume_point() or since
     after = position_of(since) if since is not None else None
     wanted_tickers = limit_list("tickers", [t.upper() for t in tickers] if tickers else None)
     wanted_types = limit_list("formTypes", form_types)
-    loaders = info.context.loaders
+    loaders = context.loaders
     company_ids: set[int] | None = None
     if wanted_tickers is not None:
         companies = await loaders.company_by_ticker.load_many(list(wanted_tickers))
@@ -87,21 +92,18 @@ async def alerts_for(
                 break
             for row in rows:
                 last = row.ingest_seq
+                connection.delivered(to_ingest_cursor(last))
                 yield row
-        while True:
-            live = await subscriber.queue.get()
-            if live is None:
-                if subscriber.overflowed:
-                    raise GraphQLError(
-                        "This subscription fell too far behind and was ended; resubscribe "
-                        "with `since` set to the last ingestCursor received.",
-                        extensions={"code": "SERVICE_UNAVAILABLE"},
-                    )
-                return
+        while (live := await subscriber.next()) is not None:
             if live.ingest_seq <= last:
                 continue
             last = live.ingest_seq
             loaders.clear()  # the previous event is resolved: start each one afresh
+            connection.delivered(to_ingest_cursor(last))
             yield live
+        if subscriber.overflowed:
+            await connection.hang_up(SLOW_CONSUMER, TOO_SLOW)
+        # else the server is stopping: it closes every connection once all are flushed
+        await asyncio.Event().wait()  # until the connection's end cancels this
     finally:
         alerts.unsubscribe(subscriber)

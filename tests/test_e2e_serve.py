@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from tests.servers import free_port, wait_ready
+from tests.test_subscriptions import Subscriber
 
 pytestmark = pytest.mark.e2e
 
@@ -86,3 +87,38 @@ def test_serve_query_and_stop(tmp_path: Path) -> None:
         assert (b"Loading the small demo data set" in stderr) == (attempt == 0)
         time.sleep(0.5)
         assert servers_using(data_dir) == [], "embedded servers outlived corpgraph serve"
+
+
+def test_workers_share_the_port_and_close_subscriptions_on_sigterm(
+    tmp_path: Path, client_tools: Path
+) -> None:
+    """`serve --workers 2`: two worker processes answer on one port; SIGTERM to the supervisor
+    closes each worker's subscriptions with 1012, and everything exits cleanly."""
+    data_dir, port = tmp_path / "data", free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "graph", "serve", "--data-dir", str(data_dir),
+               "--port", str(port), "--seed-size", "small", "--workers", "2"]  # fmt: skip
+    process = subprocess.Popen(command, env=clean_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)  # fmt: skip
+    subscribers: list[Subscriber] = []
+    try:
+        wait_ready(f"{base}/health/ready", process)
+        children = psutil.Process(process.pid).children()
+        workers = [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+        assert len(workers) == 2, children
+        for _ in range(4):  # connections land on either worker
+            subscriber = Subscriber(client_tools, f"ws://127.0.0.1:{port}/graphql", {}, 1)
+            subscriber.connected()
+            subscribers.append(subscriber)
+        process.send_signal(signal.SIGTERM)
+        assert [s.next(seconds=20) for s in subscribers] == [{"closed": 1012}] * 4
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        for subscriber in subscribers:
+            subscriber.close()
+        if process.poll() is None:  # a failure above: the workers see their supervisor go
+            process.kill()
+            process.communicate(timeout=30)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    time.sleep(0.5)
+    assert servers_using(data_dir) == [], "workers or embedded servers outlived the supervisor"

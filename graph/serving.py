@@ -1,0 +1,104 @@
+"""Serve the app with Hypercorn: in this process, or in worker processes sharing the listening
+sockets. On SIGTERM or SIGINT every worker first flushes and closes its subscriptions (1012),
+then lets Hypercorn finish the requests in flight and stop."""
+
+import asyncio
+import multiprocessing
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from multiprocessing.connection import wait
+from multiprocessing.synchronize import Event
+
+import uvloop
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+
+from graph.app import close_subscriptions, create_app
+from graph.settings import Settings
+
+POLL_SECONDS = 0.1
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.errorlog = "-"
+    config.graceful_timeout = 5.0
+    return config
+
+
+def serve(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT; the exit code."""
+    config = hypercorn_config(settings)
+    if settings.workers == 1:
+        uvloop.run(serve_app(settings, config, None, signalled))
+        return 0
+    return supervise(settings, config)
+
+
+async def signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def serve_app(
+    settings: Settings,
+    config: Config,
+    sockets: Sockets | None,
+    stopped: Callable[[], Awaitable[None]],
+) -> None:
+    app = create_app(settings)
+
+    async def shutdown_trigger() -> None:
+        await stopped()
+        await close_subscriptions(app)
+
+    await worker_serve(
+        wrap_app(app, config.wsgi_max_body_size, None),  # type: ignore[arg-type]
+        config,
+        sockets=sockets,
+        shutdown_trigger=shutdown_trigger,
+    )
+
+
+def supervise(settings: Settings, config: Config) -> int:
+    """`settings.workers` processes; when one exits, or a signal comes, all stop."""
+    sockets = config.create_sockets()
+    spawn = multiprocessing.get_context("spawn")
+    stop = spawn.Event()
+    # ignored signals stay ignored in the workers: the supervisor alone decides when to stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    workers = [
+        spawn.Process(target=run_worker, args=(settings, config, sockets, stop))
+        for _ in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    wait([worker.sentinel for worker in workers])
+    stop.set()
+    for worker in workers:
+        worker.join(config.graceful_timeout + 10)
+        if worker.exitcode is None:
+            worker.terminate()
+            worker.join()
+    return max((abs(worker.exitcode or 0) for worker in workers), default=0)
+
+
+def run_worker(settings: Settings, config: Config, sockets: Sockets, stop: Event) -> None:
+    supervisor = os.getppid()
+
+    async def stopped() -> None:
+        """When the supervisor says so, or is gone (killed: nobody would stop us)."""
+        # a process-shared event cannot be awaited; a thread blocked on it could outlive us
+        while not stop.is_set() and os.getppid() == supervisor:  # noqa: ASYNC110
+            await asyncio.sleep(POLL_SECONDS)
+
+    uvloop.run(serve_app(settings, config, sockets, stopped))

@@ -1,0 +1,43 @@
+"""A real client from npm, run as a Node process that prints one JSON line per event."""
+
+import queue
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+class NodeClient:
+    def __init__(self, script: Path, *arguments: str) -> None:
+        self.process = subprocess.Popen(
+            ["node", str(script), *arguments],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def next(self, seconds: float = 10) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=seconds)
+        except queue.Empty:
+            raise AssertionError(f"nothing from the client in {seconds} s") from None
+        try:
+            result: dict[str, Any] = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise AssertionError(f"the client said: {line}") from None
+        return result
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+        self.reader.join(10)  # it reads to the end of the output, which the kill brought
+        assert self.process.stdout is not None
+        self.process.stdout.close()
