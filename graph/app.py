@@ -19,6 +19,7 @@ from graph.cost import CostModel, directives_in
 from graph.documents import document, document_store
 from graph.execution import CostControl, Pipeline
 from graph.http import InFlight, graphql_endpoint
+from graph.persisted import PersistedDocuments, load_manifests
 from graph.ratelimit import RateLimiter
 from graph.settings import Settings
 from graph.websocket import SubscriptionsOverWebSocket, websocket_rules
@@ -54,6 +55,8 @@ def create_app(settings: Settings) -> Starlette:
         settings.introspection_cost,
     )
 
+    manifest = load_manifests(settings.persisted_manifests)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = create_engine(
@@ -82,6 +85,9 @@ def create_app(settings: Settings) -> Starlette:
         )
         app.state.documents = document_store(settings)
         app.state.in_flight = InFlight(settings.max_in_flight)
+        app.state.persisted = PersistedDocuments(
+            settings.persisted_mode, manifest, redis, settings.apq_ttl, settings.apq_max_bytes
+        )
         app.state.limiter = RateLimiter(redis)
         app.state.pipeline = Pipeline(
             schema._schema,

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import typer
+from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.apikeys import create_key, list_keys, revoke_key
@@ -32,6 +33,8 @@ app = typer.Typer(
 )
 apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
+persisted_app = typer.Typer(help="Trusted documents (persisted queries).", no_args_is_help=True)
+app.add_typer(persisted_app, name="persisted")
 
 DataDir = Annotated[
     Path | None,
@@ -265,6 +268,28 @@ async def ingest_files(
                 else:
                     summary.unchanged += 1
     return summary
+
+
+@persisted_app.command("build")
+def persisted_build(
+    operations: Annotated[
+        Path, typer.Option(help="Folder of .graphql operation files.", file_okay=False)
+    ] = Path("ops/operations"),
+    out: Annotated[Path, typer.Option(help="Where to write the manifest.")] = Path(
+        "ops/operations/persisted-query-manifest.json"
+    ),
+) -> None:
+    """Write an Apollo persisted-query manifest of the operations: the trusted documents of
+    CORPGRAPH_PERSISTED_MANIFESTS."""
+    from graph.persisted import build_manifest
+    from schema.schema import build_schema
+
+    try:
+        manifest = build_manifest(operations.glob("*.graphql"), build_schema()._schema)
+    except (ValueError, GraphQLError) as error:
+        raise typer.BadParameter(str(error)) from None
+    out.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+    typer.echo(f"{len(manifest['operations'])} operations written to {out}")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import Coroutine
 from contextlib import suppress
+from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from graph.auth import Unauthenticated, viewer_of
 from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped
 from graph.graphiql import graphiql_html
+from graph.persisted import PersistedDocuments, PersistedError
 from graph.settings import Settings
 from graph.sse import HEADERS as SSE_HEADERS
 from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
@@ -62,24 +64,47 @@ def envelope_error(message: str) -> BadRequest:
     return BadRequest(refused("BAD_REQUEST", message))
 
 
-def check_envelope(params: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+@dataclass(frozen=True)
+class Envelope:
+    """One operation as a client sent it: the document itself, or the hash of a persisted one
+    (graph/persisted.py)."""
+
+    query: str | None
+    variables: dict[str, Any] | None
+    operation_name: str | None
+    extensions: dict[str, Any] | None
+    document_id: object
+
+
+def check_envelope(params: Any) -> Envelope:
     if not isinstance(params, dict):
         raise envelope_error("The body must be a JSON object with a `query`.")
-    query, variables, name = (
+    query, variables, name, extensions = (
         params.get("query"),
         params.get("variables"),
         params.get("operationName"),
+        params.get("extensions"),
     )
-    if not isinstance(query, str) or not query.strip():
+    if query is not None and not isinstance(query, str):
         raise envelope_error("`query` must be a non-empty string.")
     if variables is not None and not isinstance(variables, dict):
         raise envelope_error("`variables` must be a JSON object.")
     if name is not None and not isinstance(name, str):
         raise envelope_error("`operationName` must be a string.")
-    extensions = params.get("extensions")
     if extensions is not None and not isinstance(extensions, dict):
         raise envelope_error("`extensions` must be a JSON object.")
-    return query, variables, name
+    return Envelope(query, variables, name, extensions, params.get("documentId"))
+
+
+async def document_of(request: Request, envelope: Envelope, viewer: Viewer) -> str:
+    """The document to run: the query sent, or the persisted one it names."""
+    persisted: PersistedDocuments = request.app.state.persisted
+    try:
+        return await persisted.document(
+            envelope.query, envelope.extensions, envelope.document_id, viewer.via_gateway
+        )
+    except PersistedError as error:
+        raise BadRequest(refused(error.code, str(error), error.status)) from None
 
 
 def get_params(request: Request) -> dict[str, Any]:
@@ -236,10 +261,12 @@ async def event_stream(
     if is_batch:
         return stream_refused(refused("BAD_REQUEST", "Batches cannot stream: send one request."))
     try:
-        query, variables, name = check_envelope(batch[0])
+        envelope = check_envelope(batch[0])
+        query = await document_of(request, envelope, viewer)
     except BadRequest as error:
         return stream_refused(error.outcome)
     pipeline: Pipeline = state.pipeline
+    variables, name = envelope.variables, envelope.operation_name
     document = await pipeline.admit_stream(query, variables, name, viewer)
     if isinstance(document, Outcome):
         return stream_refused(document)
@@ -279,13 +306,18 @@ async def run_batch(request: Request, batch: list[Any], context: Context) -> lis
 
 async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Context) -> Outcome:
     try:
-        query, variables, name = check_envelope(params)
+        envelope = check_envelope(params)
+        query = await document_of(request, envelope, context.viewer)
     except BadRequest as error:
         return error.outcome
-    return await pipeline.run(
+    outcome = await pipeline.run(
         query,
-        variables,
-        name,
+        envelope.variables,
+        envelope.operation_name,
         context,
         mutations_allowed=request.method == "POST",
     )
+    if envelope.query is not None and outcome.status == 200:
+        persisted: PersistedDocuments = request.app.state.persisted
+        await persisted.remember(query, envelope.extensions, envelope.document_id)
+    return outcome

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     document_url_ttl: timedelta = timedelta(minutes=15)
     max_document_bytes: int = Field(default=5_000_000, ge=1)
 
+    # persisted documents (graph/persisted.py): `apq` runs any document and remembers those
+    # sent with their hash; `trusted` runs only the documents of the manifests
+    persisted_mode: Literal["apq", "trusted"] = "apq"
+    persisted_manifests: Annotated[list[Path], NoDecode] = []  # comma-separated paths
+    apq_ttl: timedelta = timedelta(days=7)
+    apq_max_bytes: int = Field(default=100_000, ge=1)  # larger documents run, but are not kept
+
     graphiql: bool = True
     graphiql_assets_url: str | None = None
 
@@ -107,6 +114,13 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("persisted_manifests", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(path.strip()) for path in value.split(",") if path.strip()]
         return value
 
     @field_validator("tiers")

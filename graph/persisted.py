@@ -1,0 +1,218 @@
+"""Persisted documents: one lookup for every dialect a client may speak.
+
+- Apollo APQ: `extensions.persistedQuery {version: 1, sha256Hash}`, hash only (the document is
+  looked up) or with `query` (checked against the hash, then stored in Redis for a while);
+- Apollo persisted-query manifests and graphql-codegen's `persisted-documents.json` (trusted
+  documents), whose ids arrive the same way;
+- GraphQL over HTTP's `documentId: "sha256:<hex>"`.
+
+In `trusted` mode only the manifests' documents run (the gateway, whose query plans are in no
+manifest, is exempt). A document found once is kept per process, by hash, so later requests
+skip Redis, and the pipeline's per-text cache then skips parsing, validation and costing.
+"""
+
+import hashlib
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from graphql import (
+    GraphQLSchema,
+    get_operation_ast,
+    parse,
+    print_ast,
+    separate_operations,
+    validate,
+)
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+KEY_PREFIX = "corpgraph:apq:"
+KEPT_PER_PROCESS = 2000
+Mode = Literal["apq", "trusted"]
+
+
+class PersistedError(Exception):
+    """Why a request's document cannot be had: a code of DESIGN.md and an HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code, self.status = code, status
+
+
+def sha256(document: str) -> str:
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+def not_found() -> PersistedError:
+    return PersistedError("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound", 200)
+
+
+class PersistedDocuments:
+    def __init__(
+        self,
+        mode: Mode,
+        manifest: Mapping[str, str],
+        redis: Redis | None,
+        ttl: timedelta,
+        max_bytes: int,
+    ) -> None:
+        self.mode, self.manifest, self.redis = mode, manifest, redis
+        self.ttl, self.max_bytes = ttl, max_bytes
+        self._kept: OrderedDict[str, str] = OrderedDict()
+
+    async def document(
+        self, query: object, extensions: Mapping[str, Any] | None, document_id: object,
+        trusted_caller: bool,
+    ) -> str:  # fmt: skip
+        """The document to run, or a PersistedError saying why there is none."""
+        wanted = requested_hash(extensions, document_id)
+        if wanted is None:
+            if not isinstance(query, str) or not query.strip():
+                raise PersistedError("BAD_REQUEST", "`query` must be a non-empty string.", 400)
+            if self.mode == "trusted" and not trusted_caller:
+                raise PersistedError(
+                    "PERSISTED_QUERY_ID_REQUIRED",
+                    "This server runs only trusted documents: send the id of one.",
+                    400,
+                )
+            return query
+        if query is not None:
+            return await self._given(wanted, query, trusted_caller)
+        found = self.manifest.get(wanted) or self._kept.get(wanted)
+        if found is None and self.mode == "apq":
+            found = await self._stored(wanted)
+        if found is None:
+            if self.mode == "trusted" and not trusted_caller:
+                raise not_in_list()
+            raise not_found()
+        self._keep(wanted, found)
+        return found
+
+    async def _given(self, wanted: str, query: object, trusted_caller: bool) -> str:
+        if not isinstance(query, str) or sha256(query) != wanted:
+            raise PersistedError(
+                "PERSISTED_QUERY_HASH_MISMATCH",
+                "The query's SHA-256 does not match the given hash.",
+                400,
+            )
+        if self.mode == "trusted" and not trusted_caller and wanted not in self.manifest:
+            raise not_in_list()
+        return query
+
+    async def remember(
+        self, query: str, extensions: Mapping[str, Any] | None, document_id: object
+    ) -> None:
+        """APQ: keep a document sent with its hash, once it has run (a document that does not
+        parse, validate or may not run is never kept)."""
+        wanted = requested_hash(extensions, document_id)
+        if self.mode != "apq" or wanted is None or wanted in self._kept:
+            return
+        if len(query) <= self.max_bytes:
+            await self._store(wanted, query)
+            self._keep(wanted, query)
+
+    def _keep(self, wanted: str, document: str) -> None:
+        self._kept[wanted] = document
+        self._kept.move_to_end(wanted)
+        if len(self._kept) > KEPT_PER_PROCESS:
+            self._kept.popitem(last=False)
+
+    async def _stored(self, wanted: str) -> str | None:
+        if self.redis is None:
+            return None
+        try:
+            found = await self.redis.get(KEY_PREFIX + wanted)
+        except RedisError as error:
+            log.warning("persisted documents: Redis read failed: %s", error)
+            return None
+        if isinstance(found, bytes):
+            return found.decode()
+        return found
+
+    async def _store(self, wanted: str, document: str) -> None:
+        if self.redis is None:
+            return
+        try:
+            await self.redis.set(KEY_PREFIX + wanted, document, ex=self.ttl)
+        except RedisError as error:  # the client sends the query again next time
+            log.warning("persisted documents: Redis write failed: %s", error)
+
+
+def not_in_list() -> PersistedError:
+    return PersistedError(
+        "PERSISTED_QUERY_NOT_IN_LIST", "This document is not in the trusted list.", 400
+    )
+
+
+def requested_hash(extensions: Mapping[str, Any] | None, document_id: object) -> str | None:
+    """The SHA-256 a request names (APQ's extension, or `documentId`), if it names one."""
+    if document_id is not None:
+        if not isinstance(document_id, str) or not document_id.startswith("sha256:"):
+            raise PersistedError(
+                "BAD_REQUEST", '`documentId` must be "sha256:" and 64 hex digits.', 400
+            )
+        return checked_hash(document_id.removeprefix("sha256:"))
+    persisted = (extensions or {}).get("persistedQuery")
+    if persisted is None:
+        return None
+    if not isinstance(persisted, dict) or persisted.get("version") != 1:
+        raise PersistedError(
+            "BAD_REQUEST", "`extensions.persistedQuery` takes version 1 and a sha256Hash.", 400
+        )
+    return checked_hash(persisted.get("sha256Hash"))
+
+
+def checked_hash(value: object) -> str:
+    if not isinstance(value, str) or not SHA256.fullmatch(value.lower()):
+        raise PersistedError("BAD_REQUEST", "A document hash is 64 hexadecimal digits.", 400)
+    return value.lower()
+
+
+def load_manifests(paths: Iterable[Path]) -> dict[str, str]:
+    """Apollo persisted-query manifests and graphql-codegen's persisted documents, by id;
+    an id that is not its document's SHA-256 stops the server from starting."""
+    documents: dict[str, str] = {}
+    for path in paths:
+        data = orjson.loads(path.read_bytes())
+        if isinstance(data, dict) and data.get("format") == "apollo-persisted-query-manifest":
+            entries = {op["id"]: op["body"] for op in data["operations"]}
+        elif isinstance(data, dict) and all(isinstance(v, str) for v in data.values()):
+            entries = {key.removeprefix("sha256:"): value for key, value in data.items()}
+        else:
+            raise ValueError(f"{path}: neither an Apollo manifest nor persisted documents")
+        for key, body in entries.items():
+            if sha256(body) != key.lower():
+                raise ValueError(f"{path}: {key} is not the SHA-256 of its document")
+            documents[key.lower()] = body
+    return documents
+
+
+def build_manifest(sources: Iterable[Path], schema: GraphQLSchema) -> dict[str, Any]:
+    """An Apollo persisted-query manifest of the operations in `.graphql` files (each with the
+    fragments it uses, printed canonically), every one validated against the schema."""
+    operations = []
+    for path in sorted(sources):
+        document = parse(path.read_text())
+        errors = validate(schema, document)
+        if errors:
+            raise ValueError(f"{path}: {errors[0].message}")
+        for name, separated in separate_operations(document).items():
+            operation = get_operation_ast(separated, name)
+            if not name or operation is None:
+                raise ValueError(f"{path}: every persisted operation needs a name")
+            body = print_ast(separated)
+            kind = operation.operation.value
+            operations.append({"id": sha256(body), "name": name, "type": kind, "body": body})
+    names = [operation["name"] for operation in operations]
+    if len(set(names)) != len(names):
+        raise ValueError("two persisted operations share a name")
+    return {"format": "apollo-persisted-query-manifest", "version": 1, "operations": operations}
