@@ -10,6 +10,7 @@ from enum import Enum
 from inspect import isawaitable
 from typing import Any
 
+import orjson
 import pytest
 import strawberry
 import yaml
@@ -18,6 +19,7 @@ from graphql.execution.executor import Executor
 
 from graph.execution import Pipeline
 from graph.fast_path import FastExecutor
+from graph.persisted import sha256
 from graph.settings import Settings
 from loaders.request import Loaders
 from resolvers.context import Budget, Context
@@ -31,7 +33,21 @@ def real_documents() -> list[tuple[str, dict[str, Any] | None]]:
     bench = [(REPO / f"ops/bench/{name}.graphql").read_text() for name in ("light", "heavy")]
     documents = [(bench[0], None), (bench[1].replace("Information Technology", "Financials"), None)]
     entries = yaml.safe_load((REPO / "tests/conformance.yaml").read_text())
-    return documents + [(entry["query"], entry.get("variables")) for entry in entries]
+    documents += [(entry["query"], entry.get("variables")) for entry in entries]
+    manifest = orjson.loads((REPO / "ops/operations/persisted-query-manifest.json").read_bytes())
+    return documents + [
+        (operation["body"], OPERATION_VARIABLES[operation["name"]])
+        for operation in manifest["operations"]
+        if operation["type"] == "query"
+    ]
+
+
+# the frontend's persisted operations (ops/operations), with variables to run them
+OPERATION_VARIABLES: dict[str, dict[str, Any]] = {
+    "CompanyPage": {"ticker": "AAPL", "filings": 3},
+    "SectorDashboard": {"sector": "Financials", "first": 5},
+    "MetricsChart": {"ticker": "MSFT", "names": ["revenue", "eps_diluted"], "from": "2025-01-01"},
+}
 
 
 REAL_DOCUMENTS = real_documents()
@@ -233,15 +249,23 @@ def test_the_body_is_large_enough() -> None:
     assert len(REAL_DOCUMENTS) + len(TEST_DOCUMENTS) >= 50
 
 
+@pytest.mark.parametrize("persisted", [False, True], ids=["sent", "persisted"])
 @pytest.mark.parametrize("name", ["light", "heavy"])
-def test_benchmark_documents_take_the_fast_path(client: Any, settings: Settings, name: str) -> None:
+def test_benchmark_documents_take_the_fast_path(
+    client: Any, settings: Settings, name: str, persisted: bool
+) -> None:
     document = (
         (REPO / f"ops/bench/{name}.graphql")
         .read_text()
         .replace("Information Technology", "Financials")
     )
+    body: dict[str, Any] = {"query": document}
+    if persisted:  # APQ: registered once, then sent by hash only
+        apq = {"persistedQuery": {"version": 1, "sha256Hash": sha256(document)}}
+        client.post("/graphql", json={"query": document, "extensions": apq})
+        body = {"extensions": apq}
     before = FastExecutor.leaves_total
-    response = client.post("/graphql", json={"query": document})
+    response = client.post("/graphql", json=body)
     assert "errors" not in response.json()
     leaves = FastExecutor.leaves_total - before
     assert leaves >= (15 if name == "light" else 1000), leaves

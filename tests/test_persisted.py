@@ -2,6 +2,7 @@
 documents from the manifest `corpgraph persisted build` writes (ops/operations)."""
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from graph.persisted import KEY_PREFIX, build_manifest, sha256
 from graph.settings import Settings
 from schema.schema import build_schema
 from tests.conftest import REPO
+from tests.servers import threaded
 
 QUERY = '{ company(ticker: "AAPL") { name } }'
 HASH = sha256(QUERY)
@@ -188,3 +190,32 @@ def test_a_manifest_with_a_wrong_id_stops_the_server(settings: Settings, tmp_pat
     forged.write_text(json.dumps({"0" * 64: QUERY}))
     with pytest.raises(ValueError, match="not the SHA-256"):
         create_app(settings.replace(persisted_manifests=[forged]))
+
+
+@pytest.fixture(scope="module")
+def served(settings: Settings) -> Iterator[str]:
+    with threaded(create_app(settings), "/health/ready") as base:
+        yield f"{base}/graphql"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["post", "get"])
+def test_apollo_clients_persisted_queries_link(client_tools: Path, served: str, mode: str) -> None:
+    """The npm Apollo Client with createPersistedQueryLink: hash only, not found, retried with
+    the query; the second time, hash only is enough."""
+    query = 'query Apple { company(ticker: "AAPL") { name } }'
+    query = query.replace("AAPL", "AAPL" if mode == "post" else "MSFT")  # a hash of its own
+    done = subprocess.run(
+        ["node", str(client_tools / "apollo.mjs"), served, query, "{}", mode],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = [orjson.loads(line) for line in done.stdout.splitlines()]
+    hashed = "GET" if mode == "get" else "POST"
+    name = "Apple Inc." if mode == "post" else "Microsoft Corporation"
+    assert lines == [
+        {"method": hashed, "hashOnly": True, "status": 200, "code": "PERSISTED_QUERY_NOT_FOUND"},
+        {"method": "POST", "hashOnly": False, "status": 200, "code": None},
+        {"data": {"company": {"__typename": "Company", "name": name}}},
+        {"method": hashed, "hashOnly": True, "status": 200, "code": None},
+        {"data": {"company": {"__typename": "Company", "name": name}}},
+    ], done.stderr
