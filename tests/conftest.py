@@ -28,6 +28,7 @@ from db.migrate import migrate
 from db.seed import seed
 from graph.app import create_app
 from graph.settings import Settings, Tier
+from tests.servers import corpgraph_processes
 
 TEMPLATE = "corpgraph_template"
 # Cost control runs in every test; only tests/test_cost.py meets its limits.
@@ -218,3 +219,16 @@ def compose(tools: Path, config: Path, out: Path) -> subprocess.CompletedProcess
         ["node", str(tools / "compose.mjs"), str(config), str(out)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def writer(database_url: str) -> str:
+    """A key that may ingest filings."""
+    return new_api_key(database_url, "pro", ("filings:write",))
+
+
+@pytest.fixture(scope="module")
+def servers(database_url: str, redis_url: str) -> Iterator[list[str]]:
+    """Two `corpgraph serve` processes on the module's database: `host:port`s."""
+    with corpgraph_processes(2, database_url, redis_url) as hosts:
+        yield hosts

@@ -20,7 +20,6 @@ from websockets.frames import Close
 from websockets.typing import Subprotocol
 
 from db.engine import create_engine
-from tests.conftest import new_api_key
 from tests.filings import ALERT, NUMBERS, ingest
 from tests.node import NodeClient
 from tests.servers import (
@@ -78,11 +77,6 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="module")
 def writer_server(stack: Stack) -> str:
     return stack.serve()
-
-
-@pytest.fixture(scope="module")
-def writer(database_url: str) -> str:
-    return new_api_key(database_url, "pro", ("filings:write",))
 
 
 @pytest.fixture

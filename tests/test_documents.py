@@ -21,17 +21,11 @@ from db.engine import create_engine
 from db.ingest import prune_documents
 from graph.app import create_app
 from graph.settings import Settings
-from tests.conftest import new_api_key
 from tests.servers import free_port
 
 INGEST = """mutation($input: IngestFilingInput!) {
   ingestFiling(input: $input) { accessionNumber documentUrl } }"""
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF"
-
-
-@pytest.fixture(scope="module")
-def writer(database_url: str) -> str:
-    return new_api_key(database_url, "pro", ("filings:write",))
 
 
 def ingest(

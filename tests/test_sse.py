@@ -2,7 +2,6 @@
 `graphql-sse` client gets the same events as a WebSocket client; refusals come before the
 stream, with their status. (Resuming with Last-Event-ID: tests/test_alert_resilience.py.)"""
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,26 +9,13 @@ import httpx2 as httpx
 import orjson
 import pytest
 
-from tests.conftest import new_api_key
 from tests.filings import ALERT, ingest
 from tests.node import NodeClient
-from tests.servers import corpgraph_processes
 from tests.test_subscriptions import Subscriber
 
 pytestmark = pytest.mark.e2e
 
 STREAM = {"accept": "text/event-stream"}
-
-
-@pytest.fixture(scope="module")
-def servers(database_url: str, redis_url: str) -> Iterator[list[str]]:
-    with corpgraph_processes(2, database_url, redis_url) as hosts:
-        yield hosts
-
-
-@pytest.fixture(scope="module")
-def writer(database_url: str) -> str:
-    return new_api_key(database_url, "pro", ("filings:write",))
 
 
 def sse_client(tools: Path, server: str, variables: dict[str, Any], count: int) -> NodeClient:

@@ -14,24 +14,10 @@ from sqlalchemy import text
 
 from db.engine import create_engine
 from graph.broker import CHECK_SECONDS
-from tests.conftest import new_api_key
 from tests.filings import ALERT, ingest
 from tests.node import NodeClient
-from tests.servers import corpgraph_processes
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def servers(database_url: str, redis_url: str) -> Iterator[list[str]]:
-    """Two corpgraph processes on one database: `host:port`s."""
-    with corpgraph_processes(2, database_url, redis_url) as hosts:
-        yield hosts
-
-
-@pytest.fixture(scope="module")
-def writer(database_url: str) -> str:
-    return new_api_key(database_url, "pro", ("filings:write",))
 
 
 class Subscriber(NodeClient):
