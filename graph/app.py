@@ -128,7 +128,7 @@ def create_app(settings: Settings) -> Starlette:
         )
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", SubscriptionsOverWebSocket(schema, settings)),
+        WebSocketRoute("/graphql", SubscriptionsOverWebSocket(schema, settings, manifest)),
         Route("/documents/{key:path}", document, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),

@@ -9,7 +9,13 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, cast
 
-from graphql import GraphQLError, OperationDefinitionNode, OperationType, ValidationRule
+from graphql import (
+    GraphQLError,
+    GraphQLFormattedError,
+    OperationDefinitionNode,
+    OperationType,
+    ValidationRule,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -17,6 +23,16 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import AddValidationRules
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage as TransportError,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage as Error
+from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UNSET, UnsetType
 
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
@@ -45,8 +61,48 @@ def websocket_rules(settings: Settings) -> Callable[[], AddValidationRules]:
     return lambda: AddValidationRules([SubscriptionsOnly, limits])
 
 
+def untrusted(context: Context, payload: Mapping[str, Any], trusted: frozenset[str] | None) -> bool:
+    """In trusted mode, a subscription whose document is not in a manifest (the gateway's
+    query plans excepted)."""
+    return (
+        trusted is not None
+        and not context.viewer.via_gateway
+        and payload.get("query") not in trusted
+    )
+
+
+NOT_IN_LIST: GraphQLFormattedError = {
+    "message": "This document is not in the trusted list.",
+    "extensions": {"code": "PERSISTED_QUERY_NOT_IN_LIST"},
+}
+
+
+class TrustedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    view: "SubscriptionsOverWebSocket"
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if untrusted(self.context, message["payload"], self.view.trusted):
+            refusal = TransportError(id=message["id"], type="error", payload=[NOT_IN_LIST])
+            await self.send_message(refusal)
+            return
+        await super().handle_subscribe(message)
+
+
+class TrustedWS(BaseGraphQLWSHandler[Context, None]):
+    view: "SubscriptionsOverWebSocket"
+
+    async def handle_start(self, message: StartMessage) -> None:
+        if untrusted(self.context, message["payload"], self.view.trusted):
+            await self.send_message(Error(type="error", id=message["id"], payload=NOT_IN_LIST))
+            return
+        await super().handle_start(message)
+
+
 class SubscriptionsOverWebSocket(GraphQL[Context, None]):
-    def __init__(self, schema: Any, settings: Settings) -> None:
+    graphql_transport_ws_handler_class = TrustedTransportWS
+    graphql_ws_handler_class = TrustedWS
+
+    def __init__(self, schema: Any, settings: Settings, manifest: Mapping[str, str]) -> None:
         super().__init__(
             schema,
             graphql_ide=None,
@@ -59,6 +115,10 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             allowed_origins=settings.cors_origins,
         )
         self.settings = settings
+        # in trusted mode, the documents that may run (sent in full: Strawberry's handlers
+        # take no hash)
+        trusted_mode = settings.persisted_mode == "trusted"
+        self.trusted = frozenset(manifest.values()) if trusted_mode else None
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

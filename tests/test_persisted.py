@@ -3,6 +3,7 @@ documents from the manifest `corpgraph persisted build` writes (ops/operations).
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from graph.persisted import KEY_PREFIX, build_manifest, sha256
 from graph.settings import Settings
 from schema.schema import build_schema
 from tests.conftest import REPO
-from tests.servers import threaded
+from tests.filings import ALERT
+from tests.servers import corpgraph_environment, corpgraph_processes, threaded
+from tests.test_subscriptions import Subscriber
 
 QUERY = '{ company(ticker: "AAPL") { name } }'
 HASH = sha256(QUERY)
@@ -219,3 +222,35 @@ def test_apollo_clients_persisted_queries_link(client_tools: Path, served: str, 
         {"method": hashed, "hashOnly": True, "status": 200, "code": None},
         {"data": {"company": {"__typename": "Company", "name": name}}},
     ], done.stderr
+
+
+@pytest.mark.e2e
+def test_trusted_mode_over_websocket(
+    client_tools: Path, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The manifest's subscription runs over WebSocket (the npm graphql-ws client) and alerts;
+    an ad-hoc one gets PERSISTED_QUERY_NOT_IN_LIST."""
+    alerts = manifest_operation("FilingAlerts")
+    settings = {"persisted_mode": "trusted", "persisted_manifests": str(MANIFEST)}
+    with corpgraph_processes(1, database_url, redis_url, **settings) as (server,):
+        url = f"ws://{server}/graphql"
+        ad_hoc = Subscriber(client_tools, url, {}, 1, query=ALERT)
+        trusted = Subscriber(client_tools, url, {"tickers": ["IBM"]}, 1, query=alerts["body"])
+        try:
+            assert ad_hoc.next() == {"connected": True}
+            refusal = ad_hoc.next()["error"]
+            assert refusal[0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_IN_LIST"
+            trusted.connected()
+            line = {"ticker": "IBM", "accessionNumber": "0000051143-26-000777",
+                    "formType": "8-K", "filedAt": "2026-11-02T13:00:00Z"}  # fmt: skip
+            (tmp_path / "one.jsonl").write_bytes(orjson.dumps(line))
+            subprocess.run(
+                [sys.executable, "-m", "graph", "ingest", str(tmp_path / "one.jsonl")],
+                env=corpgraph_environment(database_url, redis_url, str(tmp_path)),
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            event = trusted.next()["data"]["filingAdded"]
+            assert event["accessionNumber"] == "0000051143-26-000777"
+        finally:
+            ad_hoc.close()
+            trusted.close()
