@@ -195,10 +195,10 @@ class Pipeline:
                 "without `Accept: text/event-stream`.",
             )
         if self.cost_control is not None:
-            requested = self.costing(self.cost_control.model, prepared, operation, variables)
-            throttle, refusal = await self.admit(viewer, requested.requested)
+            costing = self.costing(self.cost_control.model, prepared, operation, variables)
+            throttle, refusal = await self.admit(viewer, costing.requested)
             if refusal is not None:
-                return refusal_outcome(refusal, throttle, requested.requested)
+                return refusal_outcome(refusal, throttle, costing.requested)
         return prepared.document
 
     def refusal(

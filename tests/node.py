@@ -1,12 +1,15 @@
-"""A real client from npm, run as a Node process that prints one JSON line per event."""
+"""Real clients from npm, run as Node processes that print one JSON line per event."""
 
 import queue
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from tests.filings import ALERT
 
 
 class NodeClient:
@@ -41,3 +44,18 @@ class NodeClient:
         self.reader.join(10)  # it reads to the end of the output, which the kill brought
         assert self.process.stdout is not None
         self.process.stdout.close()
+
+
+class Subscriber(NodeClient):
+    """The npm graphql-ws client (tests/clients/subscribe.mjs)."""
+
+    def __init__(self, tools: Path, url: str, variables: dict[str, Any], count: int,
+                 params: dict[str, str] | None = None, query: str = ALERT) -> None:  # fmt: skip
+        arguments = [url, query, orjson.dumps(variables).decode(), str(count)]
+        if params is not None:
+            arguments.append(orjson.dumps(params).decode())
+        super().__init__(tools / "subscribe.mjs", *arguments)
+
+    def connected(self) -> None:
+        assert self.next() == {"connected": True}
+        time.sleep(0.5)  # the subscribe message reaches the server and registers

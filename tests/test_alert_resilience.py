@@ -21,7 +21,7 @@ from websockets.typing import Subprotocol
 
 from db.engine import create_engine
 from tests.filings import ALERT, NUMBERS, ingest
-from tests.node import NodeClient
+from tests.node import NodeClient, Subscriber
 from tests.servers import (
     corpgraph_environment,
     free_port,
@@ -29,7 +29,6 @@ from tests.servers import (
     start_corpgraph,
     stop,
 )
-from tests.test_subscriptions import Subscriber
 
 pytestmark = pytest.mark.e2e
 

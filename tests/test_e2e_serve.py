@@ -11,8 +11,8 @@ import httpx2 as httpx
 import psutil
 import pytest
 
+from tests.node import Subscriber
 from tests.servers import free_port, wait_ready
-from tests.test_subscriptions import Subscriber
 
 pytestmark = pytest.mark.e2e
 

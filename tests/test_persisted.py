@@ -20,8 +20,8 @@ from graph.settings import Settings
 from schema.schema import build_schema
 from tests.conftest import REPO
 from tests.filings import ALERT
+from tests.node import Subscriber
 from tests.servers import corpgraph_environment, corpgraph_processes, threaded
-from tests.test_subscriptions import Subscriber
 
 QUERY = '{ company(ticker: "AAPL") { name } }'
 HASH = sha256(QUERY)

@@ -10,8 +10,7 @@ import orjson
 import pytest
 
 from tests.filings import ALERT, ingest
-from tests.node import NodeClient
-from tests.test_subscriptions import Subscriber
+from tests.node import NodeClient, Subscriber
 
 pytestmark = pytest.mark.e2e
 

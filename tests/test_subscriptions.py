@@ -14,25 +14,10 @@ from sqlalchemy import text
 
 from db.engine import create_engine
 from graph.broker import CHECK_SECONDS
-from tests.filings import ALERT, ingest
-from tests.node import NodeClient
+from tests.filings import ingest
+from tests.node import Subscriber
 
 pytestmark = pytest.mark.e2e
-
-
-class Subscriber(NodeClient):
-    """The npm graphql-ws client (tests/clients/subscribe.mjs)."""
-
-    def __init__(self, tools: Path, url: str, variables: dict[str, Any], count: int,
-                 params: dict[str, str] | None = None, query: str = ALERT) -> None:  # fmt: skip
-        arguments = [url, query, orjson.dumps(variables).decode(), str(count)]
-        if params is not None:
-            arguments.append(orjson.dumps(params).decode())
-        super().__init__(tools / "subscribe.mjs", *arguments)
-
-    def connected(self) -> None:
-        assert self.next() == {"connected": True}
-        time.sleep(0.5)  # the subscribe message reaches the server and registers
 
 
 @pytest.fixture
