@@ -1,7 +1,7 @@
 """`create_app(settings)`: routes, middleware and the lifespan that owns every connection."""
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
@@ -21,9 +21,11 @@ from graph.execution import CostControl, Pipeline
 from graph.http import InFlight, graphql_endpoint
 from graph.persisted import PersistedDocuments, load_manifests
 from graph.ratelimit import RateLimiter
+from graph.response_cache import ResponseCache
 from graph.settings import Settings
 from graph.websocket import SubscriptionsOverWebSocket, websocket_rules
 from loaders.cache import EntityCache
+from loaders.filings import FilingRow
 from schema.schema import build_schema, sdl
 
 
@@ -56,6 +58,7 @@ def create_app(settings: Settings) -> Starlette:
     )
 
     manifest = load_manifests(settings.persisted_manifests)
+    subscriptions = SubscriptionsOverWebSocket(schema, settings, manifest)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -89,14 +92,26 @@ def create_app(settings: Settings) -> Starlette:
             settings.persisted_mode, manifest, redis, settings.apq_ttl, settings.apq_max_bytes
         )
         app.state.limiter = RateLimiter(redis)
+        app.state.response_cache = response_cache = (
+            ResponseCache(cache_redis, settings.response_cache_ttl)
+            if cache_redis and settings.response_cache
+            else None
+        )
         app.state.pipeline = Pipeline(
             schema._schema,
             settings,
             cost_control=CostControl(cost_model, app.state.limiter)
             if settings.cost_control
             else None,
+            response_cache=response_cache,
         )
-        app.state.broker = FilingBroker(database_url, settings.subscriber_backlog)
+        subscriptions.persisted = app.state.persisted
+        subscriptions.pipeline = app.state.pipeline
+        app.state.broker = FilingBroker(
+            database_url,
+            settings.subscriber_backlog,
+            on_ingested=forget_answers_of(response_cache),
+        )
         app.state.connections = OpenConnections()
         await app.state.broker.start()
         tune_garbage_collector(settings.gc_threshold)
@@ -128,12 +143,22 @@ def create_app(settings: Settings) -> Starlette:
         )
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", SubscriptionsOverWebSocket(schema, settings, manifest)),
+        WebSocketRoute("/graphql", subscriptions),
         Route("/documents/{key:path}", document, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
     ]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+def forget_answers_of(
+    cache: ResponseCache | None,
+) -> Callable[[list[FilingRow]], Awaitable[object]] | None:
+    """Each new filing, wherever it was ingested (the API, `corpgraph ingest`), drops the
+    cached answers read from its company."""
+    if cache is None:
+        return None
+    return lambda filings: cache.drop(filing.company_id for filing in filings)
 
 
 async def close_subscriptions(app: Starlette) -> None:

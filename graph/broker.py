@@ -11,7 +11,7 @@ hands out what has committed and waits until every subscriber has taken it.
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -68,9 +68,16 @@ class Subscriber:
 class FilingBroker:
     """Its own connections: one that listens, one that reads (not the request pool)."""
 
-    def __init__(self, database_url: str, queue_size: int = 256) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        queue_size: int = 256,
+        on_ingested: Callable[[list[FilingRow]], Awaitable[object]] | None = None,
+    ) -> None:
+        """`on_ingested` hears of each batch of new filings after the subscribers."""
         self.database_url = database_url
         self.queue_size = queue_size
+        self.on_ingested = on_ingested
         self.reader: Reader | None = None
         self.position: int | None = None  # ingest_seq of the last filing handed out
         self.subscribers: set[Subscriber] = set()
@@ -166,4 +173,6 @@ class FilingBroker:
             for subscriber in list(self.subscribers):
                 subscriber.offer(row)
             self.position = row.ingest_seq
+        if rows and self.on_ingested is not None:
+            await self.on_ingested(rows)
         return len(rows)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from inspect import isawaitable
 from typing import Any
 
+import orjson
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -30,11 +31,13 @@ from graph.fast_path import FastExecutor
 from graph.gateway import GATEWAY_ONLY, root_field_names
 from graph.limits import limit_error, shape_limits
 from graph.ratelimit import RateLimiter, Throttle
+from graph.response_cache import UNCACHEABLE_FIELDS, ResponseCache
 from graph.settings import Settings, Tier
 from resolvers.context import Budget, Context, Viewer
 
 CACHED_DOCUMENT_CHARS = 64_000
 CACHED_DOCUMENTS = 1000
+CACHE_HIT_COST = 1
 RETRY_AFTER_SECONDS = 1
 
 
@@ -48,6 +51,8 @@ class Outcome:
     status: int = 200
     by_accept: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    # the answer of a query that reads no per-request state: HTTP caches may keep it
+    shareable: bool = False
 
 
 def refused(code: str, message: str, status: int = 400, **extensions: Any) -> Outcome:
@@ -100,9 +105,11 @@ class Pipeline:
         settings: Settings,
         executor_class: type[Executor[Any]] = FastExecutor,
         cost_control: CostControl | None = None,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self.schema = schema
         self.cost_control = cost_control
+        self.response_cache = response_cache
         self.executor_class = executor_class
         self.settings = settings
         self.rules = [
@@ -147,7 +154,9 @@ class Pipeline:
         context: Context,
         *,
         mutations_allowed: bool,
+        document_hash: str | None = None,
     ) -> Outcome:
+        """`document_hash` names a persisted document: its query's answers may be cached."""
         prepared = self.prepare(query)
         operation = self.operation_of(prepared, operation_name)
         if isinstance(operation, Outcome):
@@ -158,9 +167,71 @@ class Pipeline:
         )
         if refusal is not None:
             return refusal
+        if not self.shareable(prepared.document, operation):
+            return await self._answer(prepared, operation, variables, context)
+        if document_hash is None or self.response_cache is None:
+            outcome = await self._answer(prepared, operation, variables, context)
+        else:
+            key = self.response_cache.key(
+                document_hash, name_of(operation), variables, context.viewer
+            )
+            outcome = await self._through_cache(key, prepared, operation, variables, context)
+        outcome.shareable = True
+        return outcome
+
+    async def _answer(
+        self,
+        prepared: Prepared,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+        context: Context,
+    ) -> Outcome:
+        assert prepared.document is not None
+        name = name_of(operation)
         if self.cost_control is None:
-            return await self._execute(prepared.document, variables, operation_name, context)
-        return await self._costed(prepared, operation, variables, operation_name, context)
+            return await self._execute(prepared.document, variables, name, context)
+        return await self._costed(prepared, operation, variables, name, context)
+
+    @staticmethod
+    def shareable(document: DocumentNode, operation: OperationDefinitionNode) -> bool:
+        return operation.operation == OperationType.QUERY and not (
+            UNCACHEABLE_FIELDS & root_field_names(document, operation)
+        )
+
+    async def _through_cache(
+        self,
+        key: str,
+        prepared: Prepared,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+        context: Context,
+    ) -> Outcome:
+        """A cached answer, charged a cost of 1; or the answer, kept when it has no errors."""
+        assert self.response_cache is not None
+        lookup = await self.response_cache.lookup(key)
+        if lookup is None:  # Redis is away
+            return await self._answer(prepared, operation, variables, context)
+        if lookup.answer is not None:
+            return await self._cache_hit(lookup.answer, context.viewer)
+        companies = context.loaders.track_companies()
+        outcome = await self._answer(prepared, operation, variables, context)
+        data = outcome.payload.get("data")
+        if outcome.status == 200 and data is not None and "errors" not in outcome.payload:
+            answer = orjson.dumps(data)
+            outcome.payload["data"] = orjson.Fragment(answer)  # encoded once
+            await self.response_cache.keep(lookup, answer, companies)
+        outcome.payload.setdefault("extensions", {})["responseCache"] = {"hit": False}
+        return outcome
+
+    async def _cache_hit(self, answer: bytes | str, viewer: Viewer) -> Outcome:
+        outcome = Outcome({"data": orjson.Fragment(answer)})
+        if self.cost_control is not None:
+            throttle, refusal = await self.admit(viewer, CACHE_HIT_COST)
+            if refusal is not None:
+                return refusal_outcome(refusal, throttle, CACHE_HIT_COST)
+            with_cost(outcome, CACHE_HIT_COST, CACHE_HIT_COST, throttle)
+        outcome.payload.setdefault("extensions", {})["responseCache"] = {"hit": True}
+        return outcome
 
     def operation_of(
         self, prepared: Prepared, operation_name: str | None
@@ -236,7 +307,7 @@ class Pipeline:
         assert prepared.document is not None
         if operation.variable_definitions:
             return model.costing(prepared.document, operation, variables)
-        name = operation.name.value if operation.name else None
+        name = name_of(operation)
         costing = prepared.costings.get(name)
         if costing is None:
             costing = prepared.costings[name] = model.costing(prepared.document, operation, None)
@@ -334,6 +405,10 @@ class Pipeline:
         except TimeoutError:
             return timed_out(deadline)
         return shaped(result)
+
+
+def name_of(operation: OperationDefinitionNode) -> str | None:
+    return operation.name.value if operation.name else None
 
 
 def budget(tier: Tier, requested: int, throttle: Throttle) -> Budget:

@@ -1,9 +1,11 @@
 """GraphQL over HTTP: the envelope, media types, statuses, CSRF prevention and GraphiQL."""
 
 import asyncio
+import hashlib
 from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from inspect import isawaitable
 from typing import Any, TypeVar
 
@@ -16,7 +18,8 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from graph.auth import Unauthenticated, viewer_of
 from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped
 from graph.graphiql import graphiql_html
-from graph.persisted import PersistedDocuments, PersistedError
+from graph.persisted import Document, PersistedDocuments, PersistedError
+from graph.response_cache import ResponseCache
 from graph.settings import Settings
 from graph.sse import HEADERS as SSE_HEADERS
 from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
@@ -41,6 +44,38 @@ def response(request: Request, outcome: Outcome) -> Response:
     status = outcome.status if modern or not outcome.by_accept else 200
     media_type = GRAPHQL_RESPONSE if modern else JSON
     return Response(orjson.dumps(outcome.payload), status, outcome.headers, media_type)
+
+
+def http_cached(request: Request, outcome: Outcome, viewer: Viewer, max_age: timedelta) -> Response:
+    """A GET's answer. A complete answer to a query that reads no per-request state may be
+    kept by the client (`private` when a key asked) or a shared cache, and has an ETag over
+    its data: `If-None-Match` with it gets 304. Anything else: `no-store`."""
+    data = outcome.payload.get("data")
+    if not outcome.shareable or data is None or "errors" in outcome.payload:
+        answer = response(request, outcome)
+        answer.headers["Cache-Control"] = "no-store"
+        return answer
+    encoded = orjson.dumps(data)
+    outcome.payload["data"] = orjson.Fragment(encoded)
+    scope = "private" if viewer.key_id is not None else "public"
+    headers = {
+        "Cache-Control": f"{scope}, max-age={int(max_age.total_seconds())}",
+        "ETag": f'W/"{hashlib.blake2b(encoded, digest_size=16).hexdigest()}"',
+        "Vary": "Accept, Authorization, X-API-Key",
+    }
+    if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    answer = response(request, outcome)
+    answer.headers.update(headers)
+    return answer
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110's weak comparison, as If-None-Match uses."""
+    if not if_none_match:
+        return False
+    wanted = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in wanted or etag.removeprefix("W/") in wanted
 
 
 def too_large(limit: int) -> BadRequest:
@@ -96,7 +131,7 @@ def check_envelope(params: Any) -> Envelope:
     return Envelope(query, variables, name, extensions, params.get("documentId"))
 
 
-async def document_of(request: Request, envelope: Envelope, viewer: Viewer) -> str:
+async def document_of(request: Request, envelope: Envelope, viewer: Viewer) -> Document:
     """The document to run: the query sent, or the persisted one it names."""
     persisted: PersistedDocuments = request.app.state.persisted
     try:
@@ -247,6 +282,8 @@ async def serve_graphql(request: Request) -> Response:
         context.loaders.clear()
     if outcomes is None:
         return Response(status_code=499)  # nginx's "client closed request": nobody is listening
+    if not is_batch and request.method == "GET":
+        return http_cached(request, outcomes[0], viewer, settings.http_cache_max_age)
     if not is_batch:
         return response(request, outcomes[0])
     return Response(orjson.dumps([o.payload for o in outcomes]), 200, media_type=JSON)
@@ -262,12 +299,12 @@ async def event_stream(
         return stream_refused(refused("BAD_REQUEST", "Batches cannot stream: send one request."))
     try:
         envelope = check_envelope(batch[0])
-        query = await document_of(request, envelope, viewer)
+        requested = await document_of(request, envelope, viewer)
     except BadRequest as error:
         return stream_refused(error.outcome)
     pipeline: Pipeline = state.pipeline
     variables, name = envelope.variables, envelope.operation_name
-    document = await pipeline.admit_stream(query, variables, name, viewer)
+    document = await pipeline.admit_stream(requested.text, variables, name, viewer)
     if isinstance(document, Outcome):
         return stream_refused(document)
     stream = EventStream(request.headers.get("last-event-id"))
@@ -289,12 +326,14 @@ def new_context(state: State, viewer: Viewer, **extra: Any) -> Context:
     """A request's (or WebSocket connection's) context: fresh loaders, the app's stores."""
     loaders = Loaders(state.reader, state.entity_cache)
     settings: Settings = state.settings
+    response_cache: ResponseCache | None = state.response_cache
     return Context(
         loaders,
         viewer,
         settings.max_page_size,
         writer=state.db,
         documents=state.documents,
+        forget_answers=response_cache.drop if response_cache else None,
         **extra,
     )
 
@@ -307,17 +346,18 @@ async def run_batch(request: Request, batch: list[Any], context: Context) -> lis
 async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Context) -> Outcome:
     try:
         envelope = check_envelope(params)
-        query = await document_of(request, envelope, context.viewer)
+        document = await document_of(request, envelope, context.viewer)
     except BadRequest as error:
         return error.outcome
     outcome = await pipeline.run(
-        query,
+        document.text,
         envelope.variables,
         envelope.operation_name,
         context,
         mutations_allowed=request.method == "POST",
+        document_hash=document.hash,
     )
-    if envelope.query is not None and outcome.status == 200:
+    if outcome.status == 200:
         persisted: PersistedDocuments = request.app.state.persisted
-        await persisted.remember(query, envelope.extensions, envelope.document_id)
+        await persisted.remember(document)
     return outcome

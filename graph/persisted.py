@@ -16,6 +16,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,16 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 KEY_PREFIX = "corpgraph:apq:"
 KEPT_PER_PROCESS = 2000
 Mode = Literal["apq", "trusted"]
+
+
+@dataclass(frozen=True)
+class Document:
+    """The document a request runs; `hash` when the request named it by its SHA-256 (then its
+    answers may be cached), `sent` when its text came with the request."""
+
+    text: str
+    hash: str | None
+    sent: bool
 
 
 class PersistedError(Exception):
@@ -72,7 +83,7 @@ class PersistedDocuments:
     async def document(
         self, query: object, extensions: Mapping[str, Any] | None, document_id: object,
         trusted_caller: bool,
-    ) -> str:  # fmt: skip
+    ) -> Document:  # fmt: skip
         """The document to run, or a PersistedError saying why there is none."""
         wanted = requested_hash(extensions, document_id)
         if wanted is None:
@@ -84,9 +95,9 @@ class PersistedDocuments:
                     "This server runs only trusted documents: send the id of one.",
                     400,
                 )
-            return query
-        if query is not None:
-            return await self._given(wanted, query, trusted_caller)
+            return Document(query, None, sent=True)
+        if query is not None and query != "":  # graphql-ws clients must send a string
+            return Document(self._given(wanted, query, trusted_caller), wanted, sent=True)
         found = self.manifest.get(wanted) or self._kept.get(wanted)
         if found is None and self.mode == "apq":
             found = await self._stored(wanted)
@@ -95,9 +106,9 @@ class PersistedDocuments:
                 raise not_in_list()
             raise not_found()
         self._keep(wanted, found)
-        return found
+        return Document(found, wanted, sent=False)
 
-    async def _given(self, wanted: str, query: object, trusted_caller: bool) -> str:
+    def _given(self, wanted: str, query: object, trusted_caller: bool) -> str:
         if not isinstance(query, str) or sha256(query) != wanted:
             raise PersistedError(
                 "PERSISTED_QUERY_HASH_MISMATCH",
@@ -108,17 +119,15 @@ class PersistedDocuments:
             raise not_in_list()
         return query
 
-    async def remember(
-        self, query: str, extensions: Mapping[str, Any] | None, document_id: object
-    ) -> None:
+    async def remember(self, document: Document) -> None:
         """APQ: keep a document sent with its hash, once it has run (a document that does not
         parse, validate or may not run is never kept)."""
-        wanted = requested_hash(extensions, document_id)
-        if self.mode != "apq" or wanted is None or wanted in self._kept:
+        wanted = document.hash
+        if self.mode != "apq" or wanted is None or not document.sent or wanted in self._kept:
             return
-        if len(query) <= self.max_bytes:
-            await self._store(wanted, query)
-            self._keep(wanted, query)
+        if len(document.text) <= self.max_bytes:
+            await self._store(wanted, document.text)
+            self._keep(wanted, document.text)
 
     def _keep(self, wanted: str, document: str) -> None:
         self._kept[wanted] = document

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     persisted_manifests: Annotated[list[Path], NoDecode] = []  # comma-separated paths
     apq_ttl: timedelta = timedelta(days=7)
     apq_max_bytes: int = Field(default=100_000, ge=1)  # larger documents run, but are not kept
+    # persisted queries' answers: in Redis (cache role) for response_cache_ttl, dropped when a
+    # filing of a company they contain is ingested; on GET, cacheable by clients for
+    # http_cache_max_age. Both stay below document_url_ttl: a cached link must still work.
+    response_cache: bool = True
+    response_cache_ttl: timedelta = timedelta(seconds=60)
+    http_cache_max_age: timedelta = timedelta(seconds=60)
 
     graphiql: bool = True
     graphiql_assets_url: str | None = None
@@ -127,6 +133,16 @@ class Settings(BaseSettings):
     @classmethod
     def _over_the_defaults(cls, value: dict[str, Tier]) -> dict[str, Tier]:
         return {**DEFAULT_TIERS, **value}
+
+    @model_validator(mode="after")
+    def _caches_outlived_by_links(self) -> "Settings":
+        for name in ("response_cache_ttl", "http_cache_max_age"):
+            if getattr(self, name) >= self.document_url_ttl:
+                raise ValueError(
+                    f"{name} must be shorter than document_url_ttl: a cached answer would "
+                    "hand out document links that have expired"
+                )
+        return self
 
     def replace(self, **changes: object) -> "Settings":
         """A copy with some values changed, validated like the originals."""

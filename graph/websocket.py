@@ -37,9 +37,11 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
 from graph.connections import WebSocketConnection
+from graph.execution import Pipeline
 from graph.gateway import from_gateway
 from graph.http import new_context
 from graph.limits import shape_limits
+from graph.persisted import PersistedDocuments, PersistedError
 from graph.settings import Settings
 from resolvers.context import Context, Viewer
 
@@ -61,46 +63,64 @@ def websocket_rules(settings: Settings) -> Callable[[], AddValidationRules]:
     return lambda: AddValidationRules([SubscriptionsOnly, limits])
 
 
-def untrusted(context: Context, payload: Mapping[str, Any], trusted: frozenset[str] | None) -> bool:
-    """In trusted mode, a subscription whose document is not in a manifest (the gateway's
-    query plans excepted)."""
-    return (
-        trusted is not None
-        and not context.viewer.via_gateway
-        and payload.get("query") not in trusted
+async def with_document(
+    view: "SubscriptionsOverWebSocket", context: Context, payload: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The subscribe payload with the document to run: the one sent, or the persisted one its
+    hash names (APQ, a manifest's id, `documentId`); a PersistedError says why there is none.
+    In trusted mode a manifest's document may also come in full, as graphql-ws clients send it."""
+    persisted, pipeline = view.persisted, view.pipeline
+    assert persisted is not None and pipeline is not None, "the app has started"
+    if not isinstance(payload, Mapping):
+        raise PersistedError("BAD_REQUEST", "A subscribe payload is a JSON object.", 400)
+    query = payload.get("query")
+    if view.trusted is not None and query in view.trusted:
+        return dict(payload)
+    document = await persisted.document(
+        query, payload.get("extensions"), payload.get("documentId"), context.viewer.via_gateway
     )
+    if document.sent and not pipeline.prepare(document.text).errors:
+        await persisted.remember(document)
+    return {**payload, "query": document.text}
 
 
-NOT_IN_LIST: GraphQLFormattedError = {
-    "message": "This document is not in the trusted list.",
-    "extensions": {"code": "PERSISTED_QUERY_NOT_IN_LIST"},
-}
+def refusal(error: PersistedError) -> GraphQLFormattedError:
+    return {"message": str(error), "extensions": {"code": error.code}}
 
 
-class TrustedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     view: "SubscriptionsOverWebSocket"
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        if untrusted(self.context, message["payload"], self.view.trusted):
-            refusal = TransportError(id=message["id"], type="error", payload=[NOT_IN_LIST])
-            await self.send_message(refusal)
-            return
+        if self.connection_acknowledged:  # else Strawberry closes it (4401)
+            try:
+                payload = await with_document(self.view, self.context, message["payload"])
+            except PersistedError as error:
+                refused = TransportError(id=message["id"], type="error", payload=[refusal(error)])
+                await self.send_message(refused)
+                return
+            message = {**message, "payload": payload}  # type: ignore[typeddict-item]
         await super().handle_subscribe(message)
 
 
-class TrustedWS(BaseGraphQLWSHandler[Context, None]):
+class PersistedWS(BaseGraphQLWSHandler[Context, None]):
     view: "SubscriptionsOverWebSocket"
 
     async def handle_start(self, message: StartMessage) -> None:
-        if untrusted(self.context, message["payload"], self.view.trusted):
-            await self.send_message(Error(type="error", id=message["id"], payload=NOT_IN_LIST))
+        try:
+            payload = await with_document(self.view, self.context, message["payload"])
+        except PersistedError as error:
+            await self.send_message(Error(type="error", id=message["id"], payload=refusal(error)))
             return
-        await super().handle_start(message)
+        await super().handle_start({**message, "payload": payload})  # type: ignore[typeddict-item]
 
 
 class SubscriptionsOverWebSocket(GraphQL[Context, None]):
-    graphql_transport_ws_handler_class = TrustedTransportWS
-    graphql_ws_handler_class = TrustedWS
+    graphql_transport_ws_handler_class = PersistedTransportWS
+    graphql_ws_handler_class = PersistedWS
+    # set when the app starts (they need its Redis)
+    persisted: PersistedDocuments | None = None
+    pipeline: Pipeline | None = None
 
     def __init__(self, schema: Any, settings: Settings, manifest: Mapping[str, str]) -> None:
         super().__init__(
@@ -115,8 +135,7 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             allowed_origins=settings.cors_origins,
         )
         self.settings = settings
-        # in trusted mode, the documents that may run (sent in full: Strawberry's handlers
-        # take no hash)
+        # in trusted mode, the documents that may run
         trusted_mode = settings.persisted_mode == "trusted"
         self.trusted = frozenset(manifest.values()) if trusted_mode else None
 

@@ -2,10 +2,13 @@
 
 Loaders whose SQL depends on field arguments (page windows, filters) are kept per argument
 value: one DataLoader per distinct value, so that each batch is still a single statement.
+
+When asked (`track_companies`), the loaders note which companies the request read from: the
+response cache drops an answer when a filing of one of them is ingested.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from datetime import date
 from functools import partial
 from typing import Any, TypeVar
@@ -22,24 +25,47 @@ from loaders.pagination import Page, Window
 
 K = TypeVar("K")
 V = TypeVar("V")
+EVERY_COMPANY = "*"  # read from a list that any company's new filing changes
+CompaniesOf = Callable[[Sequence[Any], Sequence[Any]], Iterable[int]]
 
 
 def loader(
-    batch: Callable[[Sequence[K]], Awaitable[list[V]]], running: "set[asyncio.Task[Any]]"
+    batch: Callable[[Sequence[K]], Awaitable[list[V]]],
+    running: "set[asyncio.Task[Any]]",
+    read: Callable[[Sequence[K], list[V]], None],
 ) -> "DataLoader[K, V]":
     """A DataLoader whose batches (each a task of its own) are listed in `running` while
-    they run, so that an abandoned request can cancel them and their SQL."""
+    they run, so that an abandoned request can cancel them and their SQL; `read` is told
+    what each batch returned."""
 
     async def load(keys: list[K]) -> list[V]:
         task = asyncio.current_task()
         assert task is not None
         running.add(task)
         try:
-            return await batch(keys)
+            values = await batch(keys)
         finally:
             running.discard(task)
+        read(keys, values)
+        return values
 
     return DataLoader(load)
+
+
+def keyed_by_company(keys: Sequence[int], _: Sequence[Any]) -> Iterable[int]:
+    return keys
+
+
+def companies_of(_: Sequence[Any], rows: Sequence[CompanyRow | None]) -> Iterable[int]:
+    return (row.id for row in rows if row is not None)
+
+
+def companies_filing(_: Sequence[Any], rows: Sequence[FilingRow | None]) -> Iterable[int]:
+    return (row.company_id for row in rows if row is not None)
+
+
+def nothing_new(_: Sequence[Any], __: Sequence[Any]) -> Iterable[int]:
+    return ()  # read through a filing, whose company is noted already
 
 
 class Loaders:
@@ -50,6 +76,19 @@ class Loaders:
         self.cache = cache
         self._loaders: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
         self._running: set[asyncio.Task[Any]] = set()
+        self.companies_read: set[str] | None = None
+
+    def track_companies(self) -> set[str]:
+        """From now on, note the companies read from (ids, or EVERY_COMPANY)."""
+        self.companies_read = set()
+        return self.companies_read
+
+    def note(self, companies: Iterable[int] = (), *, every_company: bool = False) -> None:
+        """For reads outside a DataLoader (root lists)."""
+        if self.companies_read is not None:
+            self.companies_read.update(str(company) for company in companies)
+            if every_company:
+                self.companies_read.add(EVERY_COMPANY)
 
     def clear(self) -> None:
         """Drop every loader and its cached rows, and cancel batches still running (their
@@ -61,52 +100,58 @@ class Loaders:
         self._loaders.clear()
 
     def _loader(
-        self, batch: Callable[..., Awaitable[list[Any]]], *arguments: Hashable
+        self, batch: Callable[..., Awaitable[list[Any]]], read: CompaniesOf, *arguments: Hashable
     ) -> DataLoader[Any, Any]:
         """One DataLoader per batch function and argument values (page window, filters)."""
         key = (batch, *arguments)
         found = self._loaders.get(key)
         if found is None:
-            found = self._loaders[key] = loader(partial(batch, self.db, *arguments), self._running)
+            found = self._loaders[key] = loader(
+                partial(batch, self.db, *arguments), self._running, partial(self._read, read)
+            )
         return found
+
+    def _read(self, companies: CompaniesOf, keys: Sequence[Any], values: Sequence[Any]) -> None:
+        if self.companies_read is not None:
+            self.note(companies(keys, values))
 
     @property
     def company_by_id(self) -> "DataLoader[int, CompanyRow | None]":
-        return self._loader(companies.company_by_id)
+        return self._loader(companies.company_by_id, companies_of)
 
     @property
     def company_by_ticker(self) -> "DataLoader[str, CompanyRow | None]":
-        return self._loader(companies.company_by_ticker, self.cache)
+        return self._loader(companies.company_by_ticker, companies_of, self.cache)
 
     @property
     def company_by_cik(self) -> "DataLoader[str, CompanyRow | None]":
-        return self._loader(companies.company_by_cik)
+        return self._loader(companies.company_by_cik, companies_of)
 
     @property
     def filing_by_id(self) -> "DataLoader[int, FilingRow | None]":
-        return self._loader(filings.filing_by_id)
+        return self._loader(filings.filing_by_id, companies_filing)
 
     @property
     def filing_by_accession(self) -> "DataLoader[str, FilingRow | None]":
-        return self._loader(filings.filing_by_accession, self.cache)
+        return self._loader(filings.filing_by_accession, companies_filing, self.cache)
 
     def filings_by_company(
         self, window: Window, where: FilingFilter
     ) -> "DataLoader[int, Page[FilingRow]]":
-        return self._loader(filings.filings_by_company, window, where)
+        return self._loader(filings.filings_by_company, keyed_by_company, window, where)
 
     def filing_count_by_company(self, where: FilingFilter) -> "DataLoader[int, int]":
-        return self._loader(filings.filing_count_by_company, where)
+        return self._loader(filings.filing_count_by_company, keyed_by_company, where)
 
     def metrics_by_filing(
         self, names: tuple[str, ...] | None
     ) -> "DataLoader[int, list[MetricRow]]":
-        return self._loader(metrics.metrics_by_filing, names)
+        return self._loader(metrics.metrics_by_filing, nothing_new, names)
 
     def metrics_by_company(self, where: MetricFilter) -> "DataLoader[int, list[MetricRow]]":
-        return self._loader(metrics.metrics_by_company, where)
+        return self._loader(metrics.metrics_by_company, keyed_by_company, where)
 
     def prices_by_company(
         self, span: tuple[date | None, date | None]
     ) -> "DataLoader[int, list[PriceRow]]":
-        return self._loader(metrics.prices_by_company, span)
+        return self._loader(metrics.prices_by_company, keyed_by_company, span)

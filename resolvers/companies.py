@@ -65,4 +65,5 @@ async def companies(
     )
     db = context.loaders.db
     page = await company_page(db, page_window, sector, search)
+    context.loaders.note(row.id for row in page.rows)
     return page, lambda: company_count(db, sector, search)

@@ -1,6 +1,6 @@
 """The per-request context that every resolver receives, and the project-wide `Info` alias."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -75,6 +75,8 @@ class Context:
     budget: Budget | None = None  # set before execution when cost control is on
     writer: AsyncEngine | None = None  # the write path (mutations); reads go through loaders
     documents: DocumentStore | None = None  # filing documents
+    # after a filing is ingested: drops the cached answers read from its company
+    forget_answers: "Callable[[Iterable[int]], Awaitable[int]] | None" = None
     alerts: FilingAlerts | None = None  # subscriptions
     # charges a subscription's cost when it starts (graph/execution.py), or refuses it
     charge: "Callable[[DocumentNode, OperationDefinitionNode, dict[str, Any] | None, Viewer], Awaitable[None]] | None" = None  # noqa: E501

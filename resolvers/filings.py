@@ -64,6 +64,7 @@ async def filings(
     )
     db = info.context.loaders.db
     page = await filing_page(db, page_window, where)
+    info.context.loaders.note(every_company=True)  # any new filing may join this list
     return page, lambda: filing_count(db, where)
 
 

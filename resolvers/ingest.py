@@ -42,4 +42,8 @@ async def ingest_filing(info: Info, filing_of: Callable[[], FilingInput]) -> Fil
         await loaders.cache.invalidate(CACHE_KIND, [accession_number])
     row = await loaders.filing_by_accession.load(accession_number)
     assert row is not None, "a committed filing must be readable"
+    forget_answers = info.context.forget_answers
+    if created and forget_answers is not None:
+        # now, so that the writer reads its write; every server also does it on the alert
+        await forget_answers([row.company_id])
     return row

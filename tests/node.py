@@ -50,10 +50,13 @@ class Subscriber(NodeClient):
     """The npm graphql-ws client (tests/clients/subscribe.mjs)."""
 
     def __init__(self, tools: Path, url: str, variables: dict[str, Any], count: int,
-                 params: dict[str, str] | None = None, query: str = ALERT) -> None:  # fmt: skip
+                 params: dict[str, str] | None = None, query: str = ALERT,
+                 extensions: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """`query` may be empty when `extensions` name a persisted document."""
         arguments = [url, query, orjson.dumps(variables).decode(), str(count)]
-        if params is not None:
-            arguments.append(orjson.dumps(params).decode())
+        arguments.append(orjson.dumps(params or {}).decode())
+        if extensions is not None:
+            arguments.append(orjson.dumps(extensions).decode())
         super().__init__(tools / "subscribe.mjs", *arguments)
 
     def connected(self) -> None:

@@ -228,19 +228,22 @@ def test_apollo_clients_persisted_queries_link(client_tools: Path, served: str, 
 def test_trusted_mode_over_websocket(
     client_tools: Path, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    """The manifest's subscription runs over WebSocket (the npm graphql-ws client) and alerts;
-    an ad-hoc one gets PERSISTED_QUERY_NOT_IN_LIST."""
+    """The manifest's subscription runs over WebSocket (the npm graphql-ws client), sent in
+    full or by its id, and alerts; an ad-hoc one gets PERSISTED_QUERY_ID_REQUIRED."""
     alerts = manifest_operation("FilingAlerts")
     settings = {"persisted_mode": "trusted", "persisted_manifests": str(MANIFEST)}
     with corpgraph_processes(1, database_url, redis_url, **settings) as (server,):
         url = f"ws://{server}/graphql"
         ad_hoc = Subscriber(client_tools, url, {}, 1, query=ALERT)
-        trusted = Subscriber(client_tools, url, {"tickers": ["IBM"]}, 1, query=alerts["body"])
+        ibm = {"tickers": ["IBM"]}
+        trusted = Subscriber(client_tools, url, ibm, 1, query=alerts["body"])
+        by_id = Subscriber(client_tools, url, ibm, 1, query="", extensions=apq(alerts["id"]))
         try:
             assert ad_hoc.next() == {"connected": True}
             refusal = ad_hoc.next()["error"]
-            assert refusal[0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_IN_LIST"
+            assert refusal[0]["extensions"]["code"] == "PERSISTED_QUERY_ID_REQUIRED"
             trusted.connected()
+            by_id.connected()
             line = {"ticker": "IBM", "accessionNumber": "0000051143-26-000777",
                     "formType": "8-K", "filedAt": "2026-11-02T13:00:00Z"}  # fmt: skip
             (tmp_path / "one.jsonl").write_bytes(orjson.dumps(line))
@@ -249,8 +252,10 @@ def test_trusted_mode_over_websocket(
                 env=corpgraph_environment(database_url, redis_url, str(tmp_path)),
                 check=True, capture_output=True, timeout=60,
             )  # fmt: skip
-            event = trusted.next()["data"]["filingAdded"]
-            assert event["accessionNumber"] == "0000051143-26-000777"
+            for subscriber in (trusted, by_id):
+                message = subscriber.next()
+                assert "data" in message, message
+                assert message["data"]["filingAdded"]["accessionNumber"] == "0000051143-26-000777"
         finally:
-            ad_hoc.close()
-            trusted.close()
+            for subscriber in (ad_hoc, trusted, by_id):
+                subscriber.close()

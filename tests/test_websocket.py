@@ -9,6 +9,7 @@ from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from graph.app import create_app
+from graph.persisted import sha256
 from graph.settings import Settings
 from tests.conftest import new_api_key
 
@@ -116,3 +117,55 @@ def test_the_legacy_graphql_ws_protocol_delivers_alerts(
         assert message == {"type": "data", "id": "1", "payload": {"data": {"filingAdded": {
             "accessionNumber": "0000789019-26-600001", "title": "Legacy"}}}}  # fmt: skip
         ws.send_json({"type": "stop", "id": "1"})
+
+
+def message_for(ws: WebSocketTestSession, id: str) -> dict[str, Any]:
+    """The next message for subscription `id` (those still coming for others are skipped)."""
+    while (message := ws.receive_json()).get("id") != id:
+        pass
+    result: dict[str, Any] = message
+    return result
+
+
+def first_event(ws: WebSocketTestSession, id: str) -> str:
+    """The first filing subscription `id` replays; then it is completed."""
+    message = message_for(ws, id)
+    assert message["type"] == "next", message
+    ws.send_json({"id": id, "type": "complete"})
+    accession: str = message["payload"]["data"]["filingAdded"]["accessionNumber"]
+    return accession
+
+
+def error_code(ws: WebSocketTestSession, id: str) -> str:
+    message = message_for(ws, id)
+    assert message["type"] == "error", message
+    code: str = message["payload"][0]["extensions"]["code"]
+    return code
+
+
+def test_persisted_subscriptions_over_websocket(client: TestClient) -> None:
+    """APQ (registered over the WebSocket itself) and `documentId` name the document; a hash
+    that does not match and a payload that is not an object are refused."""
+    replay = "subscription($since: String) { filingAdded(since: $since) { accessionNumber } }"
+    oldest = client.post(
+        "/graphql", json={"query": "{ filings(last: 1) { nodes { ingestCursor } } }"}
+    ).json()["data"]["filings"]["nodes"][0]["ingestCursor"]
+    hash_only = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256(replay)}}}
+    variables = {"variables": {"since": oldest}}
+    with connected(client) as ws:
+        init(ws)
+        ws.send_json({"id": "1", "type": "subscribe", "payload": {**hash_only, **variables}})
+        assert error_code(ws, "1") == "PERSISTED_QUERY_NOT_FOUND"
+        sent = {"query": replay, **hash_only, **variables}
+        ws.send_json({"id": "2", "type": "subscribe", "payload": sent})
+        replayed = first_event(ws, "2")
+        ws.send_json({"id": "3", "type": "subscribe", "payload": {**hash_only, **variables}})
+        assert first_event(ws, "3") == replayed
+        by_id = {"documentId": f"sha256:{sha256(replay)}", **variables}
+        ws.send_json({"id": "4", "type": "subscribe", "payload": by_id})
+        assert first_event(ws, "4") == replayed
+        wrong = {"query": ALERT, **hash_only}
+        ws.send_json({"id": "5", "type": "subscribe", "payload": wrong})
+        assert error_code(ws, "5") == "PERSISTED_QUERY_HASH_MISMATCH"
+        ws.send_json({"id": "6", "type": "subscribe", "payload": ["not", "an", "object"]})
+        assert error_code(ws, "6") == "BAD_REQUEST"

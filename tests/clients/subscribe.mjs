@@ -1,13 +1,15 @@
 // Subscribes with the npm `graphql-ws` client and prints, one JSON line each:
 // {"connected": true} once acknowledged, then every event, then exits after COUNT events.
 //
-//   node subscribe.mjs URL QUERY VARIABLES_JSON COUNT [CONNECTION_PARAMS_JSON]
+//   node subscribe.mjs URL QUERY VARIABLES_JSON COUNT [CONNECTION_PARAMS_JSON] [EXTENSIONS_JSON]
 //
+// With EXTENSIONS_JSON naming a persisted document, QUERY may be empty (graphql-ws insists on a
+// string).
 // A closed connection or an error is printed as {"closed": code} / {"error": ...}, exit 1.
 import { createClient } from "graphql-ws";
 import WebSocket from "ws";
 
-const [url, query, variables, count, params] = process.argv.slice(2);
+const [url, query, variables, count, params, extensions] = process.argv.slice(2);
 const print = (value) => process.stdout.write(`${JSON.stringify(value)}\n`);
 
 const client = createClient({
@@ -27,7 +29,11 @@ const client = createClient({
 
 let received = 0;
 client.subscribe(
-  { query, variables: JSON.parse(variables) },
+  {
+    query,
+    variables: JSON.parse(variables),
+    ...(extensions ? { extensions: JSON.parse(extensions) } : {}),
+  },
   {
     next: (event) => {
       print(event);

@@ -1,0 +1,111 @@
+"""Answers to persisted queries, kept in Redis (cache role) for a short while.
+
+An answer is keyed by everything that can change it: the document's hash, the operation, the
+variables, and who asks (tier and scopes). It is listed under each company it was read from, in
+one Redis set per company; ingesting a filing of a company drops the answers listed under it.
+An answer read while a filing was being ingested is not kept (the epoch it began in has
+passed), so a drop can never be overtaken by a slow request storing what it read before.
+Redis is an accelerator here: when it is away, requests run as if nothing were cached.
+"""
+
+import hashlib
+import logging
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from loaders.request import EVERY_COMPANY
+from resolvers.context import Viewer
+
+log = logging.getLogger(__name__)
+
+PREFIX = "cg:response:v1:"
+INDEX = "cg:response:v1:company:"
+EPOCH = "cg:response:v1:epoch"
+# root fields whose answer is the asker's own, right now
+UNCACHEABLE_FIELDS = frozenset({"rateLimit"})
+
+# KEYS: epoch, answer, company indexes; ARGV: epoch seen, answer, ttl in seconds
+PUT = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+for i = 3, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[2])
+  redis.call('EXPIRE', KEYS[i], ARGV[3])
+end
+return 1
+"""
+# KEYS: epoch, company indexes. The answers a set lists are deleted by name: fine on one Redis
+# server (the cache role is never a cluster here).
+DROP = """
+redis.call('INCR', KEYS[1])
+local dropped = 0
+for i = 2, #KEYS do
+  local answers = redis.call('SMEMBERS', KEYS[i])
+  for _, answer in ipairs(answers) do dropped = dropped + redis.call('UNLINK', answer) end
+  redis.call('UNLINK', KEYS[i])
+end
+return dropped
+"""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    key: str
+    answer: bytes | str | None  # the cached `data`, as JSON
+    epoch: bytes | str  # when it was made: an answer computed now is kept only if unchanged
+
+
+class ResponseCache:
+    def __init__(self, redis: Redis, ttl: timedelta) -> None:
+        self.redis, self.ttl = redis, ttl
+        self._put = redis.register_script(PUT)
+        self._drop = redis.register_script(DROP)
+
+    @staticmethod
+    def key(
+        document_hash: str,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        viewer: Viewer,
+    ) -> str:
+        scopes = sorted(viewer.scopes)
+        identity = [document_hash, operation_name, variables or {}, viewer.tier, scopes]
+        digest = hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS))
+        return PREFIX + digest.hexdigest()
+
+    async def lookup(self, key: str) -> Lookup | None:
+        """The cached answer, if any; None when Redis is away (then nothing is kept either)."""
+        try:
+            answer, epoch = await self.redis.mget([key, EPOCH])
+        except RedisError as error:
+            log.warning("response cache read failed: %s", error)
+            return None
+        return Lookup(key, answer, epoch or b"0")
+
+    async def keep(self, lookup: Lookup, answer: bytes, companies: Collection[str]) -> bool:
+        """Keeps `answer` under `lookup.key`, listed under each company, unless a filing was
+        ingested since the lookup. Whether it was kept."""
+        indexes = [INDEX + company for company in companies]
+        ttl = max(1, int(self.ttl.total_seconds()))
+        try:
+            kept = await self._put([EPOCH, lookup.key, *indexes], [lookup.epoch, answer, ttl])
+        except RedisError as error:
+            log.warning("response cache write failed: %s", error)
+            return False
+        return bool(kept)
+
+    async def drop(self, companies: Iterable[int]) -> int:
+        """Drops every answer read from these companies (or from a list of all filings); how
+        many. Called after the commit of an ingested filing."""
+        indexes = [INDEX + str(company) for company in {*companies}]
+        try:
+            return int(await self._drop([EPOCH, INDEX + EVERY_COMPANY, *indexes]))
+        except RedisError as error:  # answers expire within the TTL
+            log.warning("response cache invalidation failed: %s", error)
+            return 0

@@ -1,0 +1,207 @@
+"""The response cache of persisted queries, and HTTP caching of GET answers: what is kept, for
+whom, what a hit costs, and which ingested filings drop what (the API's and any other)."""
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from db.engine import create_engine
+from db.ingest import FilingInput, ingest
+from graph.app import create_app
+from graph.persisted import sha256
+from graph.response_cache import ResponseCache
+from graph.settings import Settings
+from resolvers.context import Viewer
+from tests.conftest import new_api_key
+from tests.filings import INGEST, NUMBERS
+
+PAGE = """query Page($ticker: String!) {
+  company(ticker: $ticker) { name filings(first: 3) { nodes { accessionNumber } } } }"""
+LATEST = "query Latest { filings(first: 3) { nodes { accessionNumber company { ticker } } } }"
+BUDGET = 'query Budget { rateLimit { remaining } company(ticker: "AAPL") { name } }'
+BROKEN = 'query Broken { company(ticker: "AAPL") { filings(first: 0) { totalCount } } }'
+
+
+def persisted(client: TestClient, query: str, **variables: Any) -> dict[str, Any]:
+    """A persisted query by its hash (registered with APQ first when unknown)."""
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha256(query)}}
+    body = {"extensions": extensions, "variables": variables}
+    answer: dict[str, Any] = client.post("/graphql", json=body).json()
+    if answer.get("errors", [{}])[0].get("message") == "PersistedQueryNotFound":
+        answer = client.post("/graphql", json={**body, "query": query}).json()
+    return answer
+
+
+def hit(answer: dict[str, Any]) -> bool | None:
+    cache: dict[str, bool] | None = answer.get("extensions", {}).get("responseCache")
+    return None if cache is None else cache["hit"]
+
+
+def new_number() -> str:
+    return f"0000320193-26-8{next(NUMBERS):05d}"
+
+
+@pytest.fixture(scope="module")
+def file_over_api(client: TestClient, writer: str) -> Callable[[str], str]:
+    def file(ticker: str) -> str:
+        number = new_number()
+        filing = {"ticker": ticker, "accessionNumber": number, "formType": "8-K",
+                  "filedAt": "2026-11-21T13:00:00Z", "title": f"8-K of {ticker}"}  # fmt: skip
+        body = {"query": INGEST, "variables": {"input": filing}}
+        answer = client.post("/graphql", json=body, headers={"authorization": f"Bearer {writer}"})
+        assert "errors" not in answer.json(), answer.json()
+        return number
+
+    return file
+
+
+def test_a_hit_is_the_same_answer_and_costs_1(client: TestClient) -> None:
+    first = persisted(client, PAGE, ticker="AAPL")
+    again = persisted(client, PAGE, ticker="AAPL")
+    assert (hit(first), hit(again)) == (False, True)
+    assert again["data"] == first["data"] and first["data"]["company"]["name"] == "Apple Inc."
+    assert first["extensions"]["cost"]["requestedQueryCost"] > 1
+    cost = again["extensions"]["cost"]
+    assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (1, 1)
+
+
+def test_answers_are_kept_per_variables_and_per_asker(
+    client: TestClient, database_url: str
+) -> None:
+    persisted(client, PAGE, ticker="MSFT")
+    assert hit(persisted(client, PAGE, ticker="MSFT"))
+    assert not hit(persisted(client, PAGE, ticker="NVDA"))
+    key = new_api_key(database_url, "pro", ("reports:read",))
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": sha256(PAGE)}}
+    body = {"extensions": extensions, "variables": {"ticker": "MSFT"}}
+    as_pro = client.post("/graphql", json=body, headers={"authorization": f"Bearer {key}"})
+    assert hit(as_pro.json()) is False  # another tier and scopes: its own entry
+
+
+def test_a_filing_drops_the_answers_of_its_company_only(
+    client: TestClient, file_over_api: Callable[[str], str]
+) -> None:
+    persisted(client, PAGE, ticker="AAPL")
+    persisted(client, PAGE, ticker="JPM")
+    number = file_over_api("JPM")
+    assert hit(persisted(client, PAGE, ticker="AAPL"))
+    fresh = persisted(client, PAGE, ticker="JPM")
+    assert hit(fresh) is False
+    numbers = [node["accessionNumber"] for node in fresh["data"]["company"]["filings"]["nodes"]]
+    assert number in numbers
+
+
+def test_a_list_of_all_filings_is_dropped_by_any_filing(
+    client: TestClient, file_over_api: Callable[[str], str]
+) -> None:
+    persisted(client, LATEST)
+    assert hit(persisted(client, LATEST))
+    number = file_over_api("NVDA")
+    fresh = persisted(client, LATEST)
+    assert hit(fresh) is False
+    assert fresh["data"]["filings"]["nodes"][0]["accessionNumber"] == number
+
+
+def test_a_filing_ingested_elsewhere_drops_answers_too(
+    client: TestClient, settings: Settings
+) -> None:
+    """`corpgraph ingest` (or another server) writes to the database: this server hears of
+    the filing from its alert broker, and drops the company's answers."""
+    persisted(client, PAGE, ticker="MSFT")
+    assert hit(persisted(client, PAGE, ticker="MSFT"))
+    filed_at = datetime.now(UTC) + timedelta(days=1)
+    filing = FilingInput("MSFT", new_number(), "8-K", filed_at, title="8-K of MSFT")
+
+    async def ingest_directly() -> None:
+        engine = create_engine(settings.database_url.get_secret_value())  # type: ignore[union-attr]
+        try:
+            await ingest(engine, filing, None)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(ingest_directly())
+    deadline = time.monotonic() + 10
+    while hit(fresh := persisted(client, PAGE, ticker="MSFT")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    numbers = [node["accessionNumber"] for node in fresh["data"]["company"]["filings"]["nodes"]]
+    assert filing.accession_number in numbers
+
+
+def test_what_is_never_kept(client: TestClient) -> None:
+    for _ in range(2):
+        with_budget = persisted(client, BUDGET)
+        assert "responseCache" not in with_budget["extensions"]  # the asker's own, right now
+        broken = persisted(client, BROKEN)
+        assert broken["errors"] and hit(broken) is False
+    plain = client.post("/graphql", json={"query": PAGE, "variables": {"ticker": "AAPL"}})
+    assert "responseCache" not in plain.json()["extensions"]  # not persisted
+
+
+def test_an_answer_read_during_an_ingestion_is_not_kept(client: TestClient) -> None:
+    cache: ResponseCache = client.app.state.response_cache  # type: ignore[attr-defined]
+    key = cache.key(sha256("{ x }"), None, None, Viewer())
+
+    async def race() -> tuple[bool, bool]:
+        lookup = await cache.lookup(key)
+        assert lookup is not None and lookup.answer is None
+        await cache.drop([1])  # a filing is ingested while the request runs
+        kept_stale = await cache.keep(lookup, b"{}", {"1"})
+        fresh = await cache.lookup(key)
+        assert fresh is not None
+        return kept_stale, await cache.keep(fresh, b"{}", {"1"})
+
+    assert client.portal is not None
+    assert client.portal.call(race) == (False, True)
+
+
+def test_without_redis_requests_run_uncached(settings: Settings) -> None:
+    away = settings.replace(redis_url="redis://127.0.0.1:9/0")
+    with TestClient(create_app(away)) as client:
+        for _ in range(2):
+            answer = persisted(client, PAGE, ticker="AAPL")
+            assert answer["data"]["company"]["name"] == "Apple Inc."
+            assert hit(answer) is None  # not consulted
+
+
+# HTTP caching of GET answers
+
+
+def get(client: TestClient, query: str, **headers: str) -> Any:
+    extensions = f'{{"persistedQuery":{{"version":1,"sha256Hash":"{sha256(query)}"}}}}'
+    persisted(client, query)  # registered
+    return client.get("/graphql", params={"extensions": extensions}, headers=headers)
+
+
+def test_a_get_answer_has_an_etag_and_304_when_unchanged(client: TestClient) -> None:
+    first = get(client, LATEST)
+    assert first.status_code == 200
+    assert first.headers["cache-control"] == "public, max-age=60"
+    assert "Authorization" in first.headers["vary"]
+    etag = first.headers["etag"]
+    again = get(client, LATEST, **{"if-none-match": etag})
+    assert (again.status_code, again.content) == (304, b"")
+    assert again.headers["etag"] == etag
+    other = get(client, LATEST, **{"if-none-match": 'W/"0000", "1111"'})
+    assert other.status_code == 200 and other.json()["data"] == first.json()["data"]
+
+
+def test_a_get_with_a_key_is_private(client: TestClient, database_url: str) -> None:
+    key = new_api_key(database_url, "free")
+    answer = get(client, LATEST, authorization=f"Bearer {key}")
+    assert answer.headers["cache-control"] == "private, max-age=60"
+
+
+def test_gets_that_must_not_be_kept(client: TestClient) -> None:
+    assert get(client, BUDGET).headers["cache-control"] == "no-store"
+    broken = get(client, BROKEN)
+    assert broken.headers["cache-control"] == "no-store" and "etag" not in broken.headers
+
+
+def test_cache_lifetimes_stay_below_document_links(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="document_url_ttl"):
+        settings.replace(document_url_ttl=timedelta(seconds=30))
