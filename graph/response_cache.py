@@ -30,9 +30,17 @@ EPOCH = "cg:response:v1:epoch"
 # root fields whose answer is the asker's own, right now
 UNCACHEABLE_FIELDS = frozenset({"rateLimit"})
 
-# KEYS: epoch, answer, company indexes; ARGV: epoch seen, answer, ttl in seconds
+# KEYS: epoch, answer, company indexes; ARGV: epoch seen, answer, ttl in seconds, the most
+# answers an index may list (a full index is dropped with its answers: its members would
+# otherwise outlive their expired answers for as long as the company files nothing)
 PUT = """
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
+for i = 3, #KEYS do
+  if redis.call('SCARD', KEYS[i]) >= tonumber(ARGV[4]) then
+    for _, answer in ipairs(redis.call('SMEMBERS', KEYS[i])) do redis.call('UNLINK', answer) end
+    redis.call('UNLINK', KEYS[i])
+  end
+end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 for i = 3, #KEYS do
   redis.call('SADD', KEYS[i], KEYS[2])
@@ -40,6 +48,7 @@ for i = 3, #KEYS do
 end
 return 1
 """
+MAX_LISTED = 10_000
 # KEYS: epoch, company indexes. The answers a set lists are deleted by name: fine on one Redis
 # server (the cache role is never a cluster here).
 DROP = """
@@ -62,8 +71,8 @@ class Lookup:
 
 
 class ResponseCache:
-    def __init__(self, redis: Redis, ttl: timedelta) -> None:
-        self.redis, self.ttl = redis, ttl
+    def __init__(self, redis: Redis, ttl: timedelta, max_listed: int = MAX_LISTED) -> None:
+        self.redis, self.ttl, self.max_listed = redis, ttl, max_listed
         self._put = redis.register_script(PUT)
         self._drop = redis.register_script(DROP)
 
@@ -94,7 +103,8 @@ class ResponseCache:
         indexes = [INDEX + company for company in companies]
         ttl = max(1, int(self.ttl.total_seconds()))
         try:
-            kept = await self._put([EPOCH, lookup.key, *indexes], [lookup.epoch, answer, ttl])
+            keys, arguments = [EPOCH, lookup.key, *indexes], [lookup.epoch, answer, ttl]
+            kept = await self._put(keys, [*arguments, self.max_listed])
         except RedisError as error:
             log.warning("response cache write failed: %s", error)
             return False

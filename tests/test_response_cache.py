@@ -159,6 +159,25 @@ def test_an_answer_read_during_an_ingestion_is_not_kept(client: TestClient) -> N
     assert client.portal.call(race) == (False, True)
 
 
+def test_a_full_index_is_dropped_with_its_answers(client: TestClient) -> None:
+    """An index lists at most `max_listed` answers: past that, they are all dropped (misses
+    later), so members can never pile up behind answers that expired."""
+    shared: ResponseCache = client.app.state.response_cache  # type: ignore[attr-defined]
+    cache = ResponseCache(shared.redis, timedelta(seconds=60), max_listed=2)
+    keys = [cache.key(sha256(f"{{ n{n} }}"), None, None, Viewer()) for n in range(3)]
+
+    async def fill() -> list[bool]:
+        for key in keys:
+            lookup = await cache.lookup(key)
+            assert lookup is not None
+            assert await cache.keep(lookup, b"{}", {"999"})
+        found = [await cache.lookup(key) for key in keys]
+        return [entry is not None and entry.answer is not None for entry in found]
+
+    assert client.portal is not None
+    assert client.portal.call(fill) == [False, False, True]
+
+
 def test_without_redis_requests_run_uncached(settings: Settings) -> None:
     away = settings.replace(redis_url="redis://127.0.0.1:9/0")
     with TestClient(create_app(away)) as client:

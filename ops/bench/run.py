@@ -2,7 +2,7 @@
 v5 (one Node process) and a raw Starlette + asyncpg + orjson endpoint running the same SQL.
 
     python ops/bench/run.py [--duration 10s] [--vus 8,32] [--workers 1,2] [--no-postgraphile]
-                            [--cost-off] [--rounds 1]
+                            [--cost-off] [--persisted] [--rounds 1]
 
 Every server answers the LIGHT and HEAVY requests; the answers are compared for equality before
 any timing. k6 drives each (server, request, virtual users) for --duration, and this prints
@@ -13,6 +13,11 @@ from one run compare. PostGraphile is installed with `npm ci` from ops/bench/pos
 corpgraph runs with cost control on (every request costed, debited and refunded in Redis), under
 a tier roomy enough that the benchmark is never throttled; --cost-off adds a one-worker corpgraph
 without it and prints what cost control adds to p50 and p95.
+
+--persisted adds two one-worker corpgraphs sent the documents' SHA-256 only (Apollo APQ, the
+documents registered first): one with the response cache off (the document is looked up, then
+run: against plain POSTs, what persisting costs or saves), one with it on (every request after
+the first is a cache hit), and prints both against plain corpgraph x1 and against PostGraphile.
 """
 
 import argparse
@@ -41,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from graph.cli import prepare_database  # noqa: E402
 from graph.embedded import embedded_servers  # noqa: E402
+from graph.persisted import sha256  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 
 LIGHT = (HERE / "light.graphql").read_text()
@@ -48,6 +54,7 @@ HEAVY = (HERE / "heavy.graphql").read_text()
 REQUESTS = {"LIGHT": LIGHT, "HEAVY": HEAVY}
 ROOMY = {"ceiling": 10**9, "capacity": 10**12, "restore_rate": 10**9}  # costed, never throttled
 COST_OFF = " -cost"
+APQ, CACHE_HIT = " apq", " cache hit"
 
 
 @dataclass
@@ -56,6 +63,7 @@ class Server:
     process: subprocess.Popen[bytes]
     urls: dict[str, str]  # request name -> URL
     bodies: dict[str, bytes]
+    setup: tuple[bytes, ...] = ()  # POSTed once before anything else
 
 
 def free_port() -> int:
@@ -92,6 +100,25 @@ def start_corpgraph(env: dict[str, str], workers: int, label: str = "") -> Serve
     bodies = {name: json.dumps({"query": query}).encode() for name, query in REQUESTS.items()}
     name = f"corpgraph x{workers}{label}"
     return Server(name, process, {name: url for name in REQUESTS}, bodies)
+
+
+def start_persisted(env: dict[str, str], label: str) -> Server:
+    """corpgraph x1 sent hashes only, the documents registered with APQ first; with the
+    response cache on only for CACHE_HIT."""
+    cache = "true" if label == CACHE_HIT else "false"
+    server = start_corpgraph({**env, "CORPGRAPH_RESPONSE_CACHE": cache}, 1, label)
+    persisted = {
+        name: {"persistedQuery": {"version": 1, "sha256Hash": sha256(query)}}
+        for name, query in REQUESTS.items()
+    }
+    server.bodies = {
+        name: json.dumps({"extensions": ext}).encode() for name, ext in persisted.items()
+    }
+    server.setup = tuple(
+        json.dumps({"query": REQUESTS[name], "extensions": ext}).encode()
+        for name, ext in persisted.items()
+    )
+    return server
 
 
 def start_raw(env: dict[str, str]) -> Server:
@@ -134,12 +161,12 @@ def normalized(value: Any, key: str = "") -> Any:
     return value
 
 
+JSON = {"content-type": "application/json"}
+
+
 def answer(server: Server, request: str) -> Any:
     response = httpx.post(
-        server.urls[request],
-        content=server.bodies[request],
-        headers={"content-type": "application/json"},
-        timeout=30,
+        server.urls[request], content=server.bodies[request], headers=JSON, timeout=30
     )
     body = response.json()
     if "errors" in body:
@@ -232,6 +259,9 @@ def main() -> None:
     parser.add_argument(
         "--cost-off", action="store_true", help="also corpgraph x1 without cost control"
     )
+    parser.add_argument(
+        "--persisted", action="store_true", help="also corpgraph x1 by APQ hash, and cache hits"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="medians of this many k6 runs")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
@@ -247,6 +277,8 @@ def main() -> None:
         if args.cost_off:
             off = {**env, "CORPGRAPH_COST_CONTROL": "false"}
             servers.append(start_corpgraph(off, 1, COST_OFF))
+        if args.persisted:
+            servers += [start_persisted(env, APQ), start_persisted(env, CACHE_HIT)]
         if not args.no_postgraphile:
             servers.append(start_postgraphile(env))
         servers.append(start_raw(env))
@@ -261,6 +293,8 @@ def main() -> None:
 def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace) -> None:
     for server in servers:
         wait_up(next(iter(server.urls.values())))
+        for body in server.setup:
+            httpx.post(server.urls["LIGHT"], content=body, headers=JSON, timeout=30)
     raw = servers[-1]
     graphile = next((s for s in servers if s.name == "postgraphile"), None)
     for request in REQUESTS:
@@ -270,7 +304,7 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                 raise SystemExit(f"{server.name} and raw disagree on {request}")
     print(f"answers equal; k6 {args.duration} per cell, median of {args.rounds}; VUs {args.vus}\n")
     print(
-        f"{'server':<20}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'server':<24}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
     )
     with tempfile.TemporaryDirectory() as workdir:
@@ -285,12 +319,25 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                 results = {s.name: median_of([r[s.name] for r in rounds]) for s in servers}
                 for server in servers:
                     print(row(server.name, request, vus, results, statements, graphile, raw))
+                if f"corpgraph x1{APQ}" in results:
+                    print(persisted_ratios(results, request, vus))
                 if "corpgraph x1" in results and f"corpgraph x1{COST_OFF}" in results:
                     on, off = results["corpgraph x1"], results[f"corpgraph x1{COST_OFF}"]
                     print(
                         f"  cost control adds p50 {on['p50'] / off['p50'] - 1:+.0%},"
                         f" p95 {on['p95'] / off['p95'] - 1:+.0%} (x1, {request}, {vus} VUs)"
                     )
+
+
+def persisted_ratios(results: dict[str, dict[str, float]], request: str, vus: int) -> str:
+    plain = results["corpgraph x1"]["rps"]
+    apq, hit = (results[f"corpgraph x1{label}"]["rps"] for label in (APQ, CACHE_HIT))
+    line = (
+        f"  x1 {request} {vus} VUs: APQ/plain {apq / plain:.2f}, cache hit/plain {hit / plain:.2f}"
+    )
+    if "postgraphile" in results:
+        line += f", cache hit/PostGraphile {hit / results['postgraphile']['rps']:.2f}"
+    return line
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -311,7 +358,7 @@ def row(
     versus_raw = r["rps"] / results[raw.name]["rps"]
     failed = f"  ({r['failed']:.0f} failed checks)" if r["failed"] else ""
     return (
-        f"{name:<20}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+        f"{name:<24}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
         f"{r['p99']:>9.1f}{statements[name]:>9.1f}{versus_graphile:>8.2f}{versus_raw:>8.2f}{failed}"
     )
 
