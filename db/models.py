@@ -96,7 +96,10 @@ class FinancialMetric(Base):
     fiscal_year: Mapped[int | None] = mapped_column(Integer)
     fiscal_period: Mapped[str | None] = mapped_column(String(4))
 
-    __table_args__ = (Index(None, "company_id", "name", "period_end"),)
+    __table_args__ = (
+        Index(None, "company_id", "name", "period_end"),
+        Index(None, "name", "period_start"),  # is a metric known; is it an instant
+    )
 
 
 class StockPrice(Base):

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from db.engine import asyncpg_url
+from db.timescale import INSTALLED
 
 DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
 
@@ -30,8 +31,11 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 
 class Reader:
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout: timedelta) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, acquire_timeout: timedelta, timescale: bool = False
+    ) -> None:
         self.pool = pool
+        self.timescale = timescale  # TimescaleDB is installed: time_bucket, its aggregates
         self.acquire_timeout = acquire_timeout.total_seconds()
         self.observers: list[Callable[[str], None]] = []  # tests count statements here
         self._compiled: dict[int, tuple[ClauseElement, str, tuple[str, ...]]] = {}
@@ -93,4 +97,5 @@ async def create_reader(
             "application_name": "corpgraph-read",
         },
     )
-    return Reader(pool, acquire_timeout)
+    timescale = bool(await pool.fetchval(INSTALLED))
+    return Reader(pool, acquire_timeout, timescale)

@@ -16,12 +16,13 @@ from typing import Any, TypeVar
 from aiodataloader import DataLoader
 
 from db.reader import Reader
-from loaders import companies, filings, metrics
+from loaders import companies, filings, metrics, series
 from loaders.cache import EntityCache
 from loaders.companies import CompanyRow
 from loaders.filings import FilingFilter, FilingRow
 from loaders.metrics import MetricFilter, MetricRow, PriceRow
 from loaders.pagination import Page, Window
+from loaders.series import Interval, SeriesRequest, TickerSeries
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -60,7 +61,9 @@ def companies_of(_: Sequence[Any], rows: Sequence[CompanyRow | None]) -> Iterabl
     return (row.id for row in rows if row is not None)
 
 
-def companies_filing(_: Sequence[Any], rows: Sequence[FilingRow | None]) -> Iterable[int]:
+def company_of_rows(
+    _: Sequence[Any], rows: Sequence[FilingRow | TickerSeries | None]
+) -> Iterable[int]:
     return (row.company_id for row in rows if row is not None)
 
 
@@ -129,11 +132,11 @@ class Loaders:
 
     @property
     def filing_by_id(self) -> "DataLoader[int, FilingRow | None]":
-        return self._loader(filings.filing_by_id, companies_filing)
+        return self._loader(filings.filing_by_id, company_of_rows)
 
     @property
     def filing_by_accession(self) -> "DataLoader[str, FilingRow | None]":
-        return self._loader(filings.filing_by_accession, companies_filing, self.cache)
+        return self._loader(filings.filing_by_accession, company_of_rows, self.cache)
 
     def filings_by_company(
         self, window: Window, where: FilingFilter
@@ -155,3 +158,11 @@ class Loaders:
         self, span: tuple[date | None, date | None]
     ) -> "DataLoader[int, list[PriceRow]]":
         return self._loader(metrics.prices_by_company, keyed_by_company, span)
+
+    def metric_series(self, request: SeriesRequest) -> "DataLoader[str, TickerSeries | None]":
+        return self._loader(series.metric_series, company_of_rows, request)
+
+    def price_bars(
+        self, interval: Interval, span: tuple[date | None, date | None]
+    ) -> "DataLoader[int, list[PriceRow]]":
+        return self._loader(series.price_bars, keyed_by_company, interval, span)

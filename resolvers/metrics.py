@@ -7,7 +7,7 @@ from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
 
 
-def _span(start: date | None, end: date | None) -> tuple[date | None, date | None]:
+def span(start: date | None, end: date | None) -> tuple[date | None, date | None]:
     if start is not None and end is not None and start > end:
         raise UserInputError(f"`from` ({start}) is after `to` ({end}).", argument="from")
     return start, end
@@ -21,11 +21,11 @@ async def filing_metrics(info: Info, filing_id: int, names: list[str] | None) ->
 async def company_metrics(
     info: Info, company_id: int, names: list[str] | None, start: date | None, end: date | None
 ) -> list[MetricRow]:
-    where = MetricFilter(limit_list("names", names), *_span(start, end))
+    where = MetricFilter(limit_list("names", names), *span(start, end))
     return await info.context.loaders.metrics_by_company(where).load(company_id)
 
 
 async def company_prices(
     info: Info, company_id: int, start: date | None, end: date | None
 ) -> list[PriceRow]:
-    return await info.context.loaders.prices_by_company(_span(start, end)).load(company_id)
+    return await info.context.loaders.prices_by_company(span(start, end)).load(company_id)

@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Self
 import strawberry
 
 from loaders.companies import CompanyRow
-from resolvers import companies, filings, metrics
+from resolvers import companies, filings, metrics, series
 from resolvers.context import Info
 from schema.costs import Cost, assumed, paged
 from schema.metrics import Metric, PriceBar
 from schema.node import Node, key_in, to_global_id
 from schema.pagination import After, Before, Connection, Last
+from schema.series import Interval, named
 
 if TYPE_CHECKING:
     from schema.filings import Filing
@@ -128,6 +129,24 @@ class Company(Node):
         to: Annotated[date | None, strawberry.argument(description="Last date, inclusive.")] = None,
     ) -> list[PriceBar]:
         rows = await metrics.company_prices(info, self.db_id, from_, to)
+        return [PriceBar.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="Price bars per calendar bucket, oldest first: open of the first day, close "
+        "of the last, the highest high, the lowest low, the total volume; `date` is the "
+        "bucket's first day.",
+        directives=[Cost(weight=2), assumed(100)],
+    )
+    async def price_series(
+        self,
+        info: Info,
+        interval: Annotated[Interval, strawberry.argument(description="The bucket size.")],
+        from_: Annotated[
+            date | None, strawberry.argument(name="from", description="First date, inclusive.")
+        ] = None,
+        to: Annotated[date | None, strawberry.argument(description="Last date, inclusive.")] = None,
+    ) -> list[PriceBar]:
+        rows = await series.price_series(info, self.db_id, from_, to, named(interval))
         return [PriceBar.from_row(row) for row in rows]
 
 

@@ -1,20 +1,21 @@
 """The root Query type."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 import strawberry
 
-from resolvers import companies, filings
+from resolvers import companies, filings, series
 from resolvers.context import Info
 from resolvers.errors import UserInputError
 from schema.companies import Company, CompanyConnection
-from schema.costs import paged
+from schema.costs import Cost, assumed, paged
 from schema.entities import ENTITY_TYPES
 from schema.filings import Filing
 from schema.node import Node, from_global_id
 from schema.pagination import After, Before, Connection, Last
 from schema.rate_limit import RateLimit, rate_limit
+from schema.series import Aggregate, Basis, Interval, MetricSeries, named
 
 FilingConnection = Connection[Filing]
 
@@ -106,3 +107,35 @@ class Query:
             info, first, after, last, before, tickers, form_types, filed_after, filed_before
         )
         return Connection.build(page, count, Filing.from_row, filings.cursor_of)
+
+    @strawberry.field(
+        description="A metric of several companies, bucketed by calendar period: one series "
+        "per ticker, in the order asked.",
+        directives=[Cost(weight=5), assumed(10)],
+    )
+    async def metric_series(
+        self,
+        info: Info,
+        tickers: Annotated[list[str], strawberry.argument(description="1-100 tickers.")],
+        metric: Annotated[str, strawberry.argument(description="e.g. `revenue`.")],
+        interval: Annotated[
+            Interval, strawberry.argument(description="WEEK, MONTH, QUARTER or YEAR.")
+        ],
+        from_: Annotated[
+            date | None,
+            strawberry.argument(name="from", description="Periods ending on or after this date."),
+        ] = None,
+        to: Annotated[
+            date | None, strawberry.argument(description="Periods ending on or before this date.")
+        ] = None,
+        aggregate: Annotated[
+            Aggregate, strawberry.argument(description="How a bucket's values become one.")
+        ] = Aggregate.LAST,
+        basis: Annotated[
+            Basis, strawberry.argument(description="Quarterly or fiscal-year values.")
+        ] = Basis.QUARTERLY,
+    ) -> list[MetricSeries]:
+        found = await series.metric_series(
+            info, tickers, metric, from_, to, named(interval), named(aggregate), named(basis)
+        )
+        return [MetricSeries.from_series(one, metric) for one in found]

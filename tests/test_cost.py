@@ -78,11 +78,14 @@ def test_the_weights_are_the_committed_sdls() -> None:
         ("Company", "filings"): FieldCost(None, 10, *paging),
         ("Company", "metrics"): FieldCost(2, 100),
         ("Company", "prices"): FieldCost(2, 500),
+        ("Company", "priceSeries"): FieldCost(2, 100),
         ("CompanyConnection", "totalCount"): FieldCost(5),
         ("Filing", "metrics"): FieldCost(None, 12),
         ("FilingConnection", "totalCount"): FieldCost(5),
+        ("MetricSeries", "points"): FieldCost(None, 40),
         ("Query", "companies"): FieldCost(None, 20, *paging),
         ("Query", "filings"): FieldCost(None, 20, *paging),
+        ("Query", "metricSeries"): FieldCost(5, 10),
     }
     assert MODEL.fields == weights
 

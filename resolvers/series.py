@@ -1,0 +1,59 @@
+"""Metric series across companies and a company's price bars per bucket: what may be asked."""
+
+from datetime import date
+
+from db.ingest import METRIC_NAME
+from loaders.metrics import PriceRow
+from loaders.series import Aggregate, Basis, Interval, SeriesRequest, TickerSeries
+from resolvers.context import Info
+from resolvers.errors import UserInputError, limit_list
+from resolvers.metrics import span
+
+MAX_TICKERS = 100
+
+
+async def metric_series(
+    info: Info,
+    tickers: list[str],
+    metric: str,
+    start: date | None,
+    end: date | None,
+    interval: Interval,
+    aggregate: Aggregate,
+    basis: Basis,
+) -> list[TickerSeries]:
+    wanted = limit_list("tickers", [t.strip().upper() for t in tickers], MAX_TICKERS)
+    if not wanted:
+        raise UserInputError("`tickers` needs at least one ticker.", argument="tickers")
+    if interval == "DAY":
+        raise UserInputError(
+            "Metrics are reported per quarter or year: bucket a series by WEEK, MONTH, QUARTER "
+            "or YEAR.",
+            argument="interval",
+        )
+    if not METRIC_NAME.match(metric):
+        raise UserInputError(f"{metric[:64]!r} is not a metric name.", argument="metric")
+    request = SeriesRequest(metric, interval, aggregate, basis, *span(start, end))
+    found = await info.context.loaders.metric_series(request).load_many(list(wanted))
+    unknown = [ticker for ticker, series in zip(wanted, found, strict=True) if series is None]
+    if unknown:
+        message = f"No company has the ticker {', '.join(unknown[:10])}."
+        raise UserInputError(message, argument="tickers")
+    series = [s for s in found if s is not None]
+    kind = series[0].kind
+    if not kind.known:
+        raise UserInputError(f"No company reports a metric named {metric!r}.", argument="metric")
+    if aggregate == "SUM" and kind.instant:
+        raise UserInputError(
+            f"{metric} is a balance at a point in time: adding balances up means nothing. "
+            "Use FIRST, LAST, MIN, MAX or AVG.",
+            argument="aggregate",
+        )
+    return series
+
+
+async def price_series(
+    info: Info, company_id: int, start: date | None, end: date | None, interval: Interval
+) -> list[PriceRow]:
+    loader = info.context.loaders.price_bars(interval, span(start, end))
+    return await loader.load(company_id)
