@@ -1,6 +1,5 @@
 """The Company entity: federation keys `id`, `ticker` and `cik`."""
 
-from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
 import strawberry
@@ -9,7 +8,7 @@ from loaders.companies import CompanyRow
 from resolvers import companies, filings, metrics, series
 from resolvers.context import Info
 from schema.costs import Cost, assumed, paged
-from schema.metrics import Metric, PriceBar
+from schema.metrics import DaysFrom, DaysTo, Metric, PeriodsFrom, PeriodsTo, PriceBar
 from schema.node import Node, key_in, to_global_id
 from schema.pagination import After, Before, Connection, Last
 from schema.series import Interval, named
@@ -102,13 +101,8 @@ class Company(Node):
             list[str] | None,
             strawberry.argument(description='Only these metrics, e.g. `["revenue"]`.'),
         ] = None,
-        from_: Annotated[
-            date | None,
-            strawberry.argument(name="from", description="Periods ending on or after this date."),
-        ] = None,
-        to: Annotated[
-            date | None, strawberry.argument(description="Periods ending on or before this date.")
-        ] = None,
+        from_: PeriodsFrom = None,
+        to: PeriodsTo = None,
     ) -> list[Metric]:
         rows = await metrics.company_metrics(info, self.db_id, names, from_, to)
         return [Metric.from_row(row) for row in rows]
@@ -123,10 +117,8 @@ class Company(Node):
     async def prices(
         self,
         info: Info,
-        from_: Annotated[
-            date | None, strawberry.argument(name="from", description="First date, inclusive.")
-        ] = None,
-        to: Annotated[date | None, strawberry.argument(description="Last date, inclusive.")] = None,
+        from_: DaysFrom = None,
+        to: DaysTo = None,
     ) -> list[PriceBar]:
         rows = await metrics.company_prices(info, self.db_id, from_, to)
         return [PriceBar.from_row(row) for row in rows]
@@ -141,10 +133,8 @@ class Company(Node):
         self,
         info: Info,
         interval: Annotated[Interval, strawberry.argument(description="The bucket size.")],
-        from_: Annotated[
-            date | None, strawberry.argument(name="from", description="First date, inclusive.")
-        ] = None,
-        to: Annotated[date | None, strawberry.argument(description="Last date, inclusive.")] = None,
+        from_: DaysFrom = None,
+        to: DaysTo = None,
     ) -> list[PriceBar]:
         rows = await series.price_series(info, self.db_id, from_, to, named(interval))
         return [PriceBar.from_row(row) for row in rows]

@@ -12,6 +12,18 @@ from resolvers.context import Info
 if TYPE_CHECKING:
     from schema.filings import Filing
 
+PeriodsFrom = Annotated[
+    dt.date | None,
+    strawberry.argument(name="from", description="Periods ending on or after this date."),
+]
+PeriodsTo = Annotated[
+    dt.date | None, strawberry.argument(description="Periods ending on or before this date.")
+]
+DaysFrom = Annotated[
+    dt.date | None, strawberry.argument(name="from", description="First date, inclusive.")
+]
+DaysTo = Annotated[dt.date | None, strawberry.argument(description="Last date, inclusive.")]
+
 
 @strawberry.type(description="A financial value reported in a filing.")
 class Metric:

@@ -1,6 +1,6 @@
 """The root Query type."""
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated
 
 import strawberry
@@ -12,6 +12,7 @@ from schema.companies import Company, CompanyConnection
 from schema.costs import Cost, assumed, paged
 from schema.entities import ENTITY_TYPES
 from schema.filings import Filing
+from schema.metrics import PeriodsFrom, PeriodsTo
 from schema.node import Node, from_global_id
 from schema.pagination import After, Before, Connection, Last
 from schema.rate_limit import RateLimit, rate_limit
@@ -121,13 +122,8 @@ class Query:
         interval: Annotated[
             Interval, strawberry.argument(description="WEEK, MONTH, QUARTER or YEAR.")
         ],
-        from_: Annotated[
-            date | None,
-            strawberry.argument(name="from", description="Periods ending on or after this date."),
-        ] = None,
-        to: Annotated[
-            date | None, strawberry.argument(description="Periods ending on or before this date.")
-        ] = None,
+        from_: PeriodsFrom = None,
+        to: PeriodsTo = None,
         aggregate: Annotated[
             Aggregate, strawberry.argument(description="How a bucket's values become one.")
         ] = Aggregate.LAST,
