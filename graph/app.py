@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> Starlette:
     )
 
     manifest = load_manifests(settings.persisted_manifests)
-    subscriptions = SubscriptionsOverWebSocket(schema, settings, manifest)
+    subscriptions = SubscriptionsOverWebSocket(schema, settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -167,16 +167,15 @@ class Pipeline:
         )
         if refusal is not None:
             return refusal
-        if not self.shareable(prepared.document, operation):
-            return await self._answer(prepared, operation, variables, context)
-        if document_hash is None or self.response_cache is None:
-            outcome = await self._answer(prepared, operation, variables, context)
-        else:
+        shareable = self.shareable(prepared.document, operation)
+        if shareable and document_hash is not None and self.response_cache is not None:
             key = self.response_cache.key(
                 document_hash, name_of(operation), variables, context.viewer
             )
             outcome = await self._through_cache(key, prepared, operation, variables, context)
-        outcome.shareable = True
+        else:
+            outcome = await self._answer(prepared, operation, variables, context)
+        outcome.shareable = shareable
         return outcome
 
     async def _answer(

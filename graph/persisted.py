@@ -79,6 +79,12 @@ class PersistedDocuments:
         self.mode, self.manifest, self.redis = mode, manifest, redis
         self.ttl, self.max_bytes = ttl, max_bytes
         self._kept: OrderedDict[str, str] = OrderedDict()
+        self._listed = frozenset(manifest.values())
+
+    def listed(self, query: object) -> bool:
+        """In trusted mode: the text of a manifest's document (graphql-ws clients send the
+        text, not the id)."""
+        return self.mode == "trusted" and isinstance(query, str) and query in self._listed
 
     async def document(
         self, query: object, extensions: Mapping[str, Any] | None, document_id: object,

@@ -74,7 +74,7 @@ async def with_document(
     if not isinstance(payload, Mapping):
         raise PersistedError("BAD_REQUEST", "A subscribe payload is a JSON object.", 400)
     query = payload.get("query")
-    if view.trusted is not None and query in view.trusted:
+    if persisted.listed(query):
         return dict(payload)
     document = await persisted.document(
         query, payload.get("extensions"), payload.get("documentId"), context.viewer.via_gateway
@@ -122,7 +122,7 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     persisted: PersistedDocuments | None = None
     pipeline: Pipeline | None = None
 
-    def __init__(self, schema: Any, settings: Settings, manifest: Mapping[str, str]) -> None:
+    def __init__(self, schema: Any, settings: Settings) -> None:
         super().__init__(
             schema,
             graphql_ide=None,
@@ -135,9 +135,6 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             allowed_origins=settings.cors_origins,
         )
         self.settings = settings
-        # in trusted mode, the documents that may run
-        trusted_mode = settings.persisted_mode == "trusted"
-        self.trusted = frozenset(manifest.values()) if trusted_mode else None
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

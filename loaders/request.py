@@ -115,8 +115,7 @@ class Loaders:
         return found
 
     def _read(self, companies: CompaniesOf, keys: Sequence[Any], values: Sequence[Any]) -> None:
-        if self.companies_read is not None:
-            self.note(companies(keys, values))
+        self.note(companies(keys, values))  # lazily: read only when tracking
 
     @property
     def company_by_id(self) -> "DataLoader[int, CompanyRow | None]":

@@ -6,7 +6,7 @@ from typing import Any
 from loaders.companies import CompanyRow, company_count, company_page
 from loaders.pagination import Page
 from resolvers.context import Info
-from resolvers.errors import UserInputError
+from resolvers.errors import UserInputError, limit_list
 from resolvers.pagination import Cursor, decode_cursor, encode_cursor, window
 
 KIND = "company"
@@ -28,8 +28,19 @@ def _decode(cursor: str, argument: str) -> Cursor:
     return decode_cursor(KIND, cursor, argument, _parse)
 
 
+def normalized_ticker(ticker: str) -> str:
+    return ticker.strip().upper()
+
+
+def ticker_list(tickers: list[str] | None, maximum: int = 100) -> tuple[str, ...] | None:
+    """Tickers as companies are keyed (trimmed, upper case), deduplicated and bounded."""
+    if tickers is None:
+        return None
+    return limit_list("tickers", [normalized_ticker(ticker) for ticker in tickers], maximum)
+
+
 async def company_by_ticker(info: Info, ticker: str) -> CompanyRow | None:
-    return await info.context.loaders.company_by_ticker.load(ticker.strip().upper())
+    return await info.context.loaders.company_by_ticker.load(normalized_ticker(ticker))
 
 
 async def company_by_cik(info: Info, cik: str) -> CompanyRow | None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from loaders.filings import FilingFilter, FilingRow, filing_count, filing_page
 from loaders.pagination import Page
+from resolvers.companies import ticker_list
 from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
 from resolvers.pagination import Cursor, decode_cursor, encode_cursor, window
@@ -51,8 +52,9 @@ async def filings(
 ) -> tuple[Page[FilingRow], Callable[[], Awaitable[int]]]:
     if filed_after and filed_before and filed_after >= filed_before:
         raise UserInputError("`filedAfter` must be earlier than `filedBefore`.")
-    upper = limit_list("tickers", [t.strip().upper() for t in tickers] if tickers else tickers)
-    where = FilingFilter(limit_list("formTypes", form_types), upper, filed_after, filed_before)
+    where = FilingFilter(
+        limit_list("formTypes", form_types), ticker_list(tickers), filed_after, filed_before
+    )
     page_window = window(
         first,
         after,

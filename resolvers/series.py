@@ -5,8 +5,9 @@ from datetime import date
 from db.ingest import METRIC_NAME
 from loaders.metrics import PriceRow
 from loaders.series import Aggregate, Basis, Interval, SeriesRequest, TickerSeries
+from resolvers.companies import ticker_list
 from resolvers.context import Info
-from resolvers.errors import UserInputError, limit_list
+from resolvers.errors import UserInputError
 from resolvers.metrics import span
 
 MAX_TICKERS = 100
@@ -22,7 +23,7 @@ async def metric_series(
     aggregate: Aggregate,
     basis: Basis,
 ) -> list[TickerSeries]:
-    wanted = limit_list("tickers", [t.strip().upper() for t in tickers], MAX_TICKERS)
+    wanted = ticker_list(tickers, MAX_TICKERS)
     if not wanted:
         raise UserInputError("`tickers` needs at least one ticker.", argument="tickers")
     if interval == "DAY":
