@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.documents import Document, DocumentStore
+from db.embeddings import Vector, filing_text, refresh_company_embeddings
 from db.models import Filing, FinancialMetric, companies, filings
 
 INGEST_LOCK = 0x636F7270_696E6773  # "corpings": one advisory lock for all of ingestion
@@ -32,6 +33,7 @@ FISCAL_PERIODS = {"FY", "Q1", "Q2", "Q3", "Q4", "H1", "H2"}
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_METRICS = 500
 MAX_TITLE = 1_000
+MAX_SUMMARY = 10_000
 MEDIA_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+(; ?charset=[a-z0-9-]+)?$", re.IGNORECASE)
 
 
@@ -56,12 +58,20 @@ class FilingInput:
     fiscal_year: int | None = None
     fiscal_period: str | None = None
     title: str | None = None
+    summary: str | None = None
     metrics: tuple[MetricInput, ...] = field(default_factory=tuple)
     document: Document | None = None
+
+    @property
+    def text(self) -> str:
+        """What its embedding is made from."""
+        return filing_text(self.title, self.summary)
 
     def fingerprint(self) -> str:
         """SHA-256 of the content, order of metrics aside."""
         content = asdict(self)
+        if self.summary is None:
+            del content["summary"]  # as fingerprinted before summaries were taken
         content["ticker"] = self.ticker.upper()
         content["metrics"] = sorted(content["metrics"], key=lambda metric: metric["name"])
         if self.document is not None:
@@ -144,6 +154,7 @@ def from_json(line: Any) -> FilingInput:
         fiscal_year=take(line, "fiscalYear", int),
         fiscal_period=take(line, "fiscalPeriod", str),
         title=take(line, "title", str),
+        summary=take(line, "summary", str),
         metrics=tuple(metrics),
     )
     text, encoded, content_type = (
@@ -190,6 +201,8 @@ def problems_of(
         problems["fiscalPeriod"] = f"must be one of {', '.join(sorted(FISCAL_PERIODS))}"
     if filing.title is not None and len(filing.title) > MAX_TITLE:
         problems["title"] = f"is longer than {MAX_TITLE} characters"
+    if filing.summary is not None and len(filing.summary) > MAX_SUMMARY:
+        problems["summary"] = f"is longer than {MAX_SUMMARY} characters"
     if len(filing.metrics) > MAX_METRICS:
         problems["metrics"] = f"more than {MAX_METRICS} metrics"
     seen: set[tuple[str, date]] = set()
@@ -212,10 +225,12 @@ def problems_of(
 async def ingest(
     engine: AsyncEngine,
     filing: FilingInput,
+    embedding: Vector | None,
     documents: DocumentStore | None = None,
 ) -> tuple[str, bool]:
-    """Stores `filing` unless it is there already; (accession number, whether it is new).
-    Its document is stored first, and removed again if the filing's transaction fails."""
+    """Stores `filing` with the embedding of its text, unless it is there already;
+    (accession number, whether it is new). Its document is stored first, and removed again
+    if the filing's transaction fails."""
     problems = problems_of(filing, documents.max_bytes if documents else 0)
     if problems:
         raise InvalidFiling(problems)
@@ -227,7 +242,7 @@ async def ingest(
         key = f"filings/{filing.accession_number}/{fingerprint[:24]}"  # new content, new key
         await documents.put(key, filing.document)
     try:
-        return await store(engine, filing, fingerprint, key)
+        return await store(engine, filing, embedding, fingerprint, key)
     except BaseException:
         if documents is not None and key is not None:
             await documents.delete(key)  # no row points at it
@@ -235,7 +250,11 @@ async def ingest(
 
 
 async def store(
-    engine: AsyncEngine, filing: FilingInput, fingerprint: str, document_key: str | None
+    engine: AsyncEngine,
+    filing: FilingInput,
+    embedding: Vector | None,
+    fingerprint: str,
+    document_key: str | None,
 ) -> tuple[str, bool]:
     async with engine.begin() as conn:
         await conn.execute(select(func.pg_advisory_xact_lock(INGEST_LOCK)))
@@ -257,6 +276,7 @@ async def store(
             return filing.accession_number, False
         row = {
             **filing_row(filing, company_id),
+            "embedding": embedding,
             "content_sha256": fingerprint,
             "document_key": document_key,
             "document_content_type": filing.document.content_type if filing.document else None,
@@ -271,6 +291,7 @@ async def store(
                 insert(FinancialMetric),
                 [metric_row(m, company_id, filing_id) for m in filing.metrics],
             )
+        await refresh_company_embeddings(conn, [company_id])
         await conn.execute(select(func.pg_notify(FILINGS_CHANNEL, str(inserted.ingest_seq))))
     return filing.accession_number, True
 
@@ -285,6 +306,7 @@ def filing_row(filing: FilingInput, company_id: int) -> dict[str, Any]:
         "fiscal_year": filing.fiscal_year,
         "fiscal_period": filing.fiscal_period,
         "title": filing.title,
+        "summary": filing.summary,
     }
 
 

@@ -1,11 +1,12 @@
 """Typed SQLAlchemy models. Reads use their tables through Core `select()`, never ORM objects."""
 
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
+    Computed,
     Date,
     Double,
     ForeignKey,
@@ -13,14 +14,33 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
+from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 EMBEDDING_DIMENSIONS = 384
+# what full-text search reads: the title weighs more than the summary
+SEARCH_TEXT = (
+    "setweight(to_tsvector('english', coalesce(title, '')), 'A') || "
+    "setweight(to_tsvector('english', coalesce(summary, '')), 'B')"
+)
+
+
+def nearest_neighbours_index() -> Index:
+    """HNSW over the embedding, by cosine distance (the `<=>` operator); denser than
+    pgvector's defaults (m 16, ef_construction 64): see migration 0005."""
+    return Index(
+        None,
+        "embedding",
+        postgresql_using="hnsw",
+        postgresql_ops={"embedding": "vector_cosine_ops"},
+        postgresql_with={"m": 32, "ef_construction": 200},
+    )
+
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -47,7 +67,7 @@ class Company(Base):
     embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
-    __table_args__ = (Index(None, "sector", "ticker"),)
+    __table_args__ = (Index(None, "sector", "ticker"), nearest_neighbours_index())
 
 
 class Filing(Base):
@@ -64,6 +84,7 @@ class Filing(Base):
     title: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[str | None] = mapped_column(Text)
     embedding: Mapped[list[float] | None] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
+    search_text: Mapped[str] = mapped_column(TSVECTOR, Computed(SEARCH_TEXT, persisted=True))
     # position in ingestion order (a sequence; ingestion holds a lock so commits keep its order)
     ingest_seq: Mapped[int] = mapped_column(
         BigInteger, server_default=text("nextval('filings_ingest_seq')"), unique=True
@@ -77,6 +98,8 @@ class Filing(Base):
         # keyset pagination: newest first, per company and across all companies
         Index(None, "company_id", filed_at.desc(), accession_number.desc()),
         Index(None, filed_at.desc(), accession_number.desc()),
+        Index(None, "search_text", postgresql_using="gin"),
+        nearest_neighbours_index(),
     )
 
 
@@ -133,7 +156,7 @@ class ApiKey(Base):
 
 
 companies = Company.__table__
-filings = Filing.__table__
+filings = cast(Table, Filing.__table__)
 financial_metrics = FinancialMetric.__table__
 stock_prices = StockPrice.__table__
 api_keys = ApiKey.__table__

@@ -1,5 +1,6 @@
 """`create_app(settings)`: routes, middleware and the lifespan that owns every connection."""
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
+from db.embeddings import check_embeddings, embedder_named
 from db.engine import create_engine
 from db.reader import create_reader
 from graph import health
@@ -62,6 +64,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        embedder = await asyncio.to_thread(embedder_named, settings.embedder)  # a model loads
         db = create_engine(
             database_url,
             pool_size=settings.db_pool_size,
@@ -69,6 +72,11 @@ def create_app(settings: Settings) -> Starlette:
             pool_timeout=settings.db_pool_timeout,
             statement_timeout=settings.statement_timeout,
         )
+        try:
+            await check_embeddings(db, embedder)
+        except BaseException:
+            await db.dispose()  # not starting
+            raise
         reader = await create_reader(
             database_url,
             size=settings.db_pool_size + settings.db_max_overflow,
@@ -80,6 +88,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.settings = settings
         app.state.db = db  # writes, API keys, health
         app.state.reader = reader  # every loader
+        app.state.embedder = embedder  # search queries, ingested filings
         app.state.redis = redis
         app.state.entity_cache = (
             EntityCache(cache_redis, settings.entity_cache_ttl)

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.apikeys import create_key, list_keys, revoke_key
 from db.documents import DocumentStore
+from db.embeddings import Embedder, embed, embedder_named, reindex
 from db.engine import create_engine
-from db.ingest import Conflict, InvalidFiling, from_json, ingest, prune_documents
+from db.ingest import Conflict, FilingInput, InvalidFiling, from_json, ingest, prune_documents
 from db.migrate import migrate
 from db.seed import is_seeded, seed
 from graph import serving
@@ -73,7 +74,8 @@ async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> No
         await migrate(engine)
         if seed_size is not None and not await is_seeded(engine):
             typer.echo(f"Loading the {seed_size} demo data set...", err=True)
-            counts = await seed(engine, seed_size)
+            embedder = embedder_named(settings.embedder)
+            counts = await seed(engine, seed_size, embedder=embedder)
             typer.echo(f"Loaded {counts}.", err=True)
     finally:
         await engine.dispose()
@@ -209,7 +211,10 @@ def ingest_command(
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
         documents = document_store(running)
-        summary = asyncio.run(_with_engine(running, lambda db: ingest_files(db, files, documents)))
+        embedder = embedder_named(running.embedder)
+        summary = asyncio.run(
+            _with_engine(running, lambda db: ingest_files(db, files, embedder, documents))
+        )
     typer.echo(
         f"{summary.accepted} accepted, {summary.unchanged} unchanged, "
         f"{len(summary.rejected)} rejected"
@@ -237,6 +242,9 @@ def prune_documents_command(
         typer.echo(f"  {key}")
 
 
+EMBEDDING_BATCH = 64  # filings embedded together when ingesting files
+
+
 @dataclass
 class IngestSummary:
     accepted: int = 0
@@ -245,7 +253,7 @@ class IngestSummary:
 
 
 async def ingest_files(
-    db: AsyncEngine, files: list[Path], documents: DocumentStore
+    db: AsyncEngine, files: list[Path], embedder: Embedder, documents: DocumentStore
 ) -> IngestSummary:
     summary = IngestSummary()
     lines = [
@@ -254,20 +262,56 @@ async def ingest_files(
         for number, text in enumerate(path.read_text().splitlines(), 1)
         if text.strip()
     ]
-    with typer.progressbar(lines, label="Ingesting", file=sys.stderr) as progress:
-        for where, text in progress:
-            try:
-                _, created = await ingest(db, from_json(orjson.loads(text)), documents)
-            except orjson.JSONDecodeError as error:
-                summary.rejected.append((where, f"not JSON: {error}"))
-            except (InvalidFiling, Conflict) as error:
-                summary.rejected.append((where, str(error)))
-            else:
-                if created:
-                    summary.accepted += 1
+    with typer.progressbar(length=len(lines), label="Ingesting", file=sys.stderr) as progress:
+        for start in range(0, len(lines), EMBEDDING_BATCH):
+            batch = lines[start : start + EMBEDDING_BATCH]
+            filings = [parsed(where, text, summary) for where, text in batch]
+            valid = [
+                (where, filing)
+                for (where, _), filing in zip(batch, filings, strict=True)
+                if filing is not None
+            ]
+            embeddings = await embed(embedder, [filing.text for _, filing in valid])
+            for (where, filing), embedding in zip(valid, embeddings, strict=True):
+                try:
+                    _, created = await ingest(db, filing, embedding, documents)
+                except (InvalidFiling, Conflict) as error:
+                    summary.rejected.append((where, str(error)))
                 else:
-                    summary.unchanged += 1
+                    summary.accepted += created
+                    summary.unchanged += not created
+            progress.update(len(batch))
+    position = {where: index for index, (where, _) in enumerate(lines)}
+    summary.rejected.sort(key=lambda rejected: position[rejected[0]])
     return summary
+
+
+def parsed(where: str, text: str, summary: IngestSummary) -> FilingInput | None:
+    try:
+        return from_json(orjson.loads(text))
+    except orjson.JSONDecodeError as error:
+        summary.rejected.append((where, f"not JSON: {error}"))
+    except InvalidFiling as error:
+        summary.rejected.append((where, str(error)))
+    return None
+
+
+@app.command("reindex")
+def reindex_command(data_dir: DataDir = None) -> None:
+    """Re-embed every filing (and company) with the configured embedder, e.g. after
+    changing CORPGRAPH_EMBEDDER. Search keeps working meanwhile, on a mix of old and new."""
+    with servers(settings_for(data_dir)) as running:
+        embedder = embedder_named(running.embedder)
+        with typer.progressbar(length=1, label="Embedding filings", file=sys.stderr) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            count = asyncio.run(
+                _with_engine(running, lambda db: reindex(db, embedder, progress=progress))
+            )
+    typer.echo(f"Re-embedded {count} filings with the {embedder.name} embedder.")
 
 
 @persisted_app.command("build")

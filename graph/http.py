@@ -324,7 +324,7 @@ def stream_refused(outcome: Outcome) -> Response:
 
 def new_context(state: State, viewer: Viewer, **extra: Any) -> Context:
     """A request's (or WebSocket connection's) context: fresh loaders, the app's stores."""
-    loaders = Loaders(state.reader, state.entity_cache)
+    loaders = Loaders(state.reader, state.entity_cache, state.embedder)
     settings: Settings = state.settings
     response_cache: ResponseCache | None = state.response_cache
     return Context(

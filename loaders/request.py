@@ -15,19 +15,21 @@ from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
+from db.embeddings import Embedder, HashingEmbedder
 from db.reader import Reader
-from loaders import companies, filings, metrics, series
+from loaders import companies, filings, metrics, search, series
 from loaders.cache import EntityCache
 from loaders.companies import CompanyRow
 from loaders.filings import FilingFilter, FilingRow
 from loaders.metrics import MetricFilter, MetricRow, PriceRow
 from loaders.pagination import Page, Window
+from loaders.search import FilingHit, SearchRequest
 from loaders.series import Interval, SeriesRequest, TickerSeries
 
 K = TypeVar("K")
 V = TypeVar("V")
 EVERY_COMPANY = "*"  # read from a list that any company's new filing changes
-CompaniesOf = Callable[[Sequence[Any], Sequence[Any]], Iterable[int]]
+CompaniesOf = Callable[[Sequence[Any], Sequence[Any]], Iterable[int | str]]
 
 
 def loader(
@@ -67,6 +69,10 @@ def company_of_rows(
     return (row.company_id for row in rows if row is not None)
 
 
+def any_company(_: Sequence[Any], __: Sequence[Any]) -> Iterable[str]:
+    return (EVERY_COMPANY,)  # a ranking that any company's new filing may enter
+
+
 def nothing_new(_: Sequence[Any], __: Sequence[Any]) -> Iterable[int]:
     return ()  # read through a filing, whose company is noted already
 
@@ -74,9 +80,12 @@ def nothing_new(_: Sequence[Any], __: Sequence[Any]) -> Iterable[int]:
 class Loaders:
     """Each DataLoader is made on first use: a request pays only for the paths it takes."""
 
-    def __init__(self, db: Reader, cache: EntityCache | None) -> None:
+    def __init__(
+        self, db: Reader, cache: EntityCache | None, embedder: Embedder | None = None
+    ) -> None:
         self.db = db
         self.cache = cache
+        self.embedder = embedder or HashingEmbedder()  # of search queries
         self._loaders: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
         self._running: set[asyncio.Task[Any]] = set()
         self.companies_read: set[str] | None = None
@@ -86,7 +95,7 @@ class Loaders:
         self.companies_read = set()
         return self.companies_read
 
-    def note(self, companies: Iterable[int] = (), *, every_company: bool = False) -> None:
+    def note(self, companies: Iterable[int | str] = (), *, every_company: bool = False) -> None:
         """For reads outside a DataLoader (root lists)."""
         if self.companies_read is not None:
             self.companies_read.update(str(company) for company in companies)
@@ -165,3 +174,12 @@ class Loaders:
         self, interval: Interval, span: tuple[date | None, date | None]
     ) -> "DataLoader[int, list[PriceRow]]":
         return self._loader(series.price_bars, keyed_by_company, interval, span)
+
+    def search_filings(self, request: SearchRequest) -> "DataLoader[str, list[FilingHit]]":
+        return self._loader(search.search_filings, any_company, self.embedder, request)
+
+    def similar_filings(self, first: int) -> "DataLoader[int, list[FilingHit]]":
+        return self._loader(search.similar_filings, any_company, first)
+
+    def similar_companies(self, first: int) -> "DataLoader[int, list[CompanyRow]]":
+        return self._loader(search.similar_companies, any_company, first)

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from graphql import GraphQLError
 
+from db.embeddings import embed
 from db.ingest import Conflict, FilingInput, InvalidFiling, ingest
 from loaders.filings import CACHE_KIND, FilingRow
 from resolvers.context import Info
@@ -32,7 +33,8 @@ async def ingest_filing(info: Info, filing_of: Callable[[], FilingInput]) -> Fil
     assert writer is not None, "the write path is not configured"
     try:
         filing = filing_of()
-        accession_number, created = await ingest(writer, filing, info.context.documents)
+        [embedding] = await embed(info.context.loaders.embedder, [filing.text])
+        accession_number, created = await ingest(writer, filing, embedding, info.context.documents)
     except InvalidFiling as error:
         raise UserInputError(f"Invalid filing: {error}", fields=error.problems) from None
     except Conflict as error:

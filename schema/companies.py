@@ -5,9 +5,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Self
 import strawberry
 
 from loaders.companies import CompanyRow
-from resolvers import companies, filings, metrics, series
+from resolvers import companies, filings, metrics, search, series
 from resolvers.context import Info
-from schema.costs import Cost, assumed, paged
+from schema.costs import Cost, assumed, paged, sliced
 from schema.metrics import DaysFrom, DaysTo, Metric, PeriodsFrom, PeriodsTo, PriceBar
 from schema.node import Node, key_in, to_global_id
 from schema.pagination import After, Before, Connection, Last
@@ -138,6 +138,19 @@ class Company(Node):
     ) -> list[PriceBar]:
         rows = await series.price_series(info, self.db_id, from_, to, named(interval))
         return [PriceBar.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="The companies whose filings are nearest to this one's by meaning (each "
+        "company placed at the mean of its filings' embeddings), nearest first.",
+        directives=[Cost(weight=2), sliced()],
+    )
+    async def similar_companies(
+        self,
+        info: Info,
+        first: Annotated[int | None, strawberry.argument(description="How many (1-100).")] = 5,
+    ) -> list["Company"]:
+        rows = await search.similar_companies(info, self.db_id, first)
+        return [Company.from_row(row) for row in rows]
 
 
 CompanyConnection = Connection[Company]

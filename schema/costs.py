@@ -2,7 +2,7 @@
 
 from strawberry.federation.schema_directives import Cost, ListSize
 
-__all__ = ["Cost", "assumed", "paged"]
+__all__ = ["Cost", "assumed", "paged", "sliced"]
 
 
 def paged(assumed_size: int) -> ListSize:
@@ -18,3 +18,8 @@ def paged(assumed_size: int) -> ListSize:
 def assumed(size: int) -> ListSize:
     """A list field with no slicing argument: about `size` items."""
     return ListSize(assumed_size=size, require_one_slicing_argument=False)  # type: ignore[call-arg]
+
+
+def sliced() -> ListSize:
+    """A list field sized by its `first` argument (which has a default)."""
+    return ListSize(slicing_arguments=["first"], require_one_slicing_argument=False)  # type: ignore[call-arg]

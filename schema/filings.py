@@ -6,15 +6,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Self
 import strawberry
 
 from loaders.filings import FilingRow
-from resolvers import companies, filings, metrics
+from resolvers import companies, filings, metrics, search
 from resolvers.context import Info
 from resolvers.subscriptions import to_ingest_cursor
-from schema.costs import assumed
+from schema.costs import Cost, assumed, sliced
 from schema.metrics import Metric
 from schema.node import Node, key_in, to_global_id
 
 if TYPE_CHECKING:
     from schema.companies import Company
+    from schema.search import FilingSearchHit
 
 
 @strawberry.federation.type(
@@ -34,6 +35,7 @@ class Filing(Node):
     fiscal_year: int | None = strawberry.field(description="Fiscal year of the reported period.")
     fiscal_period: str | None = strawberry.field(description="`FY`, `Q1`, `Q2` or `Q3`.")
     title: str | None = strawberry.field(description="Human-readable title.")
+    summary: str | None = strawberry.field(description="What the filing is about, in brief.")
     ingest_cursor: str = strawberry.field(
         description="Opaque position in ingestion order: pass it to `filingAdded(since:)` to "
         "receive every filing ingested after this one."
@@ -52,6 +54,7 @@ class Filing(Node):
             fiscal_year=row.fiscal_year,
             fiscal_period=row.fiscal_period,
             title=row.title,
+            summary=row.summary,
             ingest_cursor=to_ingest_cursor(row.ingest_seq),
             document_key=row.document_key,
         )
@@ -106,3 +109,17 @@ class Filing(Node):
     ) -> list[Metric]:
         rows = await metrics.filing_metrics(info, self.db_id, names)
         return [Metric.from_row(row) for row in rows]
+
+    @strawberry.field(
+        description="The filings nearest to this one by meaning, nearest first.",
+        directives=[Cost(weight=2), sliced()],
+    )
+    async def similar_filings(
+        self,
+        info: Info,
+        first: Annotated[int | None, strawberry.argument(description="How many (1-100).")] = 5,
+    ) -> list[Annotated["FilingSearchHit", strawberry.lazy("schema.search")]]:
+        from schema.search import FilingSearchHit
+
+        hits = await search.similar_filings(info, self.db_id, first)
+        return [FilingSearchHit.from_hit(hit) for hit in hits]

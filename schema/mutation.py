@@ -45,6 +45,10 @@ class IngestFilingInput:
     fiscal_year: int | None = strawberry.field(default=None, description="Fiscal year.")
     fiscal_period: str | None = strawberry.field(default=None, description="`FY`, `Q1`...`Q4`.")
     title: str | None = strawberry.field(default=None, description="Human-readable title.")
+    summary: str | None = strawberry.field(
+        default=None,
+        description="What the filing is about, up to 10,000 characters: searched with the title.",
+    )
     metrics: list[MetricValueInput] | None = strawberry.field(
         default=None, description="Values the filing reports."
     )
@@ -72,6 +76,7 @@ class IngestFilingInput:
             fiscal_year=self.fiscal_year,
             fiscal_period=self.fiscal_period,
             title=self.title,
+            summary=self.summary,
             metrics=tuple(m.to_metric() for m in self.metrics or ()),
             document=document,
         )

@@ -5,17 +5,18 @@ from typing import Annotated
 
 import strawberry
 
-from resolvers import companies, filings, series
+from resolvers import companies, filings, search, series
 from resolvers.context import Info
 from resolvers.errors import UserInputError
 from schema.companies import Company, CompanyConnection
-from schema.costs import Cost, assumed, paged
+from schema.costs import Cost, assumed, paged, sliced
 from schema.entities import ENTITY_TYPES
 from schema.filings import Filing
 from schema.metrics import PeriodsFrom, PeriodsTo
 from schema.node import Node, from_global_id
 from schema.pagination import After, Before, Connection, Last
 from schema.rate_limit import RateLimit, rate_limit
+from schema.search import FilingSearchHit, SearchMode
 from schema.series import Aggregate, Basis, Interval, MetricSeries, named
 
 FilingConnection = Connection[Filing]
@@ -135,3 +136,36 @@ class Query:
             info, tickers, metric, from_, to, named(interval), named(aggregate), named(basis)
         )
         return [MetricSeries.from_series(one, metric) for one in found]
+
+    @strawberry.field(
+        description="Filings that match a query, best first: by meaning (VECTOR), by words "
+        "(TEXT) or both (HYBRID). Filters apply before ranking, so up to `first` hits come "
+        "back whenever that many filings pass them.",
+        directives=[Cost(weight=5), sliced()],
+    )
+    async def search_filings(
+        self,
+        info: Info,
+        query: Annotated[
+            str, strawberry.argument(description="What to look for: up to 1,000 characters.")
+        ],
+        first: Annotated[
+            int | None, strawberry.argument(description="How many hits (1-100).")
+        ] = 10,
+        tickers: Annotated[
+            list[str] | None, strawberry.argument(description="Only filings of these companies.")
+        ] = None,
+        form_types: Annotated[
+            list[str] | None, strawberry.argument(description="Only these form types.")
+        ] = None,
+        filed_after: Annotated[
+            datetime | None, strawberry.argument(description="Filed at or after this instant.")
+        ] = None,
+        mode: Annotated[
+            SearchMode, strawberry.argument(description="How filings are ranked.")
+        ] = SearchMode.HYBRID,
+    ) -> list[FilingSearchHit]:
+        hits = await search.search_filings(
+            info, query, first, tickers, form_types, filed_after, named(mode)
+        )
+        return [FilingSearchHit.from_hit(hit) for hit in hits]

@@ -55,6 +55,12 @@ COSTS: list[tuple[str, dict[str, Any] | None, int]] = [
      {"r": [{"__typename": "Company", "ticker": t} for t in ("A", "B", "C")]}, 3 * 1),
     ("{ __schema { types { name } } }", None, 100),
     ("{ rateLimit { cost remaining } }", None, 1),
+    # search: `first` (default 10 or 5) sizes each list; each hit weighs 5, or 2 for neighbours
+    ('{ searchFilings(query: "x") { score filing { title } } }', None, 10 * (5 + 1)),
+    ('{ searchFilings(query: "x", first: 50) { score } }', None, 50 * 5),
+    ('{ filing(accessionNumber: "x") { similarFilings { filing { similarFilings(first: 3) '
+     "{ score } } } } }", None, 1 + 5 * (2 + 1 + 3 * 2)),
+    ('{ company(ticker: "A") { similarCompanies(first: 20) { name } } }', None, 1 + 20 * 2),
 ]  # fmt: skip
 
 
@@ -86,6 +92,9 @@ def test_the_weights_are_the_committed_sdls() -> None:
         ("Query", "companies"): FieldCost(None, 20, *paging),
         ("Query", "filings"): FieldCost(None, 20, *paging),
         ("Query", "metricSeries"): FieldCost(5, 10),
+        ("Query", "searchFilings"): FieldCost(5, None, ("first",)),
+        ("Filing", "similarFilings"): FieldCost(2, None, ("first",)),
+        ("Company", "similarCompanies"): FieldCost(2, None, ("first",)),
     }
     assert MODEL.fields == weights
 

@@ -1,11 +1,14 @@
-"""metricSeries for 50 tickers x 2 years, monthly, and priceSeries of one company, through
-corpgraph (one worker, over HTTP) against the same SQL run straight on asyncpg, in one run.
+"""Analytics through corpgraph (one worker, over HTTP) against the same SQL run straight on
+asyncpg, in one run: searchFilings in each mode (10 hits, queries taken in turn from the
+demo topics; the raw side embeds the query too), metricSeries for 50 tickers x 2 years,
+monthly, and priceSeries of one company.
 
-    python ops/bench/series.py [--requests 200]
+    python ops/bench/analytics.py [--requests 200]
 
-Seeds the default data set into a fresh embedded PostgreSQL, checks that both give the same
-numbers, then times --requests sequential requests of each and prints p50/p95 and the ratio.
-Nothing is asserted: the machines are shared and noisy, so only ratios from one run compare.
+Seeds the default data set (about 20,000 filings) into a fresh embedded PostgreSQL, checks
+that both give the same answers, then times --requests sequential requests of each and prints
+p50/p95 and the ratio. Nothing is asserted: the machines are shared and noisy, so only ratios
+from one run compare.
 """
 
 import argparse
@@ -16,8 +19,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
+from functools import partial
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +35,23 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 from run import ROOMY, start_corpgraph, wait_up  # noqa: E402  (ops/bench/run.py, beside this)
 
-from db.reader import DIALECT  # noqa: E402
+from db.embeddings import HashingEmbedder, literal  # noqa: E402
+from db.reader import DIALECT, SEARCH_SETTINGS  # noqa: E402
+from db.seed import TOPICS  # noqa: E402
 from graph.cli import prepare_database  # noqa: E402
 from graph.embedded import embedded_servers  # noqa: E402
 from graph.settings import Settings  # noqa: E402
+from loaders.search import SearchMode, search_statement  # noqa: E402
 from loaders.series import metric_series_statement, price_bars_statement  # noqa: E402
 
 START, END = date(2024, 7, 1), date(2026, 6, 30)
 SERIES = """query($tickers: [String!]!) { metricSeries(tickers: $tickers, metric: "revenue",
   interval: MONTH, from: "2024-07-01", to: "2026-06-30") {
   ticker points { periodStart value } } }"""
+EMBEDDER = HashingEmbedder()
+MODES: tuple[SearchMode, ...] = ("VECTOR", "TEXT", "HYBRID")
+SEARCH = """query($q: String!, $mode: SearchMode!) { searchFilings(query: $q, mode: $mode) {
+  score filing { accessionNumber formType filedAt title } } }"""
 BARS = """{ company(ticker: "AAPL") { priceSeries(interval: WEEK, from: "2024-07-01",
   to: "2026-06-30") { date open high low close volume } } }"""
 
@@ -64,8 +76,37 @@ def raw_sql(statement: ClauseElement) -> str:
     return str(statement.compile(dialect=DIALECT))
 
 
+async def search_sql(connection: asyncpg.Connection, mode: SearchMode, query: str) -> Any:
+    """The loader's statement for one query, embedded here as the loader embeds it."""
+    sql = raw_sql(search_statement(mode, (False,) * 4))
+    vectors = [literal(vector) for vector in EMBEDDER.embed([query])]
+    return await connection.fetch(sql, [query], vectors, 10)
+
+
+def search_cells(
+    connection: asyncpg.Connection, graphql: Callable[..., Awaitable[dict[str, Any]]]
+) -> dict[str, tuple[Callable[[], Awaitable[object]], Callable[[], Awaitable[object]]]]:
+    """Each mode through the API and as its statement, on queries taken in turn."""
+
+    def through_api(mode: SearchMode, queries: Iterator[str]) -> Awaitable[object]:
+        return graphql(SEARCH, {"q": next(queries), "mode": mode})
+
+    def straight(mode: SearchMode, queries: Iterator[str]) -> Awaitable[object]:
+        return search_sql(connection, mode, next(queries))
+
+    return {
+        f"searchFilings {mode}, 10 hits": (
+            partial(through_api, mode, cycle(TOPICS)),
+            partial(straight, mode, cycle(TOPICS)),
+        )
+        for mode in MODES
+    }
+
+
 async def measure(database_url: str, url: str, runs: int) -> None:
-    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    connection = await asyncpg.connect(
+        database_url.replace("+asyncpg", ""), server_settings=SEARCH_SETTINGS
+    )
     tickers = [r["ticker"] for r in await connection.fetch(
         "SELECT ticker FROM companies ORDER BY ticker LIMIT 50")]  # fmt: skip
     aapl = await connection.fetchval("SELECT id FROM companies WHERE ticker = 'AAPL'")
@@ -83,7 +124,13 @@ async def measure(database_url: str, url: str, runs: int) -> None:
         rows = await connection.fetch(series_sql, tickers, "revenue", START, END)
         points = sum(len(s["points"]) for s in answer["data"]["metricSeries"])
         assert points == sum(1 for row in rows if row["bucket"] is not None), "answers differ"
-        cells = {
+        for mode in MODES:
+            hits = (await graphql(SEARCH, {"q": TOPICS[0], "mode": mode}))["data"]
+            rows = await search_sql(connection, mode, TOPICS[0])
+            found = [hit["filing"]["accessionNumber"] for hit in hits["searchFilings"]]
+            assert found == [row["accession_number"] for row in rows], f"{mode} answers differ"
+        cells = search_cells(connection, graphql)
+        cells |= {
             "metricSeries 50 tickers x 24 months": (
                 lambda: graphql(SERIES, {"tickers": tickers}),
                 lambda: connection.fetch(series_sql, tickers, "revenue", START, END),
