@@ -17,6 +17,15 @@ if TYPE_CHECKING:
     from schema.companies import Company
     from schema.search import FilingSearchHit
 
+# filters of filing lists and searches
+OfTickers = Annotated[
+    list[str] | None, strawberry.argument(description="Only filings of these companies.")
+]
+OfFormTypes = Annotated[list[str] | None, strawberry.argument(description="Only these form types.")]
+FiledAfter = Annotated[
+    datetime | None, strawberry.argument(description="Filed at or after this instant.")
+]
+
 
 @strawberry.federation.type(
     keys=["id", "accessionNumber"],

@@ -11,7 +11,7 @@ from resolvers.errors import UserInputError
 from schema.companies import Company, CompanyConnection
 from schema.costs import Cost, assumed, paged, sliced
 from schema.entities import ENTITY_TYPES
-from schema.filings import Filing
+from schema.filings import FiledAfter, Filing, OfFormTypes, OfTickers
 from schema.metrics import PeriodsFrom, PeriodsTo
 from schema.node import Node, from_global_id
 from schema.pagination import After, Before, Connection, Last
@@ -92,15 +92,9 @@ class Query:
         after: After = None,
         last: Last = None,
         before: Before = None,
-        tickers: Annotated[
-            list[str] | None, strawberry.argument(description="Only filings of these companies.")
-        ] = None,
-        form_types: Annotated[
-            list[str] | None, strawberry.argument(description="Only these form types.")
-        ] = None,
-        filed_after: Annotated[
-            datetime | None, strawberry.argument(description="Filed at or after this instant.")
-        ] = None,
+        tickers: OfTickers = None,
+        form_types: OfFormTypes = None,
+        filed_after: FiledAfter = None,
         filed_before: Annotated[
             datetime | None, strawberry.argument(description="Filed strictly before this instant.")
         ] = None,
@@ -152,15 +146,9 @@ class Query:
         first: Annotated[
             int | None, strawberry.argument(description="How many hits (1-100).")
         ] = 10,
-        tickers: Annotated[
-            list[str] | None, strawberry.argument(description="Only filings of these companies.")
-        ] = None,
-        form_types: Annotated[
-            list[str] | None, strawberry.argument(description="Only these form types.")
-        ] = None,
-        filed_after: Annotated[
-            datetime | None, strawberry.argument(description="Filed at or after this instant.")
-        ] = None,
+        tickers: OfTickers = None,
+        form_types: OfFormTypes = None,
+        filed_after: FiledAfter = None,
         mode: Annotated[
             SearchMode, strawberry.argument(description="How filings are ranked.")
         ] = SearchMode.HYBRID,

@@ -4,8 +4,13 @@ statement per batch, the embedders, reindexing, and the inputs that make no sens
 
 import asyncio
 import math
+import os
 import random
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -346,3 +351,24 @@ def test_reindex_makes_what_seeding_made(database_url: str) -> None:
     total = len(before[0])
     assert count == total
     assert progress[-1] == (total, total) and len(progress) == math.ceil(total / 100)
+
+
+def test_reindex_command_names_the_embedder(database_url: str, tmp_path: Path) -> None:
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
+        "CORPGRAPH_DATABASE_URL": database_url,
+        "CORPGRAPH_DATA_DIR": str(tmp_path / "data"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "graph", "reindex"],
+        env=environment, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"Re-embedded \d+ filings with the hashing embedder\.\n", done.stdout)
+    assert "Embedding filings" in done.stderr  # the progress bar
+    chosen = {**environment, "CORPGRAPH_EMBEDDER": "word2vec"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "graph", "reindex"],
+        env=chosen, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "embedder" in refused.stderr
