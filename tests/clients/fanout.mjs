@@ -13,8 +13,8 @@ import WebSocket from "ws";
 const [urls, filtersJson] = process.argv.slice(2);
 const servers = urls.split(",");
 const filters = JSON.parse(filtersJson);
-const query = `subscription($tickers: [String!], $formTypes: [String!]) {
-  filingAdded(tickers: $tickers, formTypes: $formTypes) { accessionNumber title } }`;
+const query = `subscription($tickers: [String!], $formTypes: [String!], $since: String) {
+  filingAdded(tickers: $tickers, formTypes: $formTypes, since: $since) { accessionNumber title } }`;
 
 const received = filters.map(() => []);
 const latencies = [];
