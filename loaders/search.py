@@ -7,11 +7,13 @@ generated `search_text` (GIN) by `ts_rank_cd`. HYBRID fuses the two rankings' to
 candidates by reciprocal rank fusion: score = sum of 1 / (60 + rank).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal, NamedTuple
+from operator import itemgetter
+from typing import Literal, NamedTuple, TypeVar
 
+from asyncpg import Record
 from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import BigInteger, Integer, String
@@ -23,6 +25,7 @@ from loaders.filings import FilingFilter, FilingRow
 from loaders.sql import align_many
 
 SearchMode = Literal["VECTOR", "TEXT", "HYBRID"]
+V = TypeVar("V")
 CANDIDATES = 100  # per ranking that HYBRID fuses (the largest `first`)
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack, Clarke and Büttcher, 2009)
 
@@ -85,6 +88,18 @@ def scored_sql(mode: SearchMode, filters: str) -> str:
         ) ranked GROUP BY id ORDER BY score DESC, id LIMIT :first"""
 
 
+def grouped(
+    keys: Sequence[int], rows: Sequence[Record], make: Callable[[Record], V]
+) -> list[list[V]]:
+    """Rows keyed by their first column, grouped in the order of `keys` and made into values."""
+    return [[make(row) for row in group] for group in align_many(keys, rows, itemgetter(0))]
+
+
+def filing_hit(row: Record) -> FilingHit:
+    """A row of `key, score, FilingRow columns...`."""
+    return FilingHit(FilingRow(*row[2:]), row[1])
+
+
 FILING_COLUMNS = ", ".join(f"f.{name}" for name in FilingRow._fields)
 COMPANY_COLUMNS = ", ".join(f"c.{name}" for name in CompanyRow._fields)
 
@@ -120,9 +135,7 @@ async def search_filings(
     statement = search_statement(request.mode, request.where.shape)
     params = {"queries": list(queries), "vectors": vectors, "first": request.first}
     rows = await db.fetch(statement, params | request.where.params())
-    hits = [(row[0] - 1, FilingHit(FilingRow(*row[2:]), row[1])) for row in rows]
-    found = align_many(range(len(queries)), hits, lambda hit: hit[0])
-    return [[hit for _, hit in query_hits] for query_hits in found]
+    return grouped(range(1, len(queries) + 1), rows, filing_hit)  # keyed by ordinality
 
 
 SIMILAR_FILINGS = text(f"""
@@ -154,15 +167,11 @@ async def similar_filings(
     db: Reader, first: int, filing_ids: Sequence[int]
 ) -> list[list[FilingHit]]:
     rows = await db.fetch(SIMILAR_FILINGS, {"keys": list(filing_ids), "first": first})
-    hits = [(row[0], FilingHit(FilingRow(*row[2:]), row[1])) for row in rows]
-    found = align_many(filing_ids, hits, lambda hit: hit[0])
-    return [[hit for _, hit in filing_hits] for filing_hits in found]
+    return grouped(filing_ids, rows, filing_hit)
 
 
 async def similar_companies(
     db: Reader, first: int, company_ids: Sequence[int]
 ) -> list[list[CompanyRow]]:
     rows = await db.fetch(SIMILAR_COMPANIES, {"keys": list(company_ids), "first": first})
-    pairs = [(row[0], CompanyRow(*row[1:])) for row in rows]
-    found = align_many(company_ids, pairs, lambda pair: pair[0])
-    return [[company for _, company in pairs] for pairs in found]
+    return grouped(company_ids, rows, lambda row: CompanyRow(*row[1:]))

@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 from db.apikeys import create_key
 from db.engine import create_engine, ensure_database
 from db.migrate import migrate
-from db.seed import seed
+from db.seed import Size, seed
 from graph.app import create_app
 from graph.settings import Settings, Tier
 from tests.servers import corpgraph_processes
@@ -56,12 +56,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server._cleanup()
 
 
-async def _build_template(url: str) -> None:
-    await ensure_database(url)
+async def seeded_database(url: str, size: Size = "small") -> None:
+    """A new database at `url`, migrated and seeded (left as it is if it exists)."""
+    if not await ensure_database(url):
+        return
     engine = create_engine(url)
     try:
         await migrate(engine)
-        await seed(engine, "small")
+        await seed(engine, size)
     finally:
         await engine.dispose()
 
@@ -69,7 +71,7 @@ async def _build_template(url: str) -> None:
 @pytest.fixture(scope="session")
 def template_url(postgres: Any) -> str:
     url: str = postgres.get_uri(TEMPLATE)
-    asyncio.run(_build_template(url))
+    asyncio.run(seeded_database(url))
     return url
 
 

@@ -27,16 +27,15 @@ from db.embeddings import (
     mark_embeddings,
     reindex,
 )
-from db.engine import create_engine, ensure_database
+from db.engine import create_engine
 from db.issuers import SECTOR_INDUSTRIES
-from db.migrate import migrate
 from db.reader import create_reader
-from db.seed import TOPICS, seed
+from db.seed import TOPICS
 from graph.app import create_app
 from graph.settings import Settings
 from loaders.filings import FilingFilter
 from loaders.search import SearchRequest, search_filings
-from tests.conftest import Query, StatementLog
+from tests.conftest import Query, StatementLog, seeded_database
 
 SEARCH = """query($query: String!, $first: Int, $mode: SearchMode, $tickers: [String!],
                   $formTypes: [String!], $filedAfter: DateTime) {
@@ -57,17 +56,7 @@ def pg(url: str) -> str:
 def demo_url(postgres: Any) -> str:
     """The default demo data set (about 20,000 filings), as `corpgraph serve` loads it."""
     url: str = postgres.get_uri("corpgraph_demo")
-
-    async def build() -> None:
-        if await ensure_database(url):
-            engine = create_engine(url)
-            try:
-                await migrate(engine)
-                await seed(engine, "default")
-            finally:
-                await engine.dispose()
-
-    asyncio.run(build())
+    asyncio.run(seeded_database(url, "default"))
     return url
 
 
