@@ -1,16 +1,52 @@
 """The async engine over asyncpg, and database creation for embedded and test servers."""
 
 from datetime import timedelta
+from typing import Any
+from uuid import uuid4
 
-from sqlalchemy import make_url, text
+from prometheus_client import Counter, Gauge
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+POOL_IN_USE = Gauge(
+    "corpgraph_db_pool_in_use",
+    "Database connections checked out, by pool (read: the loaders; write: SQLAlchemy)",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+POOL_SIZE = Gauge(
+    "corpgraph_db_pool_size",
+    "The most connections each pool may open, by pool",
+    ["pool"],
+    multiprocess_mode="livesum",
+)
+POOL_EXHAUSTED = Counter(
+    "corpgraph_db_pool_exhausted",
+    "Times no connection became free within the pool timeout, by pool",
+    ["pool"],
+)
 
 
 def asyncpg_url(url: str | URL) -> URL:
     """Accept `postgresql://` URLs (as libpq and the embedded server give them) for asyncpg."""
     parsed = make_url(url)
     return parsed.set(drivername="postgresql+asyncpg")
+
+
+def session_settings(
+    application_name: str, statement_timeout: timedelta, pgbouncer: bool, **more: str
+) -> dict[str, str]:
+    """Settings sent when a connection starts. PgBouncer passes on none but the application
+    name: through it, `corpgraph migrate` keeps the rest on the role (`role_settings`)."""
+    if pgbouncer:
+        return {"application_name": application_name}
+    timeout_ms = int(statement_timeout.total_seconds() * 1000)
+    return {"application_name": application_name, "statement_timeout": str(timeout_ms), **more}
+
+
+def unique_statement_name() -> str:
+    return f"__asyncpg_{uuid4().hex}__"
 
 
 def create_engine(
@@ -21,21 +57,31 @@ def create_engine(
     pool_timeout: timedelta = timedelta(seconds=5),
     statement_timeout: timedelta = timedelta(seconds=5),
     application_name: str = "corpgraph",
+    pgbouncer: bool = False,
 ) -> AsyncEngine:
-    timeout_ms = int(statement_timeout.total_seconds() * 1000)
-    return create_async_engine(
+    """With `pgbouncer` (transaction mode), no statement is kept prepared on a server
+    connection, which the next transaction may not get."""
+    connect_args: dict[str, Any] = {
+        "server_settings": session_settings(application_name, statement_timeout, pgbouncer)
+    }
+    if pgbouncer:
+        connect_args |= {
+            "statement_cache_size": 0,  # asyncpg's
+            "prepared_statement_cache_size": 0,  # SQLAlchemy's
+            "prepared_statement_name_func": unique_statement_name,
+        }
+    engine = create_async_engine(
         asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout.total_seconds(),
         pool_pre_ping=False,
-        connect_args={
-            "server_settings": {
-                "statement_timeout": str(timeout_ms),
-                "application_name": application_name,
-            }
-        },
+        connect_args=connect_args,
     )
+    in_use = POOL_IN_USE.labels("write")
+    event.listen(engine.sync_engine.pool, "checkout", lambda *_: in_use.inc())
+    event.listen(engine.sync_engine.pool, "checkin", lambda *_: in_use.dec())
+    return engine
 
 
 async def ensure_database(url: str | URL, *, template: str | None = None) -> bool:

@@ -1,5 +1,7 @@
 """Schema migrations under a PostgreSQL advisory lock, so many replicas may run them at once."""
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from alembic import command
@@ -26,6 +28,26 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     TimescaleDB, what cannot be made in a transaction (db/timescale.py)."""
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        await conn.execute(text("SET LOCAL statement_timeout = 0"))  # a rewrite takes long
         await conn.run_sync(_upgrade, revision)
     if revision == "head":
         await create_price_aggregates(engine)
+
+
+async def keep_role_settings(engine: AsyncEngine, settings: Mapping[str, str]) -> None:
+    """Store session settings on the connecting role, in this database: new sessions start
+    with them. For connections through PgBouncer, which passes no settings on at connect."""
+    async with engine.begin() as conn:
+        for name, value in settings.items():
+            if not re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", name):
+                raise ValueError(f"not a setting name: {name!r}")
+            # set_config checks the value; format() quotes it (ALTER takes no parameters)
+            statement = await conn.scalar(
+                text(
+                    "SELECT format('ALTER ROLE CURRENT_USER IN DATABASE %I SET %s = %L', "
+                    "current_database(), CAST(:name AS text), CAST(:value AS text)), "
+                    "set_config(:name, :value, true)"
+                ),
+                {"name": name, "value": value},
+            )
+            await conn.execute(text(statement))

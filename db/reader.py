@@ -16,7 +16,7 @@ from sqlalchemy import ClauseElement
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from db.engine import asyncpg_url
+from db.engine import POOL_EXHAUSTED, POOL_IN_USE, asyncpg_url, session_settings
 from db.timescale import INSTALLED
 
 DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
@@ -29,6 +29,9 @@ SEARCH_SETTINGS = {
     # candidates per HNSW search: at least the largest `first`; recall@10 ~0.97 on the demo set
     "hnsw.ef_search": "160",
 }
+
+
+READ_IN_USE = POOL_IN_USE.labels("read")
 
 
 class PoolExhausted(Exception):
@@ -61,11 +64,16 @@ class Reader:
         if self.pool.get_idle_size():
             # one is free: skip the timeout, which costs a task and a timer (asyncio.wait_for);
             # should another task take it first, the request's own deadline still applies
-            return await self.pool.acquire()
-        try:
-            return await self.pool.acquire(timeout=self.acquire_timeout)
-        except TimeoutError:
-            raise PoolExhausted(f"no connection free within {self.acquire_timeout:g} s") from None
+            connection = await self.pool.acquire()
+        else:
+            try:
+                connection = await self.pool.acquire(timeout=self.acquire_timeout)
+            except TimeoutError:
+                POOL_EXHAUSTED.labels("read").inc()
+                message = f"no connection free within {self.acquire_timeout:g} s"
+                raise PoolExhausted(message) from None
+        READ_IN_USE.inc()
+        return connection
 
     async def fetch(
         self, statement: ClauseElement, params: Mapping[str, Any] | None = None
@@ -81,6 +89,7 @@ class Reader:
             rows: Sequence[asyncpg.Record] = await connection.fetch(sql, *arguments)
             return rows
         finally:
+            READ_IN_USE.dec()
             await self.pool.release(connection)
 
 
@@ -95,17 +104,18 @@ async def create_reader(
     size: int = 10,
     acquire_timeout: timedelta = timedelta(seconds=5),
     statement_timeout: timedelta = timedelta(seconds=5),
+    pgbouncer: bool = False,
 ) -> Reader:
+    """With `pgbouncer` (transaction mode), statements are not cached prepared."""
     pool = await asyncpg.create_pool(
         plain_dsn(url),
         min_size=1,
         max_size=size,
         reset=_keep_session,
-        server_settings={
-            "statement_timeout": str(int(statement_timeout.total_seconds() * 1000)),
-            "application_name": "corpgraph-read",
-            **SEARCH_SETTINGS,
-        },
+        statement_cache_size=0 if pgbouncer else 100,
+        server_settings=session_settings(
+            "corpgraph-read", statement_timeout, pgbouncer, **SEARCH_SETTINGS
+        ),
     )
     timescale = bool(await pool.fetchval(INSTALLED))
     return Reader(pool, acquire_timeout, timescale)

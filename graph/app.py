@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
 from db.embeddings import check_embeddings, embedder_named
-from db.engine import create_engine
+from db.engine import POOL_SIZE, create_engine
 from db.reader import create_reader
 from graph import health
 from graph.broker import FilingBroker
@@ -21,10 +21,12 @@ from graph.cost import CostModel, directives_in
 from graph.documents import document, document_store
 from graph.execution import CostControl, Pipeline
 from graph.http import InFlight, graphql_endpoint
+from graph.metrics import OperationNames, metrics_endpoint, operation_names_in
 from graph.persisted import PersistedDocuments, load_manifests
 from graph.ratelimit import RateLimiter
 from graph.response_cache import ResponseCache
 from graph.settings import Settings
+from graph.telemetry import start_tracing, traced
 from graph.websocket import SubscriptionsOverWebSocket, websocket_rules
 from loaders.cache import EntityCache
 from loaders.filings import FilingRow
@@ -71,6 +73,7 @@ def create_app(settings: Settings) -> Starlette:
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
             statement_timeout=settings.statement_timeout,
+            pgbouncer=settings.db_pgbouncer,
         )
         try:
             await check_embeddings(db, embedder)
@@ -82,6 +85,7 @@ def create_app(settings: Settings) -> Starlette:
             size=settings.db_pool_size + settings.db_max_overflow,
             acquire_timeout=settings.db_pool_timeout,
             statement_timeout=settings.statement_timeout,
+            pgbouncer=settings.db_pgbouncer,
         )
         redis = redis_client(settings.redis_url)
         cache_redis = redis_client(settings.cache_redis_url) if settings.cache_redis_url else redis
@@ -90,6 +94,14 @@ def create_app(settings: Settings) -> Starlette:
         app.state.reader = reader  # every loader
         app.state.embedder = embedder  # search queries, ingested filings
         app.state.redis = redis
+        app.state.cache_redis = cache_redis
+        app.state.operation_names = (
+            OperationNames(operation_names_in(manifest.values()), settings.metrics_operations)
+            if settings.metrics
+            else None
+        )
+        POOL_SIZE.labels("write").set(settings.db_pool_size + settings.db_max_overflow)
+        POOL_SIZE.labels("read").set(settings.db_pool_size + settings.db_max_overflow)
         app.state.entity_cache = (
             EntityCache(cache_redis, settings.entity_cache_ttl)
             if cache_redis and settings.entity_cache
@@ -116,8 +128,9 @@ def create_app(settings: Settings) -> Starlette:
         )
         subscriptions.persisted = app.state.persisted
         subscriptions.pipeline = app.state.pipeline
+        assert settings.listen_url is not None
         app.state.broker = FilingBroker(
-            database_url,
+            settings.listen_url,
             settings.subscriber_backlog,
             on_ingested=forget_answers_of(response_cache),
         )
@@ -157,6 +170,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
     ]
+    if settings.metrics:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    if settings.tracing:
+        start_tracing()
+        middleware.insert(0, Middleware(traced))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 

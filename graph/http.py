@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Any, TypeVar
 
 import orjson
 from graphql import ExecutionResult, subscribe
+from opentelemetry import trace
+from opentelemetry.trace import Span, StatusCode
 from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
@@ -18,6 +21,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from graph.auth import Unauthenticated, viewer_of
 from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped
 from graph.graphiql import graphiql_html
+from graph.metrics import OperationNames, observe
 from graph.persisted import Document, PersistedDocuments, PersistedError
 from graph.response_cache import ResponseCache
 from graph.settings import Settings
@@ -32,6 +36,7 @@ JSON = "application/json"
 SIMPLE_CONTENT_TYPES = {"text/plain", "multipart/form-data", "application/x-www-form-urlencoded"}
 T = TypeVar("T")
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
+TRACER = trace.get_tracer(__name__)
 
 
 class BadRequest(Exception):
@@ -344,11 +349,28 @@ async def run_batch(request: Request, batch: list[Any], context: Context) -> lis
 
 
 async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Context) -> Outcome:
+    """One operation, in a span of its own, counted in the metrics."""
+    started = time.perf_counter()
+    with TRACER.start_as_current_span("graphql.operation") as span:
+        outcome = await answer(request, pipeline, params, context, span)
+        if span.is_recording():
+            describe(span, outcome)
+    names: OperationNames | None = request.app.state.operation_names
+    if names is not None:
+        observe(outcome, names.label(outcome.operation_name), time.perf_counter() - started)
+    return outcome
+
+
+async def answer(
+    request: Request, pipeline: Pipeline, params: Any, context: Context, span: Span
+) -> Outcome:
     try:
         envelope = check_envelope(params)
         document = await document_of(request, envelope, context.viewer)
     except BadRequest as error:
         return error.outcome
+    if document.hash is not None:
+        span.set_attribute("graphql.document.hash", document.hash)
     outcome = await pipeline.run(
         document.text,
         envelope.variables,
@@ -361,3 +383,21 @@ async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Co
         persisted: PersistedDocuments = request.app.state.persisted
         await persisted.remember(document)
     return outcome
+
+
+def describe(span: Span, outcome: Outcome) -> None:
+    """The operation span's name and attributes (OpenTelemetry's GraphQL conventions)."""
+    kind, name = outcome.operation_type, outcome.operation_name
+    if kind is not None:
+        span.update_name(f"{kind} {name}" if name else kind)
+        span.set_attribute("graphql.operation.type", kind)
+    if name is not None:
+        span.set_attribute("graphql.operation.name", name)
+    if outcome.cost is not None:
+        span.set_attribute("graphql.cost.requested", outcome.cost[0])
+        span.set_attribute("graphql.cost.actual", outcome.cost[1])
+    codes = [error["extensions"]["code"] for error in outcome.payload.get("errors") or ()]
+    if codes:
+        span.set_attribute("graphql.error.codes", codes)
+        if outcome.payload.get("data") is None:
+            span.set_status(StatusCode.ERROR, codes[0])

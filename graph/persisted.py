@@ -33,7 +33,11 @@ from graphql import (
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from loaders.cache import CACHE_LOOKUPS
+
 log = logging.getLogger(__name__)
+HITS = CACHE_LOOKUPS.labels("persisted", "hit")
+MISSES = CACHE_LOOKUPS.labels("persisted", "miss")
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 KEY_PREFIX = "corpgraph:apq:"
@@ -107,6 +111,7 @@ class PersistedDocuments:
         found = self.manifest.get(wanted) or self._kept.get(wanted)
         if found is None and self.mode == "apq":
             found = await self._stored(wanted)
+        (HITS if found is not None else MISSES).inc()
         if found is None:
             if self.mode == "trusted" and not trusted_caller:
                 raise not_in_list()

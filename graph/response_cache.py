@@ -19,10 +19,13 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from loaders.cache import CACHE_LOOKUPS
 from loaders.request import EVERY_COMPANY
 from resolvers.context import Viewer
 
 log = logging.getLogger(__name__)
+HITS = CACHE_LOOKUPS.labels("response", "hit")
+MISSES = CACHE_LOOKUPS.labels("response", "miss")
 
 PREFIX = "cg:response:v1:"
 INDEX = "cg:response:v1:company:"
@@ -95,6 +98,7 @@ class ResponseCache:
         except RedisError as error:
             log.warning("response cache read failed: %s", error)
             return None
+        (HITS if answer is not None else MISSES).inc()
         return Lookup(key, answer, epoch or b"0")
 
     async def keep(self, lookup: Lookup, answer: bytes, companies: Collection[str]) -> bool:

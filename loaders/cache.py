@@ -10,12 +10,21 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import orjson
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 V = TypeVar("V")
 PREFIX = "cg:entity:v1"
+
+CACHE_LOOKUPS = Counter(
+    "corpgraph_cache_lookups",
+    "Lookups in corpgraph's caches (entity, persisted documents, response) and their result",
+    ["cache", "result"],
+)
+ENTITY_HITS = CACHE_LOOKUPS.labels("entity", "hit")
+ENTITY_MISSES = CACHE_LOOKUPS.labels("entity", "miss")
 
 
 class EntityCache:
@@ -68,6 +77,8 @@ async def read_through(
         return await load(keys)
     hits = await cache.get_many(kind, keys)
     misses = [key for key, hit in zip(keys, hits, strict=True) if hit is None]
+    ENTITY_HITS.inc(len(keys) - len(misses))
+    ENTITY_MISSES.inc(len(misses))
     loaded = dict(zip(misses, await load(misses), strict=True)) if misses else {}
     await cache.set_many(
         kind, {key: orjson.dumps(to_dict(row)) for key, row in loaded.items() if row is not None}

@@ -14,6 +14,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
+from opentelemetry import trace
+from prometheus_client import Histogram
 
 from db.embeddings import Embedder, HashingEmbedder
 from db.reader import Reader
@@ -31,22 +33,39 @@ V = TypeVar("V")
 EVERY_COMPANY = "*"  # read from a list that any company's new filing changes
 CompaniesOf = Callable[[Sequence[Any], Sequence[Any]], Iterable[int | str]]
 
+TRACER = trace.get_tracer(__name__)
+BATCH_SIZE = Histogram(
+    "corpgraph_dataloader_batch_size",
+    "Keys per DataLoader batch (each batch is one SQL statement), by loader",
+    ["loader"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000),
+)
+
 
 def loader(
+    name: str,
     batch: Callable[[Sequence[K]], Awaitable[list[V]]],
     running: "set[asyncio.Task[Any]]",
     read: Callable[[Sequence[K], list[V]], None],
 ) -> "DataLoader[K, V]":
-    """A DataLoader whose batches (each a task of its own) are listed in `running` while
-    they run, so that an abandoned request can cancel them and their SQL; `read` is told
-    what each batch returned."""
+    """A DataLoader whose batches (each a task of its own, and a span) are listed in
+    `running` while they run, so that an abandoned request can cancel them and their SQL;
+    `read` is told what each batch returned."""
+    sizes = BATCH_SIZE.labels(name)
+    span_name = f"dataloader {name}"
 
     async def load(keys: list[K]) -> list[V]:
         task = asyncio.current_task()
         assert task is not None
         running.add(task)
+        sizes.observe(len(keys))
+        attributes: dict[str, str | int] = {
+            "dataloader.name": name,
+            "dataloader.batch.size": len(keys),
+        }
         try:
-            values = await batch(keys)
+            with TRACER.start_as_current_span(span_name, attributes=attributes):
+                values = await batch(keys)
         finally:
             running.discard(task)
         read(keys, values)
@@ -119,7 +138,10 @@ class Loaders:
         found = self._loaders.get(key)
         if found is None:
             found = self._loaders[key] = loader(
-                partial(batch, self.db, *arguments), self._running, partial(self._read, read)
+                batch.__name__,
+                partial(batch, self.db, *arguments),
+                self._running,
+                partial(self._read, read),
             )
         return found
 

@@ -6,6 +6,7 @@ import binascii
 from collections.abc import AsyncIterator
 
 from graphql import DocumentNode, GraphQLError
+from prometheus_client import Gauge
 
 from loaders.filings import FilingFilter, FilingRow, ingested_after
 from resolvers.context import Info
@@ -14,6 +15,11 @@ from resolvers.errors import UserInputError, limit_list
 REPLAY_BATCH = 500
 SLOW_CONSUMER = 1013  # WebSocket close code "try again later"
 TOO_SLOW = "Too slow to keep up: reconnect, and resume with `since`."
+ACTIVE = Gauge(
+    "corpgraph_subscriptions_active",
+    "Subscriptions open, over WebSocket and Server-Sent Events",
+    multiprocess_mode="livesum",
+)
 
 
 def to_ingest_cursor(sequence: int) -> str:
@@ -44,10 +50,12 @@ async def filing_added(
             extensions={"code": "QUERY_LIMIT_EXCEEDED", "limit": "subscriptions"},
         )
     context.subscriptions_open += 1
+    ACTIVE.inc()
     try:
         async for row in alerts_for(info, tickers, form_types, since):
             yield row
     finally:
+        ACTIVE.dec()
         context.subscriptions_open -= 1
 
 

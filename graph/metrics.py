@@ -1,0 +1,155 @@
+"""Prometheus metrics on /metrics.
+
+With several Hypercorn workers, `corpgraph serve` points PROMETHEUS_MULTIPROC_DIR at an
+empty directory before they start: each process then writes its samples to files there, and
+/metrics, whichever worker answers it, adds them all up. The other metrics live next to what
+they measure: DataLoader batches (loaders/request.py), caches (loaders/cache.py), database
+pools (db/engine.py), open subscriptions (resolvers/subscriptions.py).
+"""
+
+import asyncio
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from graphql import GraphQLError, OperationDefinitionNode, parse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+
+from graph.execution import Outcome
+from graph.health import redis_status
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+ANONYMOUS = "anonymous"
+THROTTLE_CODES = frozenset({"RATE_LIMITED", "COST_LIMIT_EXCEEDED"})
+
+REQUESTS = Counter(
+    "corpgraph_graphql_requests",
+    "GraphQL operations answered over HTTP, by operation name and outcome "
+    "(success: no errors; partial: data and errors; error: no data)",
+    ["operation", "outcome"],
+)
+LATENCY = Histogram(
+    "corpgraph_graphql_request_duration_seconds",
+    "Time to answer a GraphQL operation over HTTP, by operation name and outcome",
+    ["operation", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+ERRORS = Counter(
+    "corpgraph_graphql_errors", "GraphQL errors in responses, by extensions.code", ["code"]
+)
+COST = Histogram(
+    "corpgraph_graphql_query_cost",
+    "Query cost of costed operations: requested (before execution) and actual (after)",
+    ["kind"],
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000),
+)
+THROTTLED = Counter(
+    "corpgraph_graphql_throttled",
+    "Operations refused by cost control: over the tier's ceiling or the client's budget",
+    ["code"],
+)
+REDIS_UP = Gauge(
+    "corpgraph_redis_up",
+    "1 when Redis answered the last probe of each process, by role (state, cache)",
+    ["role"],
+    multiprocess_mode="livemin",
+)
+
+
+class OperationNames:
+    """Operation names as label values, bounded: those of the trusted manifests, then the
+    first `limit` other names this process sees. Unnamed operations and names beyond the
+    limit (a client inventing names) are `anonymous`."""
+
+    def __init__(self, known: Iterable[str], limit: int) -> None:
+        self.names = set(known)
+        self.room = limit
+
+    def label(self, name: str | None) -> str:
+        if name is None:
+            return ANONYMOUS
+        if name not in self.names:
+            if self.room <= 0:
+                return ANONYMOUS
+            self.room -= 1
+            self.names.add(name)
+        return name
+
+
+def operation_names_in(documents: Iterable[str]) -> set[str]:
+    names = set()
+    for text in documents:
+        try:
+            document = parse(text, no_location=True)
+        except GraphQLError:
+            continue
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode) and definition.name:
+                names.add(definition.name.value)
+    return names
+
+
+def observe(outcome: Outcome, operation: str, seconds: float) -> None:
+    """Count one answered operation: its outcome, latency, errors and cost."""
+    errors = outcome.payload.get("errors") or ()
+    if not errors:
+        result = "success"
+    else:
+        result = "partial" if outcome.payload.get("data") is not None else "error"
+    REQUESTS.labels(operation, result).inc()
+    LATENCY.labels(operation, result).observe(seconds)
+    for error in errors:
+        code = error["extensions"]["code"]
+        ERRORS.labels(code).inc()
+        if code in THROTTLE_CODES:
+            THROTTLED.labels(code).inc()
+    if outcome.cost is not None:
+        requested, actual = outcome.cost
+        COST.labels("requested").observe(requested)
+        COST.labels("actual").observe(actual)
+
+
+def registry() -> CollectorRegistry:
+    if MULTIPROCESS_DIR not in os.environ:
+        return REGISTRY
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return merged
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    state = request.app.state
+    roles = {"state": state.redis, "cache": state.cache_redis}
+    statuses = await asyncio.gather(*(redis_status(client) for client in roles.values()))
+    for role, status in zip(roles, statuses, strict=True):
+        if status != "disabled":
+            REDIS_UP.labels(role).set(1 if status == "ok" else 0)
+    # reads every worker's files: off the event loop
+    body = await asyncio.to_thread(generate_latest, registry())
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def prepare_multiprocess(directory: Path) -> None:
+    """Before the workers start: an empty directory for their samples, named in the
+    environment they inherit."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR] = str(directory)
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (open subscriptions, connections in use)."""
+    if MULTIPROCESS_DIR in os.environ:
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

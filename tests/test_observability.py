@@ -1,0 +1,292 @@
+"""Traces, metrics and logs: graph/telemetry.py, graph/metrics.py, graph/logs.py."""
+
+import asyncio
+import io
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+from starlette.testclient import TestClient
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
+
+from graph.app import create_app
+from graph.fast_path import FastExecutor
+from graph.logs import configure_logging, redact
+from graph.metrics import ANONYMOUS, OperationNames
+from graph.settings import Settings, Tier
+from graph.telemetry import start_tracing
+from tests.conftest import REPO, new_api_key
+from tests.servers import corpgraph_environment, free_port, stop, wait_ready
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+REMOTE_PARENT = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{REMOTE_PARENT}-01"
+PAGE = """query CompanyPage { company(ticker: "AAPL") { name
+  filings(first: 3) { nodes { formType metrics(names: ["Revenue"]) { name value } } } } }"""
+
+
+@pytest.fixture(scope="module")
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    start_tracing(SimpleSpanProcessor(exporter))  # the process's provider, once
+    yield exporter
+    AsyncPGInstrumentor().uninstrument()  # type: ignore[no-untyped-call]
+    RedisInstrumentor().uninstrument()
+    exporter.shutdown()
+
+
+@pytest.fixture(scope="module")
+def traced(settings: Settings, spans: InMemorySpanExporter) -> Iterator[TestClient]:
+    with TestClient(create_app(settings.replace(tracing=True))) as client:
+        yield client
+
+
+def test_a_request_is_traced_from_the_gateway_to_sql(
+    traced: TestClient, spans: InMemorySpanExporter
+) -> None:
+    spans.clear()
+    response = traced.post("/graphql", json={"query": PAGE}, headers={"traceparent": TRACEPARENT})
+    assert "errors" not in response.json()
+    # the request's trace (the filing broker's background reads make traces of their own)
+    finished = [s for s in spans.get_finished_spans() if s.context.trace_id == int(TRACE_ID, 16)]
+
+    (http,) = [span for span in finished if span.kind == SpanKind.SERVER]
+    assert http.parent is not None and http.parent.is_remote
+    assert format(http.parent.span_id, "016x") == REMOTE_PARENT
+
+    (operation,) = [span for span in finished if span.name == "query CompanyPage"]
+    assert child_of(operation, http)
+    attributes: dict[str, Any] = dict(operation.attributes or {})
+    assert attributes["graphql.operation.name"] == "CompanyPage"
+    assert attributes["graphql.operation.type"] == "query"
+    assert attributes["graphql.cost.requested"] >= attributes["graphql.cost.actual"] > 0
+
+    batches = {span.name: span for span in finished if span.name.startswith("dataloader ")}
+    assert {"dataloader company_by_ticker", "dataloader filings_by_company"} <= set(batches)
+    assert "dataloader metrics_by_filing" in batches
+    for batch in batches.values():
+        assert child_of(batch, operation)
+    assert (batches["dataloader metrics_by_filing"].attributes or {})["dataloader.batch.size"] == 3
+
+    sql = [span for span in finished if system_of(span) == "postgresql"]
+    for batch in batches.values():
+        assert len([span for span in sql if child_of(span, batch)]) == 1, batch.name
+    commands = [span for span in finished if system_of(span) == "redis"]
+    assert any(child_of(span, batches["dataloader company_by_ticker"]) for span in commands), (
+        "the entity cache's MGET is not traced inside its batch"
+    )
+
+
+def child_of(span: ReadableSpan, parent: ReadableSpan) -> bool:
+    return span.parent is not None and span.parent.span_id == parent.context.span_id
+
+
+def system_of(span: ReadableSpan) -> object:
+    attributes = span.attributes or {}
+    return attributes.get("db.system") or attributes.get("db.system.name")
+
+
+def test_without_a_traceparent_a_trace_begins_here(
+    traced: TestClient, spans: InMemorySpanExporter
+) -> None:
+    spans.clear()
+    traced.post("/graphql", json={"query": PAGE})
+    (http,) = [span for span in spans.get_finished_spans() if span.kind == SpanKind.SERVER]
+    assert http.parent is None
+
+
+@pytest.mark.parametrize("name", ["light", "heavy"])
+def test_the_fast_path_still_answers_when_traced(traced: TestClient, name: str) -> None:
+    document = (REPO / f"ops/bench/{name}.graphql").read_text()
+    before = FastExecutor.leaves_total
+    response = traced.post("/graphql", json={"query": document})
+    assert "errors" not in response.json()
+    assert FastExecutor.leaves_total - before >= (15 if name == "light" else 1000)
+
+
+def samples(text: str, name: str) -> list[Sample]:
+    return [
+        sample
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples with these labels (0 when there are none)."""
+    return sum(s.value for s in samples(text, name) if labels.items() <= s.labels.items())
+
+
+def exposed(text: str, name: str, **labels: str) -> float:
+    found = [s for s in samples(text, name) if labels.items() <= s.labels.items()]
+    assert found, f"{name} {labels} is not exposed"
+    return sum(s.value for s in found)
+
+
+def test_metrics_after_traffic(settings: Settings, database_url: str) -> None:
+    tiny = {**settings.tiers, "anonymous": Tier(ceiling=5, capacity=1_000, restore_rate=100)}
+    key = new_api_key(database_url)
+    with TestClient(create_app(settings.replace(tiers=tiny))) as client:
+        before = client.get("/metrics").text
+        keyed = {"x-api-key": key}
+        for _ in range(3):
+            answer = client.post("/graphql", json={"query": PAGE}, headers=keyed)
+            assert "errors" not in answer.json()
+        client.post("/graphql", json={"query": "{ company(ticker: 7) { name } }"})
+        expensive = client.post("/graphql", json={"query": PAGE})  # over the anonymous ceiling
+        assert expensive.json()["errors"][0]["extensions"]["code"] == "COST_LIMIT_EXCEEDED"
+        apq = {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}
+        client.get("/graphql", params={"extensions": json.dumps(apq)}, headers=keyed)
+        scraped = client.get("/metrics")
+    assert scraped.headers["content-type"].startswith("text/plain")
+    after = scraped.text
+
+    def grew(name: str, **labels: str) -> float:
+        return exposed(after, name, **labels) - value(before, name, **labels)
+
+    page = {"operation": "CompanyPage"}
+    assert grew("corpgraph_graphql_requests_total", **page, outcome="success") == 3
+    assert grew("corpgraph_graphql_requests_total", **page, outcome="error") == 1
+    assert grew("corpgraph_graphql_request_duration_seconds_count", **page) == 4
+    assert grew("corpgraph_graphql_errors_total", code="GRAPHQL_VALIDATION_FAILED") == 1
+    assert grew("corpgraph_graphql_errors_total", code="PERSISTED_QUERY_NOT_FOUND") == 1
+    assert grew("corpgraph_graphql_throttled_total", code="COST_LIMIT_EXCEEDED") == 1
+    assert grew("corpgraph_graphql_query_cost_count", kind="actual") == 4
+    assert grew("corpgraph_dataloader_batch_size_count", loader="metrics_by_filing") == 3
+    assert grew("corpgraph_dataloader_batch_size_sum", loader="metrics_by_filing") == 9
+    assert grew("corpgraph_cache_lookups_total", cache="entity", result="hit") >= 2
+    assert grew("corpgraph_cache_lookups_total", cache="persisted", result="miss") == 1
+    assert exposed(after, "corpgraph_db_pool_size", pool="read") > 0
+    assert exposed(after, "corpgraph_db_pool_in_use", pool="read") == 0  # all returned
+    assert exposed(after, "corpgraph_redis_up", role="state") == 1
+    exposed(after, "corpgraph_subscriptions_active")
+
+
+def test_operation_names_are_bounded() -> None:
+    names = OperationNames({"CompanyPage"}, limit=2)
+    assert names.label("CompanyPage") == "CompanyPage"
+    assert [names.label(f"Made{i}") for i in range(4)] == ["Made0", "Made1", ANONYMOUS, ANONYMOUS]
+    assert names.label("Made1") == "Made1"  # admitted ones stay
+    assert names.label("CompanyPage") == "CompanyPage"  # the manifests' never run out
+    assert names.label(None) == ANONYMOUS
+
+
+def test_log_lines_are_json_with_trace_ids_and_no_secrets() -> None:
+    key = "cg_" + "A1b2C3d4E5" * 4
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging(json=True, level="INFO")
+        root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        tracer = trace.get_tracer(__name__)
+        with tracer.start_as_current_span("work") as span:
+            logging.getLogger("corpgraph.test").warning(
+                "key %s failed for postgresql://corpgraph:hunter2@db/corpgraph, Bearer %s",
+                key,
+                key,
+            )
+        context = span.get_span_context()
+    finally:
+        root.handlers, root.level = saved
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert (record["level"], record["logger"]) == ("WARNING", "corpgraph.test")
+    assert "time" in record
+    if context.is_valid:  # a provider is installed (the tracing tests ran in this process)
+        assert record["trace_id"] == format(context.trace_id, "032x")
+        assert record["span_id"] == format(context.span_id, "016x")
+    assert key not in line and "hunter2" not in line
+    assert "cg_A1b2C3d" in record["message"]  # the prefix `apikey list` shows, to tell keys apart
+
+
+def test_redaction_leaves_ordinary_text_alone() -> None:
+    text = "filing 0000320193-24-000123 of AAPL at http://minio:9000/corpgraph-documents/x"
+    assert redact(text) == text
+
+
+@pytest.mark.e2e
+def test_metrics_add_up_across_two_workers(database_url: str, redis_url: str) -> None:
+    """Two Hypercorn workers, each answering some of the requests: /metrics (answered by
+    either) counts them all, and a subscription open in one of them. The log is JSON lines,
+    without the API key the requests carried."""
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="corpgraph-test-")
+    environment = corpgraph_environment(
+        database_url, redis_url, data_dir, workers="2", log_format="json", tiers="{}"
+    )
+    key = new_api_key(database_url)
+    logged = Path(data_dir) / "stderr"
+    with logged.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "graph", "serve", "--port", str(port)],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    base = f"http://127.0.0.1:{port}"
+    keyed = {"x-api-key": key}
+    try:
+        wait_ready(base + "/health/ready", process)
+        with httpx.Client(base_url=base, headers=keyed) as client:
+            # a fresh connection per request: the kernel spreads them over both workers
+            for _ in range(40):
+                response = httpx.post(base + "/graphql", json={"query": PAGE}, headers=keyed)
+                assert "errors" not in response.json()
+            asyncio.run(while_subscribed(port, lambda: check_subscription_gauge(client)))
+            text = client.get("/metrics").text
+        assert exposed(text, "corpgraph_graphql_requests_total", operation="CompanyPage") == 40
+        batches = exposed(text, "corpgraph_dataloader_batch_size_count", loader="metrics_by_filing")
+        assert batches == 40
+        # both workers' samples: each one's read pool is counted once
+        assert exposed(text, "corpgraph_db_pool_size", pool="read") == 2 * 20
+        assert exposed(text, "corpgraph_subscriptions_active") == 0  # closed again
+    finally:
+        stop(process)
+    lines = logged.read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    assert any("Running on" in record["message"] for record in records), lines[:5]
+    assert key not in logged.read_text()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def check_subscription_gauge(client: httpx.Client) -> None:
+    text = client.get("/metrics").text
+    assert exposed(text, "corpgraph_subscriptions_active") == 1
+
+
+async def while_subscribed(port: int, check: Callable[[], None]) -> None:
+    protocol = Subprotocol("graphql-transport-ws")
+    async with connect(f"ws://127.0.0.1:{port}/graphql", subprotocols=[protocol]) as socket:
+        await socket.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        subscribe = {"query": "subscription { filingAdded { accessionNumber } }"}
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+        for _ in range(50):  # counted once the server has started the resolver
+            try:
+                await asyncio.to_thread(check)
+                break
+            except AssertionError:
+                await asyncio.sleep(0.1)
+        else:
+            await asyncio.to_thread(check)
+    await asyncio.sleep(0.5)  # the server notices the close
