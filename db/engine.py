@@ -26,6 +26,7 @@ POOL_EXHAUSTED = Counter(
     "Times no connection became free within the pool timeout, by pool",
     ["pool"],
 )
+POOL_EXHAUSTED.labels("read")  # exposed at 0 from the start
 
 
 def asyncpg_url(url: str | URL) -> URL:

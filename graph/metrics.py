@@ -20,6 +20,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
@@ -29,6 +30,7 @@ from starlette.responses import Response
 from graph.execution import Outcome
 from graph.health import redis_status
 
+disable_created_metrics()  # no `_created` twin of every counter and histogram
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 ANONYMOUS = "anonymous"
 THROTTLE_CODES = frozenset({"RATE_LIMITED", "COST_LIMIT_EXCEEDED"})
@@ -59,6 +61,8 @@ THROTTLED = Counter(
     "Operations refused by cost control: over the tier's ceiling or the client's budget",
     ["code"],
 )
+for code in THROTTLE_CODES:  # exposed at 0 from the start, so that rates and alerts work
+    THROTTLED.labels(code)
 REDIS_UP = Gauge(
     "corpgraph_redis_up",
     "1 when Redis answered the last probe of each process, by role (state, cache)",

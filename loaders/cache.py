@@ -23,6 +23,9 @@ CACHE_LOOKUPS = Counter(
     "Lookups in corpgraph's caches (entity, persisted documents, response) and their result",
     ["cache", "result"],
 )
+for cache in ("entity", "persisted", "response"):  # exposed at 0 from the start
+    for result in ("hit", "miss"):
+        CACHE_LOOKUPS.labels(cache, result)
 ENTITY_HITS = CACHE_LOOKUPS.labels("entity", "hit")
 ENTITY_MISSES = CACHE_LOOKUPS.labels("entity", "miss")
 

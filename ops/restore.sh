@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Restore a dump made by ops/backup.sh into a new, empty database (never over a live one):
+#
+#   ops/restore.sh DUMP TARGET_DATABASE
+#
+# Connection: the libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD). With TimescaleDB in
+# the dump, the restore runs between timescaledb_pre_restore() and timescaledb_post_restore().
+# Then point CORPGRAPH_DATABASE_URL at TARGET_DATABASE (or rename it) and start the API;
+# restore the documents bucket from its mirror (see ops/backup.sh).
+set -euo pipefail
+
+dump=${1:?usage: ops/restore.sh DUMP TARGET_DATABASE}
+target=${2:?usage: ops/restore.sh DUMP TARGET_DATABASE}
+[ -f "$dump" ] || { echo "restore: no such dump: $dump" >&2; exit 1; }
+
+createdb "$target"  # fails if it exists: a restore never merges into live data
+if pg_restore --list "$dump" | grep -q 'EXTENSION - timescaledb'; then
+  psql -X -q -d "$target" -v ON_ERROR_STOP=1 \
+    -c "CREATE EXTENSION timescaledb" -c "SELECT timescaledb_pre_restore()" >/dev/null
+  pg_restore --exit-on-error --no-owner -d "$target" "$dump"
+  psql -X -q -d "$target" -c "SELECT timescaledb_post_restore()" >/dev/null
+else
+  pg_restore --exit-on-error --no-owner -d "$target" "$dump"
+fi
+echo "restore: $dump restored into $target" >&2
