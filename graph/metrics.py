@@ -30,7 +30,7 @@ from starlette.responses import Response
 from graph.execution import Outcome
 from graph.health import redis_status
 
-disable_created_metrics()  # no `_created` twin of every counter and histogram
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin of every counter and histogram
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 ANONYMOUS = "anonymous"
 THROTTLE_CODES = frozenset({"RATE_LIMITED", "COST_LIMIT_EXCEEDED"})
