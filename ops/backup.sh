@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A verified backup of the corpgraph database:
 #   1. pg_dump in custom format (compressed, restorable table by table) to DIR;
-#   2. a verification restore into a scratch database on the same server (with TimescaleDB:
-#      between timescaledb_pre_restore() and timescaledb_post_restore());
+#   2. a verification restore into a scratch database on the same server, by ops/restore.sh
+#      (with TimescaleDB: between timescaledb_pre_restore() and timescaledb_post_restore());
 #   3. the row count of every table compared between the two; the scratch database dropped;
 #   4. on success: DIR/last-success touched, corpgraph_backup_last_success_timestamp_seconds
 #      pushed to PUSHGATEWAY_URL when set (alert CorpgraphBackupMissing), old dumps pruned.
@@ -40,25 +40,13 @@ ORDER BY table_schema, table_name
 SQL
 }
 
-has_timescale() {
-  [ "$(psql -X -At -d "$1" -c "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")" = 1 ]
-}
-
 log "dumping $database to $dump"
 pg_dump -Fc -Z 6 -d "$database" -f "$dump.partial"
 mv "$dump.partial" "$dump"
 
 cleanup() { dropdb --if-exists "$scratch" || true; }
 trap cleanup EXIT
-createdb "$scratch"
-if has_timescale "$database"; then
-  psql -X -q -d "$scratch" -v ON_ERROR_STOP=1 \
-    -c "CREATE EXTENSION timescaledb" -c "SELECT timescaledb_pre_restore()" >/dev/null
-  pg_restore --exit-on-error --no-owner -d "$scratch" "$dump"
-  psql -X -q -d "$scratch" -c "SELECT timescaledb_post_restore()" >/dev/null
-else
-  pg_restore --exit-on-error --no-owner -d "$scratch" "$dump"
-fi
+"$(dirname "$0")/restore.sh" "$dump" "$scratch"  # as a recovery would
 
 source_counts=$(row_counts "$database")
 restored_counts=$(row_counts "$scratch")

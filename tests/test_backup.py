@@ -69,18 +69,17 @@ def pushgateway() -> Iterator[tuple[str, list[bytes]]]:
     server.server_close()
 
 
+def script(name: str, *arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = ["bash", str(REPO / "ops" / name), *arguments]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
 def test_backup_verifies_and_restore_gives_equal_row_counts(
     database_url: str, tmp_path: Path, pushgateway: tuple[str, list[bytes]]
 ) -> None:
     environment = libpq_environment(database_url)
     url, pushed = pushgateway
-    backup = subprocess.run(
-        ["bash", str(REPO / "ops/backup.sh"), str(tmp_path)],
-        env={**environment, "PUSHGATEWAY_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    backup = script("backup.sh", str(tmp_path), env={**environment, "PUSHGATEWAY_URL": url})
     assert backup.returncode == 0, backup.stderr
     dump = Path(backup.stdout.strip())
     assert dump.is_file() and dump.parent == tmp_path
@@ -92,13 +91,7 @@ def test_backup_verifies_and_restore_gives_equal_row_counts(
     restored_url = source.set(database=f"{source.database}_restored").render_as_string(False)
     target = make_url(restored_url).database
     assert target is not None
-    restore = subprocess.run(
-        ["bash", str(REPO / "ops/restore.sh"), str(dump), target],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    restore = script("restore.sh", str(dump), target, env=environment)
     assert restore.returncode == 0, restore.stderr
     original, restored = (
         asyncio.run(row_counts(database_url)),
@@ -108,13 +101,7 @@ def test_backup_verifies_and_restore_gives_equal_row_counts(
     assert original["public.filings"] > 0 and original["public.financial_metrics"] > 0
 
     # never over a live database
-    again = subprocess.run(
-        ["bash", str(REPO / "ops/restore.sh"), str(dump), target],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = script("restore.sh", str(dump), target, env=environment)
     assert again.returncode != 0 and "already exists" in again.stderr
 
     async def scratch_databases() -> list[str]:

@@ -2,7 +2,7 @@
 v5 (one Node process) and a raw Starlette + asyncpg + orjson endpoint running the same SQL.
 
     python ops/bench/run.py [--duration 10s] [--vus 8,32] [--workers 1,2] [--no-postgraphile]
-                            [--cost-off] [--persisted] [--rounds 1]
+                            [--cost-off] [--persisted] [--observability] [--rounds 1]
 
 Every server answers the LIGHT and HEAVY requests; the answers are compared for equality before
 any timing. k6 drives each (server, request, virtual users) for --duration, and this prints
@@ -18,6 +18,11 @@ without it and prints what cost control adds to p50 and p95.
 documents registered first): one with the response cache off (the document is looked up, then
 run: against plain POSTs, what persisting costs or saves), one with it on (every request after
 the first is a cache hit), and prints both against plain corpgraph x1 and against PostGraphile.
+
+--observability adds two one-worker corpgraphs: one without metrics ("bare"; plain corpgraph
+has Prometheus metrics on, as by default), one with metrics and tracing sampled as compose.yaml
+samples (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG: 10% by default; set always_on for every
+request), spans exported over OTLP/HTTP to a sink in this process; and prints what each costs.
 """
 
 import argparse
@@ -31,9 +36,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +62,7 @@ REQUESTS = {"LIGHT": LIGHT, "HEAVY": HEAVY}
 ROOMY = {"ceiling": 10**9, "capacity": 10**12, "restore_rate": 10**9}  # costed, never throttled
 COST_OFF = " -cost"
 APQ, CACHE_HIT = " apq", " cache hit"
+BARE, TRACED = " bare", " traced"
 
 
 @dataclass
@@ -119,6 +127,35 @@ def start_persisted(env: dict[str, str], label: str) -> Server:
         for name, ext in persisted.items()
     )
     return server
+
+
+class SpanSink(BaseHTTPRequestHandler):
+    """An OTLP/HTTP endpoint that accepts span batches and drops them (the collector's part)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def start_observed(env: dict[str, str]) -> list[Server]:
+    """corpgraph x1 without metrics, and with metrics and every request traced."""
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), SpanSink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    traced = {
+        **env,
+        "CORPGRAPH_TRACING": "true",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_port}",
+        "OTEL_TRACES_SAMPLER": env.get("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        "OTEL_TRACES_SAMPLER_ARG": env.get("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+    }
+    bare = {**env, "CORPGRAPH_METRICS": "false"}
+    return [start_corpgraph(bare, 1, BARE), start_corpgraph(traced, 1, TRACED)]
 
 
 def start_raw(env: dict[str, str]) -> Server:
@@ -262,6 +299,9 @@ def main() -> None:
     parser.add_argument(
         "--persisted", action="store_true", help="also corpgraph x1 by APQ hash, and cache hits"
     )
+    parser.add_argument(
+        "--observability", action="store_true", help="also corpgraph x1 bare, and traced"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="medians of this many k6 runs")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
@@ -279,6 +319,8 @@ def main() -> None:
             servers.append(start_corpgraph(off, 1, COST_OFF))
         if args.persisted:
             servers += [start_persisted(env, APQ), start_persisted(env, CACHE_HIT)]
+        if args.observability:
+            servers += start_observed(env)
         if not args.no_postgraphile:
             servers.append(start_postgraphile(env))
         servers.append(start_raw(env))
@@ -321,6 +363,8 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                     print(row(server.name, request, vus, results, statements, graphile, raw))
                 if f"corpgraph x1{APQ}" in results:
                     print(persisted_ratios(results, request, vus))
+                if f"corpgraph x1{TRACED}" in results:
+                    print(observability_ratios(results, request, vus))
                 if "corpgraph x1" in results and f"corpgraph x1{COST_OFF}" in results:
                     on, off = results["corpgraph x1"], results[f"corpgraph x1{COST_OFF}"]
                     print(
@@ -337,6 +381,19 @@ def persisted_ratios(results: dict[str, dict[str, float]], request: str, vus: in
     )
     if "postgraphile" in results:
         line += f", cache hit/PostGraphile {hit / results['postgraphile']['rps']:.2f}"
+    return line
+
+
+def observability_ratios(results: dict[str, dict[str, float]], request: str, vus: int) -> str:
+    bare = results[f"corpgraph x1{BARE}"]["rps"]
+    metrics, traced = results["corpgraph x1"]["rps"], results[f"corpgraph x1{TRACED}"]["rps"]
+    line = (
+        f"  x1 {request} {vus} VUs: metrics/bare {metrics / bare:.2f},"
+        f" metrics+tracing/bare {traced / bare:.2f} (throughput {traced / bare - 1:+.0%})"
+    )
+    if "postgraphile" in results:
+        graphile = results["postgraphile"]["rps"]
+        line += f"; vs PostGraphile: bare {bare / graphile:.2f}, traced {traced / graphile:.2f}"
     return line
 
 
