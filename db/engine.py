@@ -35,15 +35,20 @@ def asyncpg_url(url: str | URL) -> URL:
     return parsed.set(drivername="postgresql+asyncpg")
 
 
+def kept_settings(statement_timeout: timedelta, **more: str) -> dict[str, str]:
+    """What sessions run with: sent when a connection starts, or, through PgBouncer, kept on
+    the role by `corpgraph migrate` (db/migrate.keep_role_settings)."""
+    return {"statement_timeout": str(int(statement_timeout.total_seconds() * 1000)), **more}
+
+
 def session_settings(
     application_name: str, statement_timeout: timedelta, pgbouncer: bool, **more: str
 ) -> dict[str, str]:
     """Settings sent when a connection starts. PgBouncer passes on none but the application
-    name: through it, `corpgraph migrate` keeps the rest on the role (`role_settings`)."""
+    name."""
     if pgbouncer:
         return {"application_name": application_name}
-    timeout_ms = int(statement_timeout.total_seconds() * 1000)
-    return {"application_name": application_name, "statement_timeout": str(timeout_ms), **more}
+    return {"application_name": application_name, **kept_settings(statement_timeout, **more)}
 
 
 def unique_statement_name() -> str:

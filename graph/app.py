@@ -80,9 +80,10 @@ def create_app(settings: Settings) -> Starlette:
         except BaseException:
             await db.dispose()  # not starting
             raise
+        connections = settings.db_pool_size + settings.db_max_overflow  # per pool
         reader = await create_reader(
             database_url,
-            size=settings.db_pool_size + settings.db_max_overflow,
+            size=connections,
             acquire_timeout=settings.db_pool_timeout,
             statement_timeout=settings.statement_timeout,
             pgbouncer=settings.db_pgbouncer,
@@ -100,8 +101,8 @@ def create_app(settings: Settings) -> Starlette:
             if settings.metrics
             else None
         )
-        POOL_SIZE.labels("write").set(settings.db_pool_size + settings.db_max_overflow)
-        POOL_SIZE.labels("read").set(settings.db_pool_size + settings.db_max_overflow)
+        POOL_SIZE.labels("write").set(connections)
+        POOL_SIZE.labels("read").set(connections)
         app.state.entity_cache = (
             EntityCache(cache_redis, settings.entity_cache_ttl)
             if cache_redis and settings.entity_cache

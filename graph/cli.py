@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.apikeys import create_key, list_keys, revoke_key
 from db.documents import DocumentStore
 from db.embeddings import Embedder, embed, embedder_named, reindex
-from db.engine import create_engine
+from db.engine import create_engine, kept_settings
 from db.ingest import Conflict, FilingInput, InvalidFiling, from_json, ingest, prune_documents
 from db.migrate import keep_role_settings, migrate
 from db.reader import SEARCH_SETTINGS
@@ -80,7 +80,8 @@ async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> No
     try:
         await migrate(engine)
         if settings.db_pgbouncer:
-            await keep_role_settings(engine, role_settings(settings))
+            kept = kept_settings(settings.statement_timeout, **SEARCH_SETTINGS)
+            await keep_role_settings(engine, kept)
         if seed_size is not None and not await is_seeded(engine):
             typer.echo(f"Loading the {seed_size} demo data set...", err=True)
             embedder = embedder_named(settings.embedder)
@@ -88,12 +89,6 @@ async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> No
             typer.echo(f"Loaded {counts}.", err=True)
     finally:
         await engine.dispose()
-
-
-def role_settings(settings: Settings) -> dict[str, str]:
-    """What connections through PgBouncer cannot send at connect (db/engine.session_settings)."""
-    timeout_ms = int(settings.statement_timeout.total_seconds() * 1000)
-    return {"statement_timeout": str(timeout_ms), **SEARCH_SETTINGS}
 
 
 @app.command()
