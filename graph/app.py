@@ -26,7 +26,7 @@ from graph.persisted import PersistedDocuments, load_manifests
 from graph.ratelimit import RateLimiter
 from graph.response_cache import ResponseCache
 from graph.settings import Settings
-from graph.telemetry import start_tracing, traced
+from graph.telemetry import RequestSpans, start_tracing
 from graph.websocket import SubscriptionsOverWebSocket, websocket_rules
 from loaders.cache import EntityCache
 from loaders.filings import FilingRow
@@ -175,7 +175,7 @@ def create_app(settings: Settings) -> Starlette:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     if settings.tracing:
         start_tracing()
-        middleware.insert(0, Middleware(traced))
+        middleware.insert(0, Middleware(RequestSpans))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 

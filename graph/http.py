@@ -4,7 +4,6 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Coroutine
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from inspect import isawaitable
@@ -28,6 +27,7 @@ from graph.settings import Settings
 from graph.sse import HEADERS as SSE_HEADERS
 from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
 from graph.sse import EventStream, wants_event_stream
+from graph.telemetry import child_span
 from loaders.request import Loaders
 from resolvers.context import Context, Viewer
 
@@ -235,21 +235,28 @@ async def disconnected(request: Request) -> None:
 
 
 async def while_connected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
-    """The result of `work`, or None if the client disconnects first: then `work` (and the
-    SQL it waits for) is cancelled."""
-    running = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(disconnected(request))
+    """The result of `work`, run in this task; or None if the client disconnects first: then
+    `work` (and the SQL it waits for) is cancelled."""
+    task = asyncio.current_task()
+    assert task is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        await disconnected(request)
+        left = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait((running, gone), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-        if not running.done():
-            running.cancel()
-            with suppress(asyncio.CancelledError):
-                await running
-    if running.cancelled():
+        return await work
+    except asyncio.CancelledError:
+        if not left:
+            raise  # the server is stopping, or has cancelled the request itself
+        task.uncancel()
         return None
-    return running.result()
+    finally:
+        watcher.cancel()
 
 
 async def graphql_endpoint(request: Request) -> Response:
@@ -351,7 +358,7 @@ async def run_batch(request: Request, batch: list[Any], context: Context) -> lis
 async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Context) -> Outcome:
     """One operation, in a span of its own, counted in the metrics."""
     started = time.perf_counter()
-    with TRACER.start_as_current_span("graphql.operation") as span:
+    with child_span(TRACER, "graphql.operation") as span:
         outcome = await answer(request, pipeline, params, context, span)
         if span.is_recording():
             describe(span, outcome)

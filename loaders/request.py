@@ -19,6 +19,7 @@ from prometheus_client import Histogram
 
 from db.embeddings import Embedder, HashingEmbedder
 from db.reader import Reader
+from graph.telemetry import child_span
 from loaders import companies, filings, metrics, search, series
 from loaders.cache import EntityCache
 from loaders.companies import CompanyRow
@@ -64,7 +65,7 @@ def loader(
             "dataloader.batch.size": len(keys),
         }
         try:
-            with TRACER.start_as_current_span(span_name, attributes=attributes):
+            with child_span(TRACER, span_name, attributes):
                 values = await batch(keys)
         finally:
             running.discard(task)

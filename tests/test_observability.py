@@ -17,13 +17,16 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from starlette.responses import PlainTextResponse
 from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
@@ -32,7 +35,7 @@ from graph.fast_path import FastExecutor
 from graph.logs import configure_logging, redact
 from graph.metrics import ANONYMOUS, OperationNames
 from graph.settings import Settings, Tier
-from graph.telemetry import start_tracing
+from graph.telemetry import RequestSpans, start_tracing
 from tests.conftest import REPO, new_api_key
 from tests.servers import corpgraph_environment, free_port, stop, wait_ready
 
@@ -71,6 +74,8 @@ def test_a_request_is_traced_from_the_gateway_to_sql(
     (http,) = [span for span in finished if span.kind == SpanKind.SERVER]
     assert http.parent is not None and http.parent.is_remote
     assert format(http.parent.span_id, "016x") == REMOTE_PARENT
+    assert http.name == "POST /graphql"
+    assert (http.attributes or {})["http.response.status_code"] == 200
 
     (operation,) = [span for span in finished if span.name == "query CompanyPage"]
     assert child_of(operation, http)
@@ -111,6 +116,44 @@ def test_without_a_traceparent_a_trace_begins_here(
     traced.post("/graphql", json={"query": PAGE})
     (http,) = [span for span in spans.get_finished_spans() if span.kind == SpanKind.SERVER]
     assert http.parent is None
+
+
+def test_a_request_the_gateway_did_not_sample_makes_no_spans(
+    traced: TestClient, spans: InMemorySpanExporter
+) -> None:
+    spans.clear()
+    unsampled = f"00-{TRACE_ID}-{REMOTE_PARENT}-00"
+    response = traced.post("/graphql", json={"query": PAGE}, headers={"traceparent": unsampled})
+    assert "errors" not in response.json()
+    assert not [s for s in spans.get_finished_spans() if s.context.trace_id == int(TRACE_ID, 16)]
+
+
+@pytest.mark.parametrize(("flags", "recorded"), [("01", True), ("00", False)])
+def test_instrumentation_runs_only_for_recorded_requests(
+    spans: InMemorySpanExporter, flags: str, recorded: bool
+) -> None:
+    """SQL and Redis instrumentation is suppressed for a request the sampler leaves out."""
+    seen: list[tuple[bool, bool]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((trace.get_current_span().is_recording(), is_instrumentation_enabled()))
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    traceparent = f"00-{TRACE_ID}-{REMOTE_PARENT}-{flags}"
+    client = TestClient(RequestSpans(app))  # no lifespan: the bare app has none
+    assert client.get("/", headers={"traceparent": traceparent}).text == "ok"
+    assert seen == [(recorded, recorded)]
+
+
+def test_a_route_names_the_span_and_errors_mark_it(
+    traced: TestClient, spans: InMemorySpanExporter
+) -> None:
+    spans.clear()
+    traced.get("/health/live")
+    traced.get("/documents/0000320193-26-000048")
+    traced.get("/no/such/page")
+    names = {span.name for span in spans.get_finished_spans() if span.kind == SpanKind.SERVER}
+    assert names == {"GET /health/live", "GET /documents/{key}", "GET"}
 
 
 @pytest.mark.parametrize("name", ["light", "heavy"])
