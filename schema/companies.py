@@ -105,7 +105,7 @@ class Company(Node):
         to: PeriodsTo = None,
     ) -> list[Metric]:
         rows = await metrics.company_metrics(info, self.db_id, names, from_, to)
-        return [Metric.from_row(row) for row in rows]
+        return Metric.served(rows)
 
     @strawberry.field(
         description="Daily price bars, oldest first.",

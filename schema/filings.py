@@ -117,7 +117,7 @@ class Filing(Node):
         ] = None,
     ) -> list[Metric]:
         rows = await metrics.filing_metrics(info, self.db_id, names)
-        return [Metric.from_row(row) for row in rows]
+        return Metric.served(rows)
 
     @strawberry.field(
         description="The filings nearest to this one by meaning, nearest first.",

@@ -1,7 +1,7 @@
 """Metric (a reported value) and PriceBar (a daily price)."""
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Self, cast
 
 import strawberry
 
@@ -40,13 +40,12 @@ class Metric:
     fiscal_year: int | None = strawberry.field(description="Fiscal year of the period.")
     fiscal_period: str | None = strawberry.field(description="`FY`, `Q1`, `Q2` or `Q3`.")
 
-    @classmethod
-    def from_row(cls, row: MetricRow) -> Self:
-        # A thousand and more per response, and the row's fields are this type's attributes
-        # (company_id aside): skip the keyword-parsing dataclass __init__.
-        metric = cls.__new__(cls)
-        metric.__dict__ = row._asdict()
-        return metric
+    @staticmethod
+    def served(rows: list[MetricRow]) -> list["Metric"]:
+        """The loader's rows, served as they are: a row has every attribute of a Metric, and
+        a Metric's fields are read from attributes (`filing` from `self.filing_id`). A large
+        response holds thousands; converting each would cost ~1 µs."""
+        return cast("list[Metric]", rows)
 
     @strawberry.field(description="The filing that reported it.")
     async def filing(
