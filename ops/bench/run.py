@@ -6,8 +6,8 @@ v5 (one Node process) and a raw Starlette + asyncpg + orjson endpoint running th
 
 Every server answers the LIGHT and HEAVY requests; the answers are compared for equality before
 any timing. k6 drives each (server, request, virtual users) for --duration, and this prints
-requests/s, latency percentiles, SQL statements per request and the ratios of each server to
-PostGraphile and to raw. Nothing is asserted: the machines are shared and noisy, so only ratios
+requests/s, latency percentiles, the server's CPU time per request (its process and workers, from
+/proc), SQL statements per request and the ratios of each server to PostGraphile and to raw. Nothing is asserted: the machines are shared and noisy, so only ratios
 from one run compare. PostGraphile is installed with `npm ci` from ops/bench/postgraphile.
 
 corpgraph runs with cost control on (every request costed, debited and refunded in Redis), under
@@ -244,6 +244,20 @@ def statements_per_request(
     return len(executed) / samples
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live children: Hypercorn's workers."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> dict[str, float]:
     body_file = workdir / f"{request}.json"
     body_file.write_bytes(server.bodies[request])
@@ -255,6 +269,7 @@ def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> 
         "VUS": str(vus),
         "DURATION": duration,
     }
+    cpu_before = cpu_seconds(server.process.pid)
     subprocess.run(
         [
             shutil.which("k6") or str(Path(sys.executable).parent / "k6"),
@@ -271,11 +286,13 @@ def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> 
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    cpu = cpu_seconds(server.process.pid) - cpu_before
     metrics = json.loads(summary.read_text())["metrics"]
     duration_ms = metrics["http_req_duration"]
     failed = metrics.get("checks", {}).get("fails", 0)
     return {
         "rps": metrics["http_reqs"]["rate"],
+        "cpu_us": cpu / max(1, metrics["http_reqs"]["count"]) * 1e6,
         "p50": duration_ms["p(50)"],
         "p95": duration_ms["p(95)"],
         "p99": duration_ms["p(99)"],
@@ -347,7 +364,7 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
     print(f"answers equal; k6 {args.duration} per cell, median of {args.rounds}; VUs {args.vus}\n")
     print(
         f"{'server':<24}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
-        f"{'p99 ms':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
+        f"{'p99 ms':>9}{'CPU us':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
     )
     with tempfile.TemporaryDirectory() as workdir:
         for request in args.requests.split(","):
@@ -385,15 +402,22 @@ def persisted_ratios(results: dict[str, dict[str, float]], request: str, vus: in
 
 
 def observability_ratios(results: dict[str, dict[str, float]], request: str, vus: int) -> str:
-    bare = results[f"corpgraph x1{BARE}"]["rps"]
-    metrics, traced = results["corpgraph x1"]["rps"], results[f"corpgraph x1{TRACED}"]["rps"]
+    """Throughput against bare corpgraph; and server CPU per request, which a shared
+    machine's noise moves far less than throughput (k6 and PostgreSQL share the cores)."""
+    bare, metrics, traced = (results[f"corpgraph x1{label}"] for label in (BARE, "", TRACED))
     line = (
-        f"  x1 {request} {vus} VUs: metrics/bare {metrics / bare:.2f},"
-        f" metrics+tracing/bare {traced / bare:.2f} (throughput {traced / bare - 1:+.0%})"
+        f"  x1 {request} {vus} VUs: metrics/bare {metrics['rps'] / bare['rps']:.2f},"
+        f" metrics+tracing/bare {traced['rps'] / bare['rps']:.2f}"
+        f" (throughput {traced['rps'] / bare['rps'] - 1:+.0%});"
+        f" CPU per request: metrics {metrics['cpu_us'] / bare['cpu_us'] - 1:+.0%},"
+        f" metrics+tracing {traced['cpu_us'] / bare['cpu_us'] - 1:+.0%}"
     )
     if "postgraphile" in results:
         graphile = results["postgraphile"]["rps"]
-        line += f"; vs PostGraphile: bare {bare / graphile:.2f}, traced {traced / graphile:.2f}"
+        line += (
+            f"; vs PostGraphile: bare {bare['rps'] / graphile:.2f},"
+            f" traced {traced['rps'] / graphile:.2f}"
+        )
     return line
 
 
@@ -416,7 +440,8 @@ def row(
     failed = f"  ({r['failed']:.0f} failed checks)" if r["failed"] else ""
     return (
         f"{name:<24}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
-        f"{r['p99']:>9.1f}{statements[name]:>9.1f}{versus_graphile:>8.2f}{versus_raw:>8.2f}{failed}"
+        f"{r['p99']:>9.1f}{r['cpu_us']:>9.0f}{statements[name]:>9.1f}{versus_graphile:>8.2f}"
+        f"{versus_raw:>8.2f}{failed}"
     )
 
 
