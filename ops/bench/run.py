@@ -6,9 +6,10 @@ v5 (one Node process) and a raw Starlette + asyncpg + orjson endpoint running th
 
 Every server answers the LIGHT and HEAVY requests; the answers are compared for equality before
 any timing. k6 drives each (server, request, virtual users) for --duration, and this prints
-requests/s, latency percentiles, the server's CPU time per request (its process and workers, from
-/proc), SQL statements per request and the ratios of each server to PostGraphile and to raw. Nothing is asserted: the machines are shared and noisy, so only ratios
-from one run compare. PostGraphile is installed with `npm ci` from ops/bench/postgraphile.
+requests/s, latency percentiles, the server's CPU time per request (its process and workers,
+from /proc), SQL statements per request and the ratios of each server to PostGraphile and to
+raw. Nothing is asserted: the machines are shared and noisy, so only ratios from one run
+compare. PostGraphile is installed with `npm ci` from ops/bench/postgraphile.
 
 corpgraph runs with cost control on (every request costed, debited and refunded in Redis), under
 a tier roomy enough that the benchmark is never throttled; --cost-off adds a one-worker corpgraph
