@@ -77,12 +77,16 @@ class RequestSpans:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # the headers the configured propagators read (traceparent, tracestate, baggage)
+        self.carried = {name.encode() for name in propagate.get_global_textmap().fields}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        parent = propagate.extract(headers_of(scope), getter=asgi_getter)
+        parent = None  # a new trace, unless the request carries one
+        if any(name in self.carried for name, _ in scope["headers"]):
+            parent = propagate.extract(headers_of(scope), getter=asgi_getter)
         span = TRACER.start_span(scope.get("method", "WEBSOCKET"), parent, SpanKind.SERVER)
         if not span.is_recording():
             with suppress_instrumentation():
