@@ -9,7 +9,7 @@ batches (loaders/request.py) -> SQL (asyncpg) and Redis commands.
 The sampler decides once per request, before any work: a request it leaves out runs with
 instrumentation suppressed and makes no span at all. (The ASGI instrumentation computes a
 request's attributes and wraps its messages whatever the sampler says, and the asyncpg and
-Redis ones build every statement's attributes: 11% of a small query's CPU at 10% sampling.)
+Redis ones build every statement's attributes: ~0.13 ms on a 1.2 ms query, sampled or not.)
 """
 
 import os
