@@ -13,6 +13,7 @@ Redis ones build every statement's attributes: ~0.13 ms on a 1.2 ms query, sampl
 """
 
 import os
+import re
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
@@ -39,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_SERVICE_NAME = "corpgraph"
 TRACER = trace.get_tracer(__name__)
+CONVERTER = re.compile(r":\w+}")  # a path parameter's type in a route template
 _started: TracerProvider | None = None
 
 
@@ -128,13 +130,15 @@ def describe_request(span: Span, scope: Scope) -> None:
 
 
 def name_by_route(span: Span, scope: Scope) -> None:
-    """`POST /graphql`, `GET /documents/{key}`: the route the router matched (it notes its
-    endpoint and parameters in the scope), never the raw path of a request nothing matched."""
-    if "endpoint" not in scope:
+    """`POST /graphql`, `GET /documents/{key}`: the template of the route the router matched
+    (it notes the endpoint in the scope), never the raw path of a request nothing matched."""
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
         return
-    route = scope["path"]
-    for name, value in scope.get("path_params", {}).items():
-        route = route.replace(str(value), f"{{{name}}}", 1)
+    templates = [r.path for r in scope["app"].routes if getattr(r, "endpoint", None) is endpoint]
+    if not templates:
+        return
+    route = CONVERTER.sub("}", templates[0])  # `{key:path}` -> `{key}`
     span.set_attribute(HTTP_ROUTE, route)
     span.update_name(f"{scope['method']} {route}" if "method" in scope else route)
 

@@ -151,6 +151,7 @@ def test_a_route_names_the_span_and_errors_mark_it(
     spans.clear()
     traced.get("/health/live")
     traced.get("/documents/0000320193-26-000048")
+    traced.get("/documents/documents")  # a key that repeats the route's own words
     traced.get("/no/such/page")
     names = {span.name for span in spans.get_finished_spans() if span.kind == SpanKind.SERVER}
     assert names == {"GET /health/live", "GET /documents/{key}", "GET"}
