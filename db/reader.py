@@ -7,6 +7,7 @@ more round trip per batch: the reads keep no session state (no advisory locks, L
 cursors or SET) that a reset would have to clear.
 """
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
@@ -61,17 +62,15 @@ class Reader:
         return entry[1], entry[2]
 
     async def acquire(self) -> asyncpg.Connection:
-        if self.pool.get_idle_size():
-            # one is free: skip the timeout, which costs a task and a timer (asyncio.wait_for);
-            # should another task take it first, the request's own deadline still applies
-            connection = await self.pool.acquire()
-        else:
-            try:
-                connection = await self.pool.acquire(timeout=self.acquire_timeout)
-            except TimeoutError:
-                POOL_EXHAUSTED.labels("read").inc()
-                message = f"no connection free within {self.acquire_timeout:g} s"
-                raise PoolExhausted(message) from None
+        # asyncio.timeout, not the pool's own timeout: that one is asyncio.wait_for, which on
+        # Python 3.11 runs the wait in a task of its own
+        try:
+            async with asyncio.timeout(self.acquire_timeout):
+                connection = await self.pool.acquire()
+        except TimeoutError:
+            POOL_EXHAUSTED.labels("read").inc()
+            message = f"no connection free within {self.acquire_timeout:g} s"
+            raise PoolExhausted(message) from None
         READ_IN_USE.inc()
         return connection
 

@@ -9,7 +9,10 @@ or enum are completed by a function generated once per selection (as `dataclasse
 
 Anything else, and every case that could produce an error or a conversion (a null in a
 non-null field, a value of another Python type than the scalar's own, NaN, an exception), goes
-through the standard executor, so errors, paths and null propagation are unchanged.
+through the standard executor, so errors, paths and null propagation are unchanged. Items of a
+type with an `is_type_of` check (Strawberry adds one to types that implement an interface,
+such as `Node`) are checked in the loop; one that fails takes the standard path, which raises
+the same error as ever.
 tests/test_fast_path.py holds the conformance guard against the standard executor.
 """
 
@@ -123,6 +126,7 @@ class FastExecutor(Executor[Any]):
     """graphql-core's executor with inline completion of default-resolved scalar leaves."""
 
     leaves_total = 0  # leaves completed inline, process-wide (tests and metrics read it)
+    lists_total = 0  # lists of objects completed in one loop, process-wide
 
     def execute_fields(
         self,
@@ -166,7 +170,7 @@ class FastExecutor(Executor[Any]):
         result: Any,
         position_context: Any,
     ) -> Any:
-        records = self._leaf_records(return_type.of_type, field_details_list, result)
+        records = self._leaf_records(return_type.of_type, field_details_list, info, result)
         if records is not None:
             return records
         return super().complete_list_value(
@@ -174,14 +178,20 @@ class FastExecutor(Executor[Any]):
         )
 
     def _leaf_records(
-        self, item_type: Any, field_details_list: FieldDetailsList, items: Any
+        self,
+        item_type: Any,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        items: Any,
     ) -> list[dict[str, Any]] | None:
         """A list of objects whose selections are all inline leaves, completed in one loop;
-        None (the standard path) for anything else, including a null item."""
+        None (the standard path) for anything else, including a null item or one that is
+        not of the list's type."""
         named = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
-        if not isinstance(named, GraphQLObjectType) or named.is_type_of is not None:
+        if not isinstance(named, GraphQLObjectType) or not isinstance(items, list):
             return None
-        if not isinstance(items, list):
+        is_type_of = named.is_type_of
+        if is_type_of is not None and not all(is_type_of(item, info) is True for item in items):
             return None
         grouped_field_set, defer_usages, _ = self.collect_subfields(named, field_details_list)
         plan = self._plan(named, grouped_field_set)
@@ -192,6 +202,7 @@ class FastExecutor(Executor[Any]):
         if None in records:
             return None
         FastExecutor.leaves_total += len(records) * plan.leaf_count
+        FastExecutor.lists_total += 1
         return records  # type: ignore[return-value]
 
     async def _merge_later(
