@@ -330,6 +330,10 @@ def main() -> None:
             "CORPGRAPH_DATABASE_URL": embedded.database_url,
             "CORPGRAPH_REDIS_URL": embedded.redis_url,
             "CORPGRAPH_TIERS": json.dumps({"anonymous": ROOMY}),
+            # ten read connections per worker, as the raw endpoint's pool: every server is up
+            # at once, and PostgreSQL's 100 connections must go round
+            "CORPGRAPH_DB_POOL_SIZE": "5",
+            "CORPGRAPH_DB_MAX_OVERFLOW": "5",
         }
         servers = [start_corpgraph(env, int(w)) for w in args.workers.split(",")]
         if args.cost_off:
