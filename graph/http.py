@@ -27,8 +27,8 @@ from graph.settings import Settings
 from graph.sse import HEADERS as SSE_HEADERS
 from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
 from graph.sse import EventStream, wants_event_stream
-from graph.telemetry import child_span
 from loaders.request import Loaders
+from loaders.tracing import child_span
 from resolvers.context import Context, Viewer
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"

@@ -4,7 +4,8 @@ The exporter is OTLP over HTTP, configured by the SDK's standard variables
 (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME,
 OTEL_TRACES_SAMPLER, ...). A request's spans: the HTTP request (`RequestSpans`, which continues
 a W3C `traceparent` sent by the gateway) -> the GraphQL operation (graph/http.py) -> DataLoader
-batches (loaders/request.py) -> SQL (asyncpg) and Redis commands.
+batches (loaders/request.py) -> SQL (asyncpg) and Redis commands. The spans under the HTTP one
+are made by loaders/tracing.py.
 
 The sampler decides once per request, before any work: a request it leaves out runs with
 instrumentation suppressed and makes no span at all. (The ASGI instrumentation computes a
@@ -14,7 +15,6 @@ Redis ones build every statement's attributes: ~0.13 ms on a 1.2 ms query, sampl
 
 import os
 import re
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 from opentelemetry import context, propagate, trace
@@ -35,7 +35,7 @@ from opentelemetry.semconv.attributes.http_attributes import (
 from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
 from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_SCHEME
 from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_ORIGINAL
-from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_SERVICE_NAME = "corpgraph"
@@ -61,16 +61,6 @@ def start_tracing(processor: SpanProcessor | None = None) -> TracerProvider:
         RedisInstrumentor().instrument()
         _started = provider
     return _started
-
-
-def child_span(
-    tracer: Tracer, name: str, attributes: dict[str, str | int] | None = None
-) -> AbstractContextManager[Span]:
-    """A span under the current one; nothing when that one is not recorded (tracing off, or
-    a request the sampler left out), since its children would not be either."""
-    if not trace.get_current_span().is_recording():
-        return nullcontext(INVALID_SPAN)
-    return tracer.start_as_current_span(name, attributes=attributes)
 
 
 class RequestSpans:

@@ -19,7 +19,6 @@ from prometheus_client import Histogram
 
 from db.embeddings import Embedder, HashingEmbedder
 from db.reader import Reader
-from graph.telemetry import child_span
 from loaders import companies, filings, metrics, search, series
 from loaders.cache import EntityCache
 from loaders.companies import CompanyRow
@@ -28,6 +27,7 @@ from loaders.metrics import MetricFilter, MetricRow, PriceRow
 from loaders.pagination import Page, Window
 from loaders.search import FilingHit, SearchRequest
 from loaders.series import Interval, SeriesRequest, TickerSeries
+from loaders.tracing import child_span
 
 K = TypeVar("K")
 V = TypeVar("V")
