@@ -190,12 +190,12 @@ class FastExecutor(Executor[Any]):
         named = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
         if not isinstance(named, GraphQLObjectType) or not isinstance(items, list):
             return None
-        is_type_of = named.is_type_of
-        if is_type_of is not None and not all(is_type_of(item, info) is True for item in items):
-            return None
         grouped_field_set, defer_usages, _ = self.collect_subfields(named, field_details_list)
         plan = self._plan(named, grouped_field_set)
         if defer_usages or plan.rest or plan.complete is None:
+            return None
+        is_type_of = named.is_type_of
+        if is_type_of is not None and not all(is_type_of(item, info) is True for item in items):
             return None
         complete = plan.complete
         records = [complete(item) if item is not None else None for item in items]
