@@ -11,7 +11,7 @@ from resolvers.errors import UserInputError, limit_list
 
 MAX_FIRST = 100
 MAX_QUERY = 1_000  # characters
-SEARCH_FIRST, SIMILAR_FIRST = 10, 5  # the schema's defaults, also for an explicit null
+SEARCH_FIRST, SIMILAR_FIRST = 10, 5  # the schema's defaults (schema/), also for an explicit null
 
 
 def check_first(first: int | None, default: int) -> int:

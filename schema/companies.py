@@ -147,7 +147,9 @@ class Company(Node):
     async def similar_companies(
         self,
         info: Info,
-        first: Annotated[int | None, strawberry.argument(description="How many (1-100).")] = 5,
+        first: Annotated[
+            int | None, strawberry.argument(description="How many (1-100).")
+        ] = search.SIMILAR_FIRST,
     ) -> list["Company"]:
         rows = await search.similar_companies(info, self.db_id, first)
         return [Company.from_row(row) for row in rows]

@@ -126,7 +126,9 @@ class Filing(Node):
     async def similar_filings(
         self,
         info: Info,
-        first: Annotated[int | None, strawberry.argument(description="How many (1-100).")] = 5,
+        first: Annotated[
+            int | None, strawberry.argument(description="How many (1-100).")
+        ] = search.SIMILAR_FIRST,
     ) -> list[Annotated["FilingSearchHit", strawberry.lazy("schema.search")]]:
         from schema.search import FilingSearchHit
 

@@ -145,7 +145,7 @@ class Query:
         ],
         first: Annotated[
             int | None, strawberry.argument(description="How many hits (1-100).")
-        ] = 10,
+        ] = search.SEARCH_FIRST,
         tickers: OfTickers = None,
         form_types: OfFormTypes = None,
         filed_after: FiledAfter = None,
