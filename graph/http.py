@@ -37,6 +37,7 @@ SIMPLE_CONTENT_TYPES = {"text/plain", "multipart/form-data", "application/x-www-
 T = TypeVar("T")
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
 TRACER = trace.get_tracer(__name__)
+WATCH_AFTER_SECONDS = 0.05
 
 
 class BadRequest(Exception):
@@ -236,10 +237,12 @@ async def disconnected(request: Request) -> None:
 
 async def while_connected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
     """The result of `work`, run in this task; or None if the client disconnects first: then
-    `work` (and the SQL it waits for) is cancelled."""
+    `work` (and the SQL it waits for) is cancelled. Most requests are answered before
+    WATCH_AFTER_SECONDS, and never pay for a task that listens for the client."""
     task = asyncio.current_task()
     assert task is not None
     left = False
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         nonlocal left
@@ -247,7 +250,11 @@ async def while_connected(request: Request, work: Coroutine[Any, Any, T]) -> T |
         left = True
         task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = asyncio.ensure_future(watch())
+
+    timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
@@ -256,7 +263,9 @@ async def while_connected(request: Request, work: Coroutine[Any, Any, T]) -> T |
         task.uncancel()
         return None
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def graphql_endpoint(request: Request) -> Response:

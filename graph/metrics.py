@@ -10,6 +10,7 @@ pools (db/engine.py), open subscriptions (resolvers/subscriptions.py).
 import asyncio
 import os
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 
 from graphql import GraphQLError, OperationDefinitionNode, parse
@@ -63,6 +64,7 @@ THROTTLED = Counter(
 )
 for code in THROTTLE_CODES:  # exposed at 0 from the start, so that rates and alerts work
     THROTTLED.labels(code)
+REQUESTED_COST, ACTUAL_COST = COST.labels("requested"), COST.labels("actual")
 REDIS_UP = Gauge(
     "corpgraph_redis_up",
     "1 when Redis answered the last probe of each process, by role (state, cache)",
@@ -111,8 +113,9 @@ def observe(outcome: Outcome, operation: str, seconds: float) -> None:
         result = "success"
     else:
         result = "partial" if outcome.payload.get("data") is not None else "error"
-    REQUESTS.labels(operation, result).inc()
-    LATENCY.labels(operation, result).observe(seconds)
+    count, latency = series(operation, result)
+    count.inc()
+    latency.observe(seconds)
     for error in errors:
         code = error["extensions"]["code"]
         ERRORS.labels(code).inc()
@@ -120,8 +123,13 @@ def observe(outcome: Outcome, operation: str, seconds: float) -> None:
             THROTTLED.labels(code).inc()
     if outcome.cost is not None:
         requested, actual = outcome.cost
-        COST.labels("requested").observe(requested)
-        COST.labels("actual").observe(actual)
+        REQUESTED_COST.observe(requested)
+        ACTUAL_COST.observe(actual)
+
+
+@cache  # bounded: operation names are (OperationNames), outcomes are three
+def series(operation: str, outcome: str) -> tuple[Counter, Histogram]:
+    return REQUESTS.labels(operation, outcome), LATENCY.labels(operation, outcome)
 
 
 def registry() -> CollectorRegistry:

@@ -10,10 +10,10 @@ response cache drops an answer when a filing of one of them is ingested.
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from datetime import date
-from functools import partial
+from functools import cache, partial
 from typing import Any, TypeVar
 
-from aiodataloader import DataLoader
+from aiodataloader import DataLoader, Loader, dispatch_queue
 from opentelemetry import trace
 from prometheus_client import Histogram
 
@@ -43,6 +43,16 @@ BATCH_SIZE = Histogram(
 )
 
 
+class BatchLoader(DataLoader[K, V]):
+    """aiodataloader starts each batch from a task whose only work is to start the batch's
+    own task; a callback starts it one loop turn sooner, and one task fewer per batch."""
+
+    def do_resolve_reject(self, key: K, future: "asyncio.Future[V]") -> None:
+        self._queue.append(Loader(key=key, future=future))
+        if len(self._queue) == 1:
+            self.loop.call_soon(dispatch_queue, self)
+
+
 def loader(
     name: str,
     batch: Callable[[Sequence[K]], Awaitable[list[V]]],
@@ -52,7 +62,7 @@ def loader(
     """A DataLoader whose batches (each a task of its own, and a span) are listed in
     `running` while they run, so that an abandoned request can cancel them and their SQL;
     `read` is told what each batch returned."""
-    sizes = BATCH_SIZE.labels(name)
+    sizes = batch_sizes(name)
     span_name = f"dataloader {name}"
 
     async def load(keys: list[K]) -> list[V]:
@@ -72,7 +82,12 @@ def loader(
         read(keys, values)
         return values
 
-    return DataLoader(load)
+    return BatchLoader(load)
+
+
+@cache  # one histogram per loader name, not a label lookup per request
+def batch_sizes(name: str) -> Histogram:
+    return BATCH_SIZE.labels(name)
 
 
 def keyed_by_company(keys: Sequence[int], _: Sequence[Any]) -> Iterable[int]:
