@@ -28,7 +28,7 @@ from graph.response_cache import ResponseCache
 from graph.settings import Settings
 from graph.telemetry import RequestSpans, start_tracing
 from graph.websocket import SubscriptionsOverWebSocket, websocket_rules
-from loaders.cache import EntityCache
+from loaders.cache import CompanyMemory, EntityCache
 from loaders.filings import FilingRow
 from schema.schema import build_schema, sdl
 
@@ -108,6 +108,8 @@ def create_app(settings: Settings) -> Starlette:
             if cache_redis and settings.entity_cache
             else None
         )
+        memory_ttl = settings.company_memory_ttl
+        app.state.company_memory = CompanyMemory(memory_ttl) if memory_ttl else None
         app.state.documents = document_store(settings)
         app.state.in_flight = InFlight(settings.max_in_flight)
         app.state.persisted = PersistedDocuments(

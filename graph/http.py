@@ -345,7 +345,7 @@ def stream_refused(outcome: Outcome) -> Response:
 
 def new_context(state: State, viewer: Viewer, **extra: Any) -> Context:
     """A request's (or WebSocket connection's) context: fresh loaders, the app's stores."""
-    loaders = Loaders(state.reader, state.entity_cache, state.embedder)
+    loaders = Loaders(state.reader, state.entity_cache, state.embedder, state.company_memory)
     settings: Settings = state.settings
     response_cache: ResponseCache | None = state.response_cache
     return Context(

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     request_timeout: Duration = timedelta(seconds=10)
     entity_cache: bool = True  # Redis read-through for companies and filings by key
     entity_cache_ttl: Duration = timedelta(minutes=5)
+    # company rows each worker keeps in memory once read (0: none); see loaders/cache.py
+    company_memory_ttl: Duration = timedelta(seconds=10)
     # Allocations between young-generation collections. A large response allocates some
     # 100k objects that die young; CPython's default (700) collects hundreds of times per request.
     gc_threshold: int = Field(default=50_000, ge=700)

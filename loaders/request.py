@@ -8,7 +8,15 @@ response cache drops an answer when a filing of one of them is ingested.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import date
 from functools import cache, partial
 from typing import Any, TypeVar
@@ -20,7 +28,7 @@ from prometheus_client import Histogram
 from db.embeddings import Embedder, HashingEmbedder
 from db.reader import Reader
 from loaders import companies, filings, metrics, search, series
-from loaders.cache import EntityCache
+from loaders.cache import MEMORY_HITS, MEMORY_MISSES, CompanyMemory, EntityCache
 from loaders.companies import CompanyRow
 from loaders.filings import FilingFilter, FilingRow
 from loaders.metrics import MetricFilter, MetricRow, PriceRow
@@ -53,15 +61,40 @@ class BatchLoader(DataLoader[K, V]):
             self.loop.call_soon(dispatch_queue, self)
 
 
+class Remembering(BatchLoader[K, V]):
+    """Answers a key that the worker's `memory` holds at once, with no batch; `noted` is
+    told of it as `read` is of a batch's rows (the response cache's company tracking)."""
+
+    def __init__(
+        self,
+        load: Callable[[list[K]], Coroutine[Any, Any, list[V]]],
+        memory: Mapping[K, V],
+        noted: Callable[[Sequence[K], list[V]], None],
+    ) -> None:
+        super().__init__(load)
+        self.memory = memory
+        self.noted = noted
+
+    def do_resolve_reject(self, key: K, future: "asyncio.Future[V]") -> None:
+        value = self.memory.get(key)
+        if value is None:
+            MEMORY_MISSES.inc()
+            super().do_resolve_reject(key, future)
+            return
+        MEMORY_HITS.inc()
+        future.set_result(value)
+        self.noted([key], [value])
+
+
 def loader(
     name: str,
     batch: Callable[[Sequence[K]], Awaitable[list[V]]],
     running: "set[asyncio.Task[Any]]",
     read: Callable[[Sequence[K], list[V]], None],
-) -> "DataLoader[K, V]":
-    """A DataLoader whose batches (each a task of its own, and a span) are listed in
-    `running` while they run, so that an abandoned request can cancel them and their SQL;
-    `read` is told what each batch returned."""
+) -> Callable[[list[K]], Coroutine[Any, Any, list[V]]]:
+    """A DataLoader's batch function whose batches (each a task of its own, and a span) are
+    listed in `running` while they run, so that an abandoned request can cancel them and
+    their SQL; `read` is told what each batch returned."""
     sizes = batch_sizes(name)
     span_name = f"dataloader {name}"
 
@@ -82,7 +115,7 @@ def loader(
         read(keys, values)
         return values
 
-    return BatchLoader(load)
+    return load
 
 
 @cache  # one histogram per loader name, not a label lookup per request
@@ -116,10 +149,15 @@ class Loaders:
     """Each DataLoader is made on first use: a request pays only for the paths it takes."""
 
     def __init__(
-        self, db: Reader, cache: EntityCache | None, embedder: Embedder | None = None
+        self,
+        db: Reader,
+        cache: EntityCache | None,
+        embedder: Embedder | None = None,
+        memory: CompanyMemory | None = None,
     ) -> None:
         self.db = db
         self.cache = cache
+        self.memory = memory  # the worker's, shared by its requests
         self.embedder = embedder or HashingEmbedder()  # of search queries
         self._loaders: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
         self._running: set[asyncio.Task[Any]] = set()
@@ -153,28 +191,54 @@ class Loaders:
         key = (batch, *arguments)
         found = self._loaders.get(key)
         if found is None:
-            found = self._loaders[key] = loader(
-                batch.__name__,
-                partial(batch, self.db, *arguments),
-                self._running,
-                partial(self._read, read),
+            load = partial(batch, self.db, *arguments)
+            found = self._loaders[key] = BatchLoader(
+                loader(batch.__name__, load, self._running, partial(self._read, read))
             )
         return found
 
     def _read(self, companies: CompaniesOf, keys: Sequence[Any], values: Sequence[Any]) -> None:
         self.note(companies(keys, values))  # lazily: read only when tracking
 
+    def _company_loader(
+        self,
+        batch: Callable[..., Awaitable[list[CompanyRow | None]]],
+        memory: Mapping[Any, CompanyRow] | None,
+        *arguments: Hashable,
+    ) -> DataLoader[Any, CompanyRow | None]:
+        """A company loader that asks the worker's memory first, and fills it."""
+        if memory is None:
+            return self._loader(batch, companies_of, *arguments)
+        key = (batch, *arguments)
+        found = self._loaders.get(key)
+        if found is None:
+            load = partial(batch, self.db, *arguments)
+            found = self._loaders[key] = Remembering(
+                loader(batch.__name__, load, self._running, self._read_companies),
+                memory,
+                partial(self._read, companies_of),
+            )
+        return found
+
+    def _read_companies(self, keys: Sequence[Any], rows: Sequence[CompanyRow | None]) -> None:
+        self._read(companies_of, keys, rows)
+        assert self.memory is not None
+        self.memory.remember(row for row in rows if row is not None)
+
     @property
     def company_by_id(self) -> "DataLoader[int, CompanyRow | None]":
-        return self._loader(companies.company_by_id, companies_of)
+        memory = self.memory.by_id if self.memory else None
+        return self._company_loader(companies.company_by_id, memory)
 
     @property
     def company_by_ticker(self) -> "DataLoader[str, CompanyRow | None]":
-        return self._loader(companies.company_by_ticker, companies_of, self.cache)
+        memory = self.memory.by_ticker if self.memory else None
+        return self._company_loader(companies.company_by_ticker, memory, self.cache)
 
     @property
     def company_by_cik(self) -> "DataLoader[str, CompanyRow | None]":
-        return self._loader(companies.company_by_cik, companies_of)
+        memory = self.memory.by_cik if self.memory else None
+        return self._company_loader(companies.company_by_cik, memory)
 
     @property
     def filing_by_id(self) -> "DataLoader[int, FilingRow | None]":

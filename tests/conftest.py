@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,8 @@ def settings(
         redis_url=redis_url,
         tiers=ROOMY_TIERS,
         data_dir=tmp_path_factory.mktemp("data"),
+        # the suites count SQL statements per request; tests/test_company_memory.py has it on
+        company_memory_ttl=timedelta(0),
     )
 
 
