@@ -25,9 +25,9 @@ from graphql import (
 from graphql.execution.executor import Executor
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
+from graph.compiled import CompiledExecutor
 from graph.cost import Costing, CostModel
 from graph.errors import format_execution_error, format_request_errors, request_error
-from graph.fast_path import FastExecutor
 from graph.gateway import GATEWAY_ONLY, root_field_names
 from graph.limits import limit_error, shape_limits
 from graph.ratelimit import RateLimiter, Throttle
@@ -106,7 +106,7 @@ class Pipeline:
         self,
         schema: GraphQLSchema,
         settings: Settings,
-        executor_class: type[Executor[Any]] = FastExecutor,
+        executor_class: type[Executor[Any]] = CompiledExecutor,
         cost_control: CostControl | None = None,
         response_cache: ResponseCache | None = None,
     ) -> None:

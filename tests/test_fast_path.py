@@ -19,6 +19,7 @@ from graphql import ExecutionResult, GraphQLSchema, execute, parse
 from graphql.execution.executor import Executor
 
 from graph import response_cache
+from graph.compiled import CompiledExecutor
 from graph.execution import Pipeline
 from graph.fast_path import FastExecutor
 from graph.persisted import sha256
@@ -88,6 +89,19 @@ class Box:
     def total(self) -> int:
         return len(self.items)
 
+    @strawberry.field
+    def tags(self) -> list[str | None]:
+        return ["a", None, "b"]
+
+
+@strawberry.type
+class Place:
+    @strawberry.field
+    def where(self, info: strawberry.Info) -> str:
+        """The response path and field nodes a resolver is given."""
+        fields = ",".join(getattr(field, "name", "?") for field in info.selected_fields)
+        return f"{'.'.join(map(str, info.path.as_list()))} {info.path.typename} {fields}"
+
 
 @dataclass
 class Lookalike:
@@ -153,6 +167,26 @@ class ProbeQuery:
     def named(self) -> list[Named]:
         return [item(name="i")]
 
+    @strawberry.field
+    async def boom(self) -> int:
+        raise ValueError("boom")
+
+    @strawberry.field
+    def must(self) -> Item:
+        return None  # type: ignore[return-value]
+
+    @strawberry.field
+    def echo(self, text: str, times: int = 1) -> str:
+        return text * times
+
+    @strawberry.field
+    async def places(self) -> list[Place]:
+        return [Place(), Place()]
+
+    @strawberry.field
+    def not_a_list(self) -> list[int]:
+        return 7  # type: ignore[return-value]
+
 
 TEST_SCHEMA = strawberry.Schema(query=ProbeQuery)._schema
 ITEM = "name count ratio label color flag __typename"
@@ -174,6 +208,13 @@ TEST_DOCUMENTS = [
     "{ later { name } nullItem { total } wrongTypes { items { name } } }",
     "{ good { items { __typename ... on Named { name } } } }",
     "{ impostors { name count } good { items { name } } }",
+    "{ later { name } boom good { total } }",
+    "{ good { total } must { name } }",
+    '{ echo(text: "ab", times: 2) e: echo(text: "c") good { tags total } }',
+    "{ places { where w: where } p: places { where } }",
+    "{ places { ...W ...W } } fragment W on Place { where }",
+    "{ notAList good { total } }",
+    "{ named { name } places { where } }",
 ]
 
 
@@ -207,9 +248,22 @@ def _keys(value: Any) -> Any:
             yield from _keys(item)
 
 
+FAST_EXECUTORS = [FastExecutor, CompiledExecutor]
+
+
+@pytest.mark.parametrize("fast", FAST_EXECUTORS)
 @pytest.mark.parametrize("document", TEST_DOCUMENTS)
-def test_error_shapes_match_the_standard_executor(document: str) -> None:
-    same(run(TEST_SCHEMA, document, None, FastExecutor), run(TEST_SCHEMA, document, None, Executor))
+def test_error_shapes_match_the_standard_executor(document: str, fast: type[Executor[Any]]) -> None:
+    same(run(TEST_SCHEMA, document, None, fast), run(TEST_SCHEMA, document, None, Executor))
+
+
+def test_a_compiled_run_with_an_error_is_abandoned_for_the_standard_path() -> None:
+    compiled, abandoned = CompiledExecutor.compiled_total, CompiledExecutor.abandoned_total
+    result = run(TEST_SCHEMA, "{ later { name } boom }", None, CompiledExecutor)
+    assert [error.message for error in result.errors or []] == ["boom"]
+    assert CompiledExecutor.abandoned_total == abandoned + 1
+    run(TEST_SCHEMA, "{ places { where } good { tags } }", None, CompiledExecutor)
+    assert CompiledExecutor.compiled_total == compiled + 1
 
 
 @pytest.fixture(scope="module")
@@ -218,17 +272,36 @@ def real_schemas() -> tuple[GraphQLSchema, GraphQLSchema]:
     return build_schema()._schema, build_schema(direct=False)._schema
 
 
+@pytest.mark.parametrize("fast", FAST_EXECUTORS)
 @pytest.mark.parametrize(("document", "variables"), REAL_DOCUMENTS)
 def test_real_documents_match_the_standard_executor(
     client: Any,
     real_schemas: tuple[GraphQLSchema, GraphQLSchema],
     document: str,
     variables: dict[str, Any] | None,
+    fast: type[Executor[Any]],
 ) -> None:
     served, reference = real_schemas
-    fast = run_in_portal(client, served, document, variables, FastExecutor)
+    answer = run_in_portal(client, served, document, variables, fast)
     standard = run_in_portal(client, reference, document, variables, Executor)
-    same(fast, standard)
+    same(answer, standard)
+
+
+def test_most_real_documents_are_answered_from_a_plan(
+    client: Any, real_schemas: tuple[GraphQLSchema, GraphQLSchema]
+) -> None:
+    """So that the guard above puts the compiled path itself to the test: a planned document
+    is answered from its plan unless its answer has errors (then the standard path runs)."""
+    answered = 0
+    for document, variables in REAL_DOCUMENTS:
+        compiled, abandoned = CompiledExecutor.compiled_total, CompiledExecutor.abandoned_total
+        result = run_in_portal(client, real_schemas[0], document, variables, CompiledExecutor)
+        if CompiledExecutor.compiled_total > compiled:
+            assert not result.errors, document
+            answered += 1
+        elif CompiledExecutor.abandoned_total > abandoned:
+            assert result.errors, document
+    assert answered >= len(REAL_DOCUMENTS) // 2, (answered, len(REAL_DOCUMENTS))
 
 
 BUDGET = Budget(limit=5000, cost=12, remaining=4988, reset_at=datetime(2026, 1, 1, tzinfo=UTC))
@@ -291,21 +364,40 @@ def test_benchmark_documents_take_the_fast_path(
         client.post("/graphql", json={"query": document, "extensions": apq})
         body = {"extensions": apq}
         forget_cached_answers(client)  # so that it runs again
-    before, lists_before = FastExecutor.leaves_total, FastExecutor.lists_total
+    compiled, abandoned = CompiledExecutor.compiled_total, CompiledExecutor.abandoned_total
     response = client.post("/graphql", json=body)
     assert "errors" not in response.json()
     if persisted:
         assert response.json()["extensions"]["responseCache"] == {"hit": False}
+    assert CompiledExecutor.compiled_total == compiled + 1
+    assert CompiledExecutor.abandoned_total == abandoned
+    assert isinstance(client.app.state.pipeline, Pipeline)
+    assert client.app.state.pipeline.executor_class is CompiledExecutor
+
+
+@pytest.mark.parametrize("name", ["light", "heavy"])
+def test_without_a_plan_the_benchmark_documents_take_the_inline_leaves(
+    client: Any, name: str
+) -> None:
+    """FastExecutor, which compiled runs fall back to, completes leaves and lists inline."""
+    document = (
+        (REPO / f"ops/bench/{name}.graphql")
+        .read_text()
+        .replace("Information Technology", "Financials")
+    )
+    schema = build_schema()._schema
+    before, lists_before = FastExecutor.leaves_total, FastExecutor.lists_total
+    result = run_in_portal(client, schema, document, None, FastExecutor)
+    assert not result.errors
     leaves = FastExecutor.leaves_total - before
     assert leaves >= (15 if name == "light" else 1000), leaves
     # lists completed in one loop: LIGHT's filings (Filing implements Node, so each item's
     # type is checked) and HEAVY's metrics, one list per filing
-    data = response.json()["data"]
+    assert result.data is not None
+    data = result.data
     companies = [data["company"]] if name == "light" else data["companies"]["nodes"]
     filings = sum(len(company["filings"]["nodes"]) for company in companies)
     assert FastExecutor.lists_total - lists_before == (1 if name == "light" else filings)
-    assert isinstance(client.app.state.pipeline, Pipeline)
-    assert client.app.state.pipeline.executor_class is FastExecutor
 
 
 def test_a_request_leaves_nothing_for_the_cycle_collector(client: Any, settings: Settings) -> None:

@@ -31,7 +31,7 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from graph.app import create_app
-from graph.fast_path import FastExecutor
+from graph.compiled import CompiledExecutor
 from graph.logs import configure_logging, redact
 from graph.metrics import ANONYMOUS, OperationNames
 from graph.settings import Settings, Tier
@@ -160,10 +160,11 @@ def test_a_route_names_the_span_and_errors_mark_it(
 @pytest.mark.parametrize("name", ["light", "heavy"])
 def test_the_fast_path_still_answers_when_traced(traced: TestClient, name: str) -> None:
     document = (REPO / f"ops/bench/{name}.graphql").read_text()
-    before = FastExecutor.leaves_total
+    compiled, abandoned = CompiledExecutor.compiled_total, CompiledExecutor.abandoned_total
     response = traced.post("/graphql", json={"query": document})
     assert "errors" not in response.json()
-    assert FastExecutor.leaves_total - before >= (15 if name == "light" else 1000)
+    assert CompiledExecutor.compiled_total == compiled + 1
+    assert CompiledExecutor.abandoned_total == abandoned
 
 
 def samples(text: str, name: str) -> list[Sample]:

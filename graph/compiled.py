@@ -1,0 +1,365 @@
+"""Queries run from a plan made once per operation, without graphql-core's per-field machinery.
+
+graph/fast_path.py completes default-resolved scalar leaves inline, but each field with a
+resolver still takes graphql-core's path: a resolve info, a `Path`, argument coercion, a
+coroutine to complete an awaited value, `complete_value`, `collect_subfields` and
+`execute_fields`, some twenty calls before its children start. For a query whose selections
+are all on object types (no abstract types, no directives), `plan_operation` walks the
+document once; `CompiledRun` then runs it level by level: it calls the resolvers of a level,
+awaits their awaitables together (so DataLoaders batch as they did), and completes the values
+with the fast path's generated leaf completers.
+
+A compiled run only ever answers when the answer has no error. A resolver's exception, a null
+in a non-null position, a value that is not the field's own type (a list that is not a list,
+an object that fails `is_type_of`, a scalar the completers do not trust), and the run is
+abandoned: the standard executor then runs the operation from the start, and the request's
+DataLoaders answer from their cache what the abandoned run had loaded. So errors, paths and
+null propagation stay graphql-core's own; tests/test_fast_path.py guards it.
+"""
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    ListValueNode,
+    Node,
+    ObjectValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    Undefined,
+    ValueNode,
+    VariableNode,
+    is_abstract_type,
+    is_leaf_type,
+)
+from graphql.execution.executor import Executor
+from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path
+
+from graph.fast_path import Completer, FastExecutor, compiled_selection
+
+PLANS_KEPT = 1000
+
+
+class Unplannable(Exception):
+    """The operation uses something a plan does not cover."""
+
+
+class Abandon(Exception):
+    """The run met something only the standard executor answers correctly."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPlan:
+    type: GraphQLObjectType
+    names: tuple[str, ...]  # response names, in the selection's order
+    complete: Completer | None  # the inline leaves
+    steps: tuple["FieldStep", ...]  # the fields with resolvers
+
+
+@dataclass(frozen=True, slots=True)
+class FieldStep:
+    name: str  # response name
+    field: GraphQLField
+    nodes: list[FieldNode]
+    arguments: dict[str, Any] | None  # None: they use variables, coerced per request
+    non_null: bool
+    is_list: bool
+    item_non_null: bool
+    leaf: GraphQLLeafType | None  # a scalar or enum; else `child` plans the object
+    child: ObjectPlan | None
+
+
+def plan_operation(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: dict[str, FragmentDefinitionNode],
+) -> ObjectPlan | None:
+    """The operation's plan, or None when only the standard executor may run it."""
+    if operation.operation != OperationType.QUERY or operation.directives:
+        return None
+    assert schema.query_type is not None
+    try:
+        return _plan_object(schema, schema.query_type, [operation.selection_set], fragments)
+    except (Unplannable, GraphQLError):
+        return None
+
+
+def _plan_object(
+    schema: GraphQLSchema,
+    type_: GraphQLObjectType,
+    selection_sets: Iterable[SelectionSetNode | None],
+    fragments: dict[str, FragmentDefinitionNode],
+) -> ObjectPlan:
+    grouped = _collect(schema, type_, selection_sets, fragments)
+    selection = tuple((name, nodes[0].name.value) for name, nodes in grouped.items())
+    complete, inline = compiled_selection(type_, selection)
+    steps = tuple(
+        _plan_field(schema, type_, name, nodes, fragments)
+        for name, nodes in grouped.items()
+        if name not in inline
+    )
+    return ObjectPlan(type_, tuple(grouped), complete, steps)
+
+
+def _collect(
+    schema: GraphQLSchema,
+    type_: GraphQLObjectType,
+    selection_sets: Iterable[SelectionSetNode | None],
+    fragments: dict[str, FragmentDefinitionNode],
+) -> dict[str, list[FieldNode]]:
+    """The fields selected on `type_`, by response name (graphql-core's `collect_fields`
+    for documents without directives)."""
+    grouped: dict[str, list[FieldNode]] = {}
+    visited: set[str] = set()
+
+    def applies(condition: Any) -> bool:
+        if condition is None:
+            return True
+        conditional = schema.get_type(condition.name.value)
+        if conditional is type_:
+            return True
+        return is_abstract_type(conditional) and schema.is_sub_type(conditional, type_)
+
+    def visit(selection_set: SelectionSetNode | None) -> None:
+        for selection in selection_set.selections if selection_set else ():
+            if selection.directives:
+                raise Unplannable
+            if isinstance(selection, FieldNode):
+                name = selection.alias.value if selection.alias else selection.name.value
+                grouped.setdefault(name, []).append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                if applies(selection.type_condition):
+                    visit(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if fragment is None or fragment.directives or fragment.variable_definitions:
+                    raise Unplannable
+                if name not in visited and applies(fragment.type_condition):
+                    visited.add(name)
+                    visit(fragment.selection_set)
+
+    for selection_set in selection_sets:
+        visit(selection_set)
+    return grouped
+
+
+def _plan_field(
+    schema: GraphQLSchema,
+    parent: GraphQLObjectType,
+    name: str,
+    nodes: list[FieldNode],
+    fragments: dict[str, FragmentDefinitionNode],
+) -> FieldStep:
+    field = parent.fields.get(nodes[0].name.value)
+    if field is None:  # introspection's meta fields
+        raise Unplannable
+    arguments = None
+    if not any(_uses_variables(argument.value) for argument in nodes[0].arguments or ()):
+        arguments = get_argument_values(field, nodes[0])
+    return_type: GraphQLOutputType = field.type
+    non_null = isinstance(return_type, GraphQLNonNull)
+    named = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+    is_list = isinstance(named, GraphQLList)
+    item_non_null = False
+    if isinstance(named, GraphQLList):
+        item_non_null = isinstance(named.of_type, GraphQLNonNull)
+        named = named.of_type.of_type if item_non_null else named.of_type
+    if isinstance(named, GraphQLList):
+        raise Unplannable  # lists of lists
+    leaf = named if is_leaf_type(named) else None
+    if leaf is None and not isinstance(named, GraphQLObjectType):
+        raise Unplannable  # an interface or union
+    child = None
+    if isinstance(named, GraphQLObjectType):
+        child = _plan_object(schema, named, [node.selection_set for node in nodes], fragments)
+    return FieldStep(name, field, nodes, arguments, non_null, is_list, item_non_null, leaf, child)
+
+
+def _uses_variables(value: ValueNode) -> bool:
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_uses_variables(item) for item in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_uses_variables(field.value) for field in value.fields)
+    return False
+
+
+class PlanCache:
+    """Plans by operation node: documents are parsed once and kept (graph/execution.py), so
+    an operation's node is the same object on every request that sends its text."""
+
+    def __init__(self, size: int = PLANS_KEPT) -> None:
+        self.size = size
+        self._plans: dict[int, tuple[Node, ObjectPlan | None]] = {}
+
+    def plan(self, executor: Executor[Any]) -> ObjectPlan | None:
+        operation = executor.operation
+        entry = self._plans.get(id(operation))
+        if entry is None or entry[0] is not operation:
+            if len(self._plans) >= self.size:
+                self._plans.clear()
+            plan = plan_operation(executor.schema, operation, executor.fragment_definitions)
+            entry = self._plans[id(operation)] = (operation, plan)
+        return entry[1]
+
+
+Level = list[tuple[ObjectPlan, Any, dict[str, Any], Path | None]]
+
+
+class CompiledRun:
+    """One execution of a plan, with the executor's resolve infos and variables."""
+
+    def __init__(self, executor: Executor[Any]) -> None:
+        self.executor = executor
+
+    async def run(self, plan: ObjectPlan) -> dict[str, Any]:
+        level: Level = []
+        data = self.record(plan, self.executor.root_value, None, level)
+        while level:
+            level = await self.step(level)
+        return data
+
+    async def step(self, level: Level) -> Level:
+        """Calls the resolvers of one level; awaits what they return, together."""
+        executor = self.executor
+        following: Level = []
+        pending: list[tuple[Any, FieldStep, dict[str, Any], Any]] = []
+        failed = False
+        for plan, source, record, path in level:
+            for step in plan.steps:
+                info = executor.build_resolve_info(
+                    step.field, step.nodes, plan.type, Path(path, step.name, plan.type.name)
+                )
+                resolve = step.field.resolve or executor.field_resolver
+                try:
+                    arguments = step.arguments
+                    if arguments is None:
+                        arguments = get_argument_values(
+                            step.field, step.nodes[0], executor.variable_values
+                        )
+                    value = resolve(source, info, **arguments)
+                except Exception:
+                    failed = True
+                    break
+                if executor.is_awaitable(value):
+                    pending.append((value, step, record, info))
+                else:
+                    record[step.name] = self.complete(step, value, info, following)
+            if failed:
+                break
+        values = await settle([awaitable for awaitable, *_ in pending])
+        if failed or any(isinstance(value, BaseException) for value in values):
+            raise Abandon
+        for value, (_, step, record, info) in zip(values, pending, strict=True):
+            record[step.name] = self.complete(step, value, info, following)
+        return following
+
+    def complete(self, step: FieldStep, value: Any, info: Any, following: Level) -> Any:
+        if value is None:
+            if step.non_null:
+                raise Abandon
+            return None
+        if not step.is_list:
+            return self.one(step, value, info.path, info, following)
+        if type(value) is not list and type(value) is not tuple:
+            raise Abandon  # other iterables, and errors, take the standard path
+        completed: list[Any] = []
+        for index, item in enumerate(value):
+            if item is None:
+                if step.item_non_null:
+                    raise Abandon
+                completed.append(None)
+            else:
+                completed.append(
+                    self.one(step, item, Path(info.path, index, None), info, following)
+                )
+        return completed
+
+    def one(self, step: FieldStep, value: Any, path: Path, info: Any, following: Level) -> Any:
+        if step.leaf is not None:
+            try:
+                serialized = step.leaf.serialize(value)
+            except Exception:
+                raise Abandon from None
+            if serialized is None or serialized is Undefined:
+                raise Abandon
+            return serialized
+        assert step.child is not None
+        is_type_of = step.child.type.is_type_of
+        if is_type_of is not None and is_type_of(value, info) is not True:
+            raise Abandon
+        return self.record(step.child, value, path, following)
+
+    @staticmethod
+    def record(
+        plan: ObjectPlan, source: Any, path: Path | None, following: Level
+    ) -> dict[str, Any]:
+        """An object's response, in selection order: its leaves now, the rest next level."""
+        record: dict[str, Any] = dict.fromkeys(plan.names)
+        if plan.complete is not None:
+            leaves = plan.complete(source)
+            if leaves is None:
+                raise Abandon
+            record.update(leaves)
+        if plan.steps:
+            following.append((plan, source, record, path))
+        return record
+
+
+async def settle(awaitables: list[Any]) -> list[Any]:
+    """Every awaitable's value or exception, once all are done (none left running)."""
+    if not awaitables:
+        return []
+    if len(awaitables) == 1:
+        try:
+            return [await awaitables[0]]
+        except Exception as error:
+            return [error]
+    return await asyncio.gather(*awaitables, return_exceptions=True)
+
+
+PLANS = PlanCache()
+
+
+class CompiledExecutor(FastExecutor):
+    """Runs a query from its plan when it has one; otherwise, and whenever a compiled run is
+    abandoned, as FastExecutor (graphql-core's executor with inline leaves) does."""
+
+    compiled_total = 0  # operations answered from a plan, process-wide (tests read it)
+    abandoned_total = 0  # compiled runs given up for the standard path
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        if serially is not None or self.middleware_manager or self.abort_signal is not None:
+            return super().execute_operation(serially)
+        plan = PLANS.plan(self)
+        if plan is None:
+            return super().execute_operation()
+        return self._run(plan)
+
+    async def _run(self, plan: ObjectPlan) -> Any:
+        try:
+            data = await CompiledRun(self).run(plan)
+        except Abandon:
+            CompiledExecutor.abandoned_total += 1
+            result = super().execute_operation()
+            return await result if self.is_awaitable(result) else result
+        CompiledExecutor.compiled_total += 1
+        return self.build_response(data)
