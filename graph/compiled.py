@@ -256,13 +256,13 @@ class CompiledRun:
                             step.field, step.nodes[0], executor.variable_values
                         )
                     value = resolve(source, info, **arguments)
-                except Exception:
+                    if executor.is_awaitable(value):
+                        pending.append((value, step, record, info))
+                    else:
+                        record[step.name] = self.complete(step, value, info, following)
+                except Exception:  # Abandon too: first settle what was started
                     failed = True
                     break
-                if executor.is_awaitable(value):
-                    pending.append((value, step, record, info))
-                else:
-                    record[step.name] = self.complete(step, value, info, following)
             if failed:
                 break
         values = await settle([awaitable for awaitable, *_ in pending])
@@ -357,7 +357,7 @@ class CompiledExecutor(FastExecutor):
     async def _run(self, plan: ObjectPlan) -> Any:
         try:
             data = await CompiledRun(self).run(plan)
-        except Abandon:
+        except Exception:  # Abandon, or anything else the standard path should meet itself
             CompiledExecutor.abandoned_total += 1
             result = super().execute_operation()
             return await result if self.is_awaitable(result) else result

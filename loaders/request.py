@@ -86,7 +86,7 @@ class Remembering(BatchLoader[K, V]):
         self.noted([key], [value])
 
 
-def loader(
+def watched_batch(
     name: str,
     batch: Callable[[Sequence[K]], Awaitable[list[V]]],
     running: "set[asyncio.Task[Any]]",
@@ -193,7 +193,7 @@ class Loaders:
         if found is None:
             load = partial(batch, self.db, *arguments)
             found = self._loaders[key] = BatchLoader(
-                loader(batch.__name__, load, self._running, partial(self._read, read))
+                watched_batch(batch.__name__, load, self._running, partial(self._read, read))
             )
         return found
 
@@ -214,7 +214,7 @@ class Loaders:
         if found is None:
             load = partial(batch, self.db, *arguments)
             found = self._loaders[key] = Remembering(
-                loader(batch.__name__, load, self._running, self._read_companies),
+                watched_batch(batch.__name__, load, self._running, self._read_companies),
                 memory,
                 partial(self._read, companies_of),
             )

@@ -210,6 +210,7 @@ TEST_DOCUMENTS = [
     "{ impostors { name count } good { items { name } } }",
     "{ later { name } boom good { total } }",
     "{ good { total } must { name } }",
+    "{ later { name } must { name } boom }",
     '{ echo(text: "ab", times: 2) e: echo(text: "c") good { tags total } }',
     "{ places { where w: where } p: places { where } }",
     "{ places { ...W ...W } } fragment W on Place { where }",
