@@ -3,7 +3,6 @@ after a commit, a server stops (1012 after flushing), a consumer is too slow (10
 `corpgraph serve` processes, the npm graphql-ws client, and a client that stops reading."""
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -181,10 +180,10 @@ def test_a_stopping_server_flushes_then_closes_with_1012(
 
 
 METRICS = "metrics { name value unit periodStart periodEnd fiscalYear fiscalPeriod }"
-# some 200 KB an event: a few dozen fill the sockets' buffers
+# some 420 KB an event: the sockets' buffers hold a dozen or two (4-8 MB seen on loopback)
 SLOW = (
     'subscription { filingAdded(tickers: ["META"]) { accessionNumber ingestCursor company { '
-    + " ".join(f"m{n}: {METRICS}" for n in range(8))
+    + " ".join(f"m{n}: {METRICS}" for n in range(16))
     + " } } }"
 )
 INGESTED = 80
@@ -219,13 +218,13 @@ async def stalled_subscriber(
     the (accessionNumber, ingestCursor) it got, and how it was closed."""
     received: list[tuple[str, str]] = []
     protocols = [Subprotocol("graphql-transport-ws")]
-    # a small, fixed receive buffer, and the client library stops reading: the server's
-    # sends then wait, as they would for a client on a slow link
-    host, port = url.removeprefix("ws://").removesuffix("/graphql").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: no scaling
-    sock.connect((host, int(port)))
-    async with connect(url, sock=sock, subprotocols=protocols, max_queue=1) as ws:
+    # the client library stops reading once a frame waits unread (max_queue=1): the kernel's
+    # buffers fill and the server's sends wait, as for a client on a slow link. (Not a tiny
+    # SO_RCVBUF: below loopback's 64 KB MSS the window never reopens by itself, and the rest
+    # of the stream crawls behind zero-window probes backing off for tens of seconds.)
+    # No keepalive pings either: their pongs would wait behind the unread data.
+    stalled = connect(url, subprotocols=protocols, max_queue=1, ping_interval=None)
+    async with stalled as ws:
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {writer}"}}
         await ws.send(orjson.dumps(init).decode())
         assert orjson.loads(await ws.recv())["type"] == "connection_ack"
@@ -237,6 +236,7 @@ async def stalled_subscriber(
         try:
             while True:
                 message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                assert message["type"] in ("next", "ping"), message  # no error, no complete
                 if message["type"] == "next":
                     filing = message["payload"]["data"]["filingAdded"]
                     received.append((filing["accessionNumber"], filing["ingestCursor"]))
