@@ -20,7 +20,7 @@ from graph.connections import RESTART_REASON, RESTARTING, OpenConnections
 from graph.cost import CostModel, directives_in
 from graph.documents import document, document_store
 from graph.execution import CostControl, Pipeline
-from graph.http import InFlight, graphql_endpoint
+from graph.http import GraphQLEndpoint, InFlight
 from graph.metrics import OperationNames, metrics_endpoint, operation_names_in
 from graph.persisted import PersistedDocuments, load_manifests
 from graph.ratelimit import RateLimiter
@@ -167,7 +167,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
     routes = [
-        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"]),
         WebSocketRoute("/graphql", subscriptions),
         Route("/documents/{key:path}", document, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),

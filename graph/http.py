@@ -16,6 +16,7 @@ from opentelemetry.trace import Span, StatusCode
 from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from graph.auth import Unauthenticated, viewer_of
 from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped
@@ -268,12 +269,19 @@ async def while_connected(request: Request, work: Coroutine[Any, Any, T]) -> T |
             watcher.cancel()
 
 
-async def graphql_endpoint(request: Request) -> Response:
-    gate: InFlight = request.app.state.in_flight
-    if gate.full:
-        return response(request, overloaded())
-    with gate:
-        return await serve_graphql(request)
+class GraphQLEndpoint:
+    """/graphql as a plain ASGI app (Starlette wraps a function endpoint in an exception-handler
+    layer per request, which this one, answering every error itself, does not need)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        gate: InFlight = request.app.state.in_flight
+        if gate.full:
+            answer = response(request, overloaded())
+        else:
+            with gate:
+                answer = await serve_graphql(request)
+        await answer(scope, receive, send)
 
 
 async def serve_graphql(request: Request) -> Response:

@@ -9,10 +9,12 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from wsgiref.handlers import format_date_time
 
 import uvloop
 from hypercorn.asyncio.run import worker_serve
@@ -27,8 +29,23 @@ from graph.settings import Settings
 POLL_SECONDS = 0.1
 
 
+class ServerConfig(Config):
+    """Hypercorn's configuration, with the headers it adds to every response made once a
+    second instead of once per response (formatting the date was ~1% of a small request).
+    No `server` header: it tells attackers nothing they need. No `alt-svc`: there is no QUIC
+    listener."""
+
+    _headers: tuple[int, list[tuple[bytes, bytes]]] = (0, [])
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        second = int(time.time())
+        if self._headers[0] != second:
+            self._headers = (second, [(b"date", format_date_time(second).encode("ascii"))])
+        return list(self._headers[1])
+
+
 def hypercorn_config(settings: Settings) -> Config:
-    config = Config()
+    config = ServerConfig()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # our handler (graph/logs.py)

@@ -47,15 +47,23 @@ class Edge(Generic[T]):
 @strawberry.type(description="A page of items, paginated with cursors (Relay connections).")
 class Connection(Generic[T]):
     nodes: list[T] = strawberry.field(description="Items of this page, without cursors.")
-    page_info: PageInfo = strawberry.field(description="How to page further.")
-    rows: strawberry.Private[Sequence[Any]]
+    page: strawberry.Private[Page[Any]]
     cursor_of: strawberry.Private[Callable[[Any], str]]
     count: strawberry.Private[Callable[[], Awaitable[int]]]
 
+    # edges and pageInfo are built on demand: a cursor costs an encoding, and most clients
+    # select `nodes` alone
+
+    @strawberry.field(description="How to page further.")
+    def page_info(self) -> PageInfo:
+        rows = self.page.rows
+        return PageInfo.of(
+            self.page, [self.cursor_of(rows[0]), self.cursor_of(rows[-1])] if rows else []
+        )
+
     @strawberry.field(description="Items with their cursors.")
     def edges(self) -> list[Edge[T]]:
-        # built on demand: most clients select `nodes`, and a cursor costs an encoding
-        cursors = [self.cursor_of(row) for row in self.rows]
+        cursors = [self.cursor_of(row) for row in self.page.rows]
         return [Edge(cursor=c, node=n) for c, n in zip(cursors, self.nodes, strict=True)]
 
     @strawberry.field(
@@ -73,12 +81,4 @@ class Connection(Generic[T]):
         node: Callable[[R], T],
         cursor: Callable[[R], str],
     ) -> "Connection[T]":
-        nodes = [node(row) for row in page.rows]
-        ends = [cursor(page.rows[0]), cursor(page.rows[-1])] if page.rows else []
-        return cls(
-            nodes=nodes,
-            page_info=PageInfo.of(page, ends),
-            rows=page.rows,
-            cursor_of=cursor,
-            count=count,
-        )
+        return cls(nodes=[node(row) for row in page.rows], page=page, cursor_of=cursor, count=count)

@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx2 as httpx
@@ -76,6 +78,10 @@ def test_serve_query_and_stop(tmp_path: Path) -> None:
                 "company": {"name": "Apple Inc."},
                 "companies": {"totalCount": 60},
             }
+            # RFC 9110's Date (made once a second: graph/serving.ServerConfig), no server banner
+            sent = parsedate_to_datetime(response.headers["date"])
+            assert abs((sent - datetime.now(UTC)).total_seconds()) < 5
+            assert "server" not in response.headers
             assert len(servers_using(data_dir)) >= 2  # embedded PostgreSQL and Redis run
             if attempt == 0:
                 keys_work_while_serving(data_dir, base)
