@@ -2,7 +2,9 @@
 
 The exporter is OTLP over HTTP, configured by the SDK's standard variables
 (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME,
-OTEL_TRACES_SAMPLER, ...). A request's spans: the HTTP request (`RequestSpans`, which continues
+OTEL_TRACES_SAMPLER, ...), encoded as protobuf or, with OTEL_EXPORTER_OTLP_PROTOCOL=http/json,
+as JSON at a fraction of the cost (graph/span_export.py). A request's spans: the HTTP request
+(`RequestSpans`, which continues
 a W3C `traceparent` sent by the gateway) -> the GraphQL operation (graph/http.py) -> DataLoader
 batches (loaders/request.py) -> SQL (asyncpg) and Redis commands. The spans under the HTTP one
 are made by loaders/tracing.py.
@@ -38,6 +40,8 @@ from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_OR
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graph.span_export import span_exporter
+
 DEFAULT_SERVICE_NAME = "corpgraph"
 TRACER = trace.get_tracer(__name__)
 CONVERTER = re.compile(r":\w+}")  # a path parameter's type in a route template
@@ -50,9 +54,7 @@ def start_tracing(processor: SpanProcessor | None = None) -> TracerProvider:
     global _started
     if _started is None:
         if processor is None:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            processor = BatchSpanProcessor(OTLPSpanExporter())
+            processor = BatchSpanProcessor(span_exporter())
         service = os.environ.get(OTEL_SERVICE_NAME, DEFAULT_SERVICE_NAME)
         provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
         provider.add_span_processor(processor)

@@ -1,6 +1,6 @@
 """Relay connections: edges, nodes, page info and a lazily counted total."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry

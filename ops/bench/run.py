@@ -158,12 +158,13 @@ def span_sink() -> str:
 
 
 def traced(env: dict[str, str], endpoint: str) -> dict[str, str]:
-    """`env` with tracing on, exported to `endpoint`, sampled as compose.yaml samples unless
-    `env` says otherwise."""
+    """`env` with tracing on, exported to `endpoint`, sampled and encoded as compose.yaml has
+    it unless `env` says otherwise."""
     return {
         **env,
         "CORPGRAPH_TRACING": "true",
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         "OTEL_TRACES_SAMPLER": env.get("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
         "OTEL_TRACES_SAMPLER_ARG": env.get("OTEL_TRACES_SAMPLER_ARG", str(SAMPLE_RATE)),
     }
