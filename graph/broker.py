@@ -4,9 +4,10 @@ PostgreSQL `NOTIFY` (sent inside the ingest transaction, so only on commit) only
 broker; it then reads the filings after the last position it delivered, in ingestion order,
 from the table itself. A notification lost to a dropped connection therefore loses nothing: the
 next wake-up (another notification, the reconnect, or the periodic check) reads from where it
-left off. Subscribers never hold a database connection; each has a bounded queue, and one that
-falls behind is dropped rather than slowing the others or growing memory. On shutdown, `drain`
-hands out what has committed and waits until every subscriber has taken it.
+left off. Subscribers never hold a database connection; each has a bounded queue (its room,
+and one batch more if it had caught up), and one that falls behind is dropped rather than
+slowing the others or growing memory. On shutdown, `drain` hands out what has committed and
+waits until every subscriber has taken it.
 """
 
 import asyncio
@@ -40,11 +41,21 @@ class Subscriber:
     overflowed: bool = False
     ending: bool = False
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # it has taken its None
+    limit: int = 0  # what may wait in the queue during the current batch
+
+    def __post_init__(self) -> None:
+        self.limit = self.room
+
+    def batch_starts(self, size: int) -> None:
+        """A batch is handed out all at once, before any subscriber can take from it. One
+        that has taken everything before is keeping up: the whole batch may wait for it, even
+        a burst larger than its room (a bulk ingest). One still behind keeps only its room."""
+        self.limit = self.room + (size if self.queue.empty() else 0)
 
     def offer(self, row: FilingRow) -> None:
         if self.ending or not self.matches(row):
             return
-        if self.queue.qsize() >= self.room:  # too slow: drop the backlog, and end it
+        if self.queue.qsize() >= self.limit:  # too slow: drop the backlog, and end it
             self.overflowed = True
             while not self.queue.empty():
                 self.queue.get_nowait()
@@ -169,8 +180,11 @@ class FilingBroker:
         if self.position is None:  # where the live stream starts
             self.position = await last_ingested(self.reader)
         rows = await ingested_after(self.reader, self.position, NO_END, EVERYTHING, BATCH)
+        subscribers = list(self.subscribers)
+        for subscriber in subscribers:
+            subscriber.batch_starts(len(rows))
         for row in rows:
-            for subscriber in list(self.subscribers):
+            for subscriber in subscribers:
                 subscriber.offer(row)
             self.position = row.ingest_seq
         if rows and self.on_ingested is not None:
