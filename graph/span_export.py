@@ -2,13 +2,13 @@
 SDK's exporter does not offer.
 
 Why: the SDK's encoder (opentelemetry-exporter-otlp-proto-common) builds each span as protobuf
-messages from Python, about 300,000 instructions a span: a traced LIGHT request's four spans
-cost more to encode (1.25 million) than the request itself. Built as plain dicts and serialized
-by orjson, a span costs a small fraction of that. The format is the OTLP specification's JSON
+messages from Python, about 300,000 instructions a span: encoding a traced LIGHT request's
+four spans (1.25 million) costs half as much as the whole request. Built as plain dicts and
+serialized by orjson, a span costs a third of that. The format is the OTLP specification's JSON
 encoding of the same messages (lowerCamelCase keys, enums as numbers, trace and span ids in
 hex, 64-bit integers as strings), which the OpenTelemetry Collector and Jaeger accept. Only
 the encoding is ours: endpoint, headers, TLS, compression and retries are the SDK exporter's.
-tests/test_observability.py holds it to the SDK's encoder, message for message.
+tests/test_span_export.py holds it to the SDK's encoder, message for message.
 """
 
 import base64
@@ -30,6 +30,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind
 
 JSON_PROTOCOL = "http/json"
+PROTOBUF_PROTOCOL = "http/protobuf"
 KINDS = {  # the SDK's SpanKind to OTLP's (which has SPAN_KIND_UNSPECIFIED = 0)
     SpanKind.INTERNAL: 1,
     SpanKind.SERVER: 2,
@@ -39,9 +40,6 @@ KINDS = {  # the SDK's SpanKind to OTLP's (which has SPAN_KIND_UNSPECIFIED = 0)
 }
 HAS_IS_REMOTE, IS_REMOTE = 0x100, 0x200  # OTLP's SpanFlags
 NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-PROTOBUF_PROTOCOL = "http/protobuf"
 
 
 def span_exporter() -> SpanExporter:
@@ -108,8 +106,7 @@ def span_of(span: ReadableSpan) -> dict[str, Any]:
     context = span.get_span_context()
     assert context is not None, "an SDK span has a context"
     encoded: dict[str, Any] = {
-        "traceId": f"{context.trace_id:032x}",
-        "spanId": f"{context.span_id:016x}",
+        **ids_of(context),
         "flags": flags_of(span.parent),
         "name": span.name,
         "kind": KINDS[span.kind],
@@ -138,6 +135,10 @@ def span_of(span: ReadableSpan) -> dict[str, Any]:
     return encoded
 
 
+def ids_of(context: SpanContext) -> dict[str, str]:
+    return {"traceId": f"{context.trace_id:032x}", "spanId": f"{context.span_id:016x}"}
+
+
 def flags_of(parent: SpanContext | None) -> int:
     return HAS_IS_REMOTE | (IS_REMOTE if parent is not None and parent.is_remote else 0)
 
@@ -152,11 +153,7 @@ def event_of(event: Event) -> dict[str, Any]:
 
 
 def link_of(link: Link) -> dict[str, Any]:
-    encoded: dict[str, Any] = {
-        "traceId": f"{link.context.trace_id:032x}",
-        "spanId": f"{link.context.span_id:016x}",
-        "flags": flags_of(link.context),
-    }
+    encoded: dict[str, Any] = {**ids_of(link.context), "flags": flags_of(link.context)}
     if link.attributes:
         encoded["attributes"] = attributes(link.attributes)
     if link.dropped_attributes:

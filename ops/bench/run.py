@@ -57,6 +57,7 @@ from graph.cli import prepare_database  # noqa: E402
 from graph.embedded import embedded_servers  # noqa: E402
 from graph.persisted import sha256  # noqa: E402
 from graph.settings import Settings  # noqa: E402
+from graph.span_export import JSON_PROTOCOL  # noqa: E402
 
 LIGHT = (HERE / "light.graphql").read_text()
 HEAVY = (HERE / "heavy.graphql").read_text()
@@ -164,7 +165,7 @@ def traced(env: dict[str, str], endpoint: str) -> dict[str, str]:
         **env,
         "CORPGRAPH_TRACING": "true",
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        "OTEL_EXPORTER_OTLP_PROTOCOL": env.get("OTEL_EXPORTER_OTLP_PROTOCOL", JSON_PROTOCOL),
         "OTEL_TRACES_SAMPLER": env.get("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
         "OTEL_TRACES_SAMPLER_ARG": env.get("OTEL_TRACES_SAMPLER_ARG", str(SAMPLE_RATE)),
     }
