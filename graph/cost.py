@@ -14,6 +14,10 @@ cannot drift apart):
 - `@skip`, `@include`, fragments, aliases and variables count as they execute;
 - each root field of a mutation adds a base cost, introspection a flat cost, `__typename` 0.
 
+A slicing argument outside 1..`max_list_size` (wherever it stands: nested, aliased, in a
+fragment, from a variable) refuses the whole operation before it is costed (`ListSizeError`):
+a negative `first` would otherwise make a document cost less than nothing.
+
 The actual cost applies the same weights to the response: real list lengths, nulls cost 0.
 """
 
@@ -67,6 +71,19 @@ class FieldCost:
     sized_fields: tuple[str, ...] = ()
 
 
+class ListSizeError(GraphQLError):
+    """A list-size argument out of range: BAD_USER_INPUT, before the operation is costed."""
+
+    def __init__(
+        self, field: FieldNode, coordinate: str, argument: str, value: Any, maximum: int
+    ) -> None:
+        message = (
+            f"`{argument}` of `{coordinate}` must be between 1 and {maximum}, received {value!r}."
+        )
+        extensions = {"code": "BAD_USER_INPUT", "argument": argument}
+        super().__init__(message, field, extensions=extensions)
+
+
 NO_DIRECTIVES = FieldCost()
 FREE = (0, None)  # the plan of a weightless scalar: it costs nothing, whatever comes back
 FIELD_CONTAINERS = (
@@ -110,6 +127,7 @@ class CostModel:
     default_list_size: int = 10
     mutation_cost: int = 10
     introspection_cost: int = 100
+    max_list_size: int = 100
 
     def costing(
         self,
@@ -188,11 +206,20 @@ class Costing:
         except GraphQLError:  # execution reports it; cost with the defaults meanwhile
             return {}
 
-    def slice_size(self, name: str, config: FieldCost, arguments: dict[str, Any]) -> int:
-        if name == "_entities":
+    def slice_size(
+        self, field: FieldNode, coordinate: str, config: FieldCost, arguments: dict[str, Any]
+    ) -> int:
+        if coordinate == "Query._entities":
             return len(arguments.get("representations") or ())
-        given = [arguments.get(a) for a in config.slicing_arguments]
-        sizes = [size for size in given if isinstance(size, int)]
+        maximum = self.model.max_list_size
+        sizes = []
+        for argument in config.slicing_arguments:
+            size = arguments.get(argument)
+            if size is None:
+                continue
+            if not isinstance(size, int) or not 1 <= size <= maximum:
+                raise ListSizeError(field, coordinate, argument, size, maximum)
+            sizes.append(size)
         if sizes:
             return max(sizes)
         if config.assumed_size is not None:
@@ -224,17 +251,23 @@ class Costing:
         name, definition, config = self.field_of(parent, details)
         if definition is None:  # __typename, or introspection
             return self.model.introspection_cost if name in INTROSPECTION else 0
-        arguments = self.arguments(definition, details[0].node)
+        node = details[0].node
+        arguments = self.arguments(definition, node)
+        coordinate = f"{parent.name}.{name}"
         size = 1
         if is_list(definition.type):
             in_connection = sized is not None and name in sized[0]
-            size = sized[1] if sized and in_connection else self.slice_size(name, config, arguments)
+            size = (
+                sized[1]
+                if sized and in_connection
+                else self.slice_size(node, coordinate, config, arguments)
+            )
         named = get_named_type(definition.type)
         children = 0
         if is_composite_type(named):
             below: Sized = None
             if config.sized_fields:
-                below = (config.sized_fields, self.slice_size(name, config, arguments))
+                below = (config.sized_fields, self.slice_size(node, coordinate, config, arguments))
             children = max(
                 self.requested_fields(t, self.subfields(t, details), below)
                 for t in self.runtime_types(named)

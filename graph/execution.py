@@ -26,7 +26,7 @@ from graphql.execution.executor import Executor
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from graph.compiled import CompiledExecutor
-from graph.cost import Costing, CostModel
+from graph.cost import Costing, CostModel, ListSizeError
 from graph.errors import format_execution_error, format_request_errors, request_error
 from graph.gateway import GATEWAY_ONLY, root_field_names
 from graph.limits import limit_error, shape_limits
@@ -271,9 +271,12 @@ class Pipeline:
             )
         if self.cost_control is not None:
             costing = self.costing(self.cost_control.model, prepared, operation, variables)
-            throttle, refusal = await self.admit(viewer, costing.requested)
+            requested = requested_cost(costing)
+            if isinstance(requested, Outcome):
+                return requested
+            throttle, refusal = await self.admit(viewer, requested)
             if refusal is not None:
-                return refusal_outcome(refusal, throttle, costing.requested)
+                return refusal_outcome(refusal, throttle, requested)
         return prepared.document
 
     def refusal(
@@ -329,7 +332,9 @@ class Pipeline:
         otherwise debited the requested cost, run, and refunded down to the actual cost."""
         assert self.cost_control is not None and prepared.document is not None
         costing = self.costing(self.cost_control.model, prepared, operation, variables)
-        requested = costing.requested
+        requested = requested_cost(costing)
+        if isinstance(requested, Outcome):
+            return requested
         throttle, refusal = await self.admit(context.viewer, requested)
         if refusal is not None:
             return refusal_outcome(refusal, throttle, requested)
@@ -419,6 +424,14 @@ def budget(tier: Tier, requested: int, throttle: Throttle) -> Budget:
     remaining = max(0, math.floor(throttle.available))
     reset_at = datetime.now(UTC) + timedelta(seconds=throttle.seconds_to_full)
     return Budget(tier.capacity, requested, remaining, reset_at)
+
+
+def requested_cost(costing: Costing) -> int | Outcome:
+    """The operation's requested cost, or why it cannot be costed."""
+    try:
+        return costing.requested
+    except ListSizeError as error:
+        return Outcome({"errors": [error.formatted]}, 400, by_accept=True)
 
 
 def refusal_outcome(refusal: Refusal, throttle: Throttle, requested: int) -> Outcome:
