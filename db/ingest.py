@@ -11,13 +11,14 @@ import binascii
 import hashlib
 import math
 import re
+import secrets
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.documents import Document, DocumentStore
 from db.embeddings import Vector, filing_text, refresh_company_embeddings
@@ -229,8 +230,10 @@ async def ingest(
     documents: DocumentStore | None = None,
 ) -> tuple[str, bool]:
     """Stores `filing` with the embedding of its text, unless it is there already;
-    (accession number, whether it is new). Its document is stored first, and removed again
-    if the filing's transaction fails."""
+    (accession number, whether it is new). Its document is stored first, under a key of this
+    attempt's own, so that no other ingestion (an identical retry, say) can point a filing at
+    it: removed again when the filing is not written, kept when the commit's outcome is in
+    doubt (`prune-documents` removes it if the commit did not happen)."""
     problems = problems_of(filing, documents.max_bytes if documents else 0)
     if problems:
         raise InvalidFiling(problems)
@@ -239,60 +242,64 @@ async def ingest(
     if filing.document is not None:
         if documents is None:
             raise InvalidFiling({"document": "this server keeps no documents"})
-        key = f"filings/{filing.accession_number}/{fingerprint[:24]}"  # new content, new key
+        key = f"filings/{filing.accession_number}/{fingerprint[:24]}-{secrets.token_hex(6)}"
         await documents.put(key, filing.document)
+    committing = False
     try:
-        return await store(engine, filing, embedding, fingerprint, key)
+        async with engine.begin() as conn:
+            accession, new = await write(conn, filing, embedding, fingerprint, key)
+            committing = True  # leaving the block commits
     except BaseException:
-        if documents is not None and key is not None:
-            await documents.delete(key)  # no row points at it
+        if documents is not None and key is not None and not committing:
+            await documents.delete(key)
         raise
+    if documents is not None and key is not None and not new:
+        await documents.delete(key)  # the filing was there already, with a copy of its own
+    return accession, new
 
 
-async def store(
-    engine: AsyncEngine,
+async def write(
+    conn: AsyncConnection,
     filing: FilingInput,
     embedding: Vector | None,
     fingerprint: str,
     document_key: str | None,
 ) -> tuple[str, bool]:
-    async with engine.begin() as conn:
-        await conn.execute(select(func.pg_advisory_xact_lock(INGEST_LOCK)))
-        company_id = await conn.scalar(
-            select(companies.c.id).where(companies.c.ticker == filing.ticker.upper())
+    await conn.execute(select(func.pg_advisory_xact_lock(INGEST_LOCK)))
+    company_id = await conn.scalar(
+        select(companies.c.id).where(companies.c.ticker == filing.ticker.upper())
+    )
+    if company_id is None:
+        raise InvalidFiling({"ticker": f"no company has the ticker {filing.ticker!r}"})
+    existing = (
+        await conn.execute(
+            select(filings.c.content_sha256).where(
+                filings.c.accession_number == filing.accession_number
+            )
         )
-        if company_id is None:
-            raise InvalidFiling({"ticker": f"no company has the ticker {filing.ticker!r}"})
-        existing = (
-            await conn.execute(
-                select(filings.c.content_sha256).where(
-                    filings.c.accession_number == filing.accession_number
-                )
-            )
-        ).first()
-        if existing is not None:
-            if existing.content_sha256 != fingerprint:
-                raise Conflict(f"{filing.accession_number} was ingested before with other content")
-            return filing.accession_number, False
-        row = {
-            **filing_row(filing, company_id),
-            "embedding": embedding,
-            "content_sha256": fingerprint,
-            "document_key": document_key,
-            "document_content_type": filing.document.content_type if filing.document else None,
-            "document_size": len(filing.document.data) if filing.document else None,
-        }
-        inserted = (
-            await conn.execute(insert(Filing).values(row).returning(Filing.id, Filing.ingest_seq))
-        ).one()
-        filing_id = inserted.id
-        if filing.metrics:
-            await conn.execute(
-                insert(FinancialMetric),
-                [metric_row(m, company_id, filing_id) for m in filing.metrics],
-            )
-        await refresh_company_embeddings(conn, [company_id])
-        await conn.execute(select(func.pg_notify(FILINGS_CHANNEL, str(inserted.ingest_seq))))
+    ).first()
+    if existing is not None:
+        if existing.content_sha256 != fingerprint:
+            raise Conflict(f"{filing.accession_number} was ingested before with other content")
+        return filing.accession_number, False
+    row = {
+        **filing_row(filing, company_id),
+        "embedding": embedding,
+        "content_sha256": fingerprint,
+        "document_key": document_key,
+        "document_content_type": filing.document.content_type if filing.document else None,
+        "document_size": len(filing.document.data) if filing.document else None,
+    }
+    inserted = (
+        await conn.execute(insert(Filing).values(row).returning(Filing.id, Filing.ingest_seq))
+    ).one()
+    if filing.metrics:
+        await conn.execute(
+            insert(FinancialMetric),
+            [metric_row(m, company_id, inserted.id) for m in filing.metrics],
+        )
+    await refresh_company_embeddings(conn, [company_id])
+    await conn.execute(select(func.pg_notify(FILINGS_CHANNEL, str(inserted.ingest_seq))))
     return filing.accession_number, True
 
 

@@ -5,8 +5,9 @@ import base64
 import hashlib
 import os
 import time
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -14,11 +15,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2 as httpx
 import pytest
 from moto.server import ThreadedMotoServer
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from starlette.testclient import TestClient
 
-from db.documents import Document, minio_client
+from db.documents import Document, DocumentStore, minio_client
 from db.engine import create_engine
-from db.ingest import prune_documents
+from db.ingest import INGEST_LOCK, FilingInput, prune_documents
+from db.ingest import ingest as ingest_filing
 from graph.app import create_app
 from graph.settings import Settings
 from tests.servers import free_port
@@ -202,3 +206,84 @@ def test_s3_failed_filing_leaves_no_object(s3_client: TestClient, writer: str, s
     body = ingest(s3_client, writer, "0000320193-26-500103", "NOPE", documentText="orphan?")
     assert body["data"] is None
     assert objects(s3) == before
+
+
+@asynccontextmanager
+async def ingest_lock_held(database_url: str) -> AsyncIterator[None]:
+    """Another session holds the ingestion lock meanwhile."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(select(func.pg_advisory_lock(INGEST_LOCK)))
+            yield
+            await conn.execute(select(func.pg_advisory_unlock(INGEST_LOCK)))
+    finally:
+        await engine.dispose()
+
+
+async def kill_when_waiting(database_url: str) -> None:
+    """Terminates the backend that waits for the ingestion lock (a dead pooled connection)."""
+    engine = create_engine(database_url)
+    waiting = text(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE wait_event = 'advisory' AND query LIKE '%pg_advisory_xact_lock%'"
+    )
+    try:
+        for _ in range(100):  # 10 s at most
+            async with engine.connect() as conn:
+                if (await conn.execute(waiting)).first() is not None:
+                    return
+            await asyncio.sleep(0.1)
+        raise AssertionError("the retry never waited for the lock")
+    finally:
+        await engine.dispose()
+
+
+RETRIED = FilingInput(
+    ticker="AAPL", accession_number="0000320193-26-500201", form_type="8-K",
+    filed_at=datetime(2026, 11, 5, 13, tzinfo=UTC), document=Document(b"first", "text/plain"),
+)  # fmt: skip
+
+
+async def fail_a_retry(database_url: str, documents: DocumentStore, failure: str) -> None:
+    """Ingests RETRIED (once, for all failures), then again while another session holds the
+    ingestion lock, and makes that retry fail."""
+    timeout = timedelta(seconds=0.5 if failure == "statement timeout" else 30)
+    engine = create_engine(database_url, statement_timeout=timeout)
+    try:
+        await ingest_filing(engine, RETRIED, None, documents)
+        async with ingest_lock_held(database_url):
+            retry = ingest_filing(engine, RETRIED, None, documents)
+            with pytest.raises((TimeoutError, DBAPIError)):
+                if failure == "client timeout":
+                    await asyncio.wait_for(retry, 0.5)
+                elif failure == "dead connection":
+                    await asyncio.gather(retry, kill_when_waiting(database_url))
+                else:
+                    await retry
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("failure", ["client timeout", "dead connection", "statement timeout"])
+def test_a_failed_retry_loses_no_document(
+    client: TestClient, database_url: str, failure: str
+) -> None:
+    """An identical ingestion that fails (the client gives up, its connection dies, a
+    statement times out) removes only what it stored itself: the filing's document stays,
+    and no copy of a retry is left beside it."""
+    documents = client.app.state.documents  # type: ignore[attr-defined]
+    asyncio.run(fail_a_retry(database_url, documents, failure))
+    number = RETRIED.accession_number
+    (key,) = [key for key in documents.keys(timedelta(0)) if number in key]
+    assert fetch(client, documents.url(key)).text == "first"
+
+    async def succeed() -> tuple[str, bool]:
+        engine = create_engine(database_url)
+        try:
+            return await ingest_filing(engine, RETRIED, None, documents)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(succeed()) == (number, False)
+    assert [key for key in documents.keys(timedelta(0)) if number in key] == [key]
