@@ -35,6 +35,11 @@ METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_METRICS = 500
 MAX_TITLE = 1_000
 MAX_SUMMARY = 10_000
+# EDGAR took its first electronic filings in 1993; no period reported then began before 1970
+EARLIEST_FILING = datetime(1993, 1, 1, tzinfo=UTC)
+EARLIEST_PERIOD = date(1970, 1, 1)
+# above any amount a company reports (a quadrillion): sums of many stay far from overflowing
+MAX_METRIC_VALUE = 1e15
 MEDIA_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+(; ?charset=[a-z0-9-]+)?$", re.IGNORECASE)
 
 
@@ -196,8 +201,16 @@ def problems_of(
         problems["filedAt"] = "must carry a time zone"
     elif filing.filed_at > now + timedelta(days=1):
         problems["filedAt"] = "is in the future"
-    if filing.period_end is not None and filing.period_end > filing.filed_at.date():
-        problems["periodEnd"] = "is after filedAt"
+    elif filing.filed_at < EARLIEST_FILING:
+        problems["filedAt"] = f"is before {EARLIEST_FILING.year}, when EDGAR began"
+    if filing.period_end is not None:
+        problems |= period_problems("periodEnd", filing.period_end)
+        if filing.period_end > filing.filed_at.date():
+            problems["periodEnd"] = "is after filedAt"
+    problems |= fiscal_year_problems("fiscalYear", filing.fiscal_year, filing.filed_at)
+    problems |= nul_problems(
+        {"ticker": filing.ticker, "title": filing.title, "summary": filing.summary}
+    )
     if filing.fiscal_period is not None and filing.fiscal_period not in FISCAL_PERIODS:
         problems["fiscalPeriod"] = f"must be one of {', '.join(sorted(FISCAL_PERIODS))}"
     if filing.title is not None and len(filing.title) > MAX_TITLE:
@@ -214,13 +227,38 @@ def problems_of(
         if (metric.name, metric.period_end) in seen:
             problems[f"{where}.name"] = f"{metric.name!r} appears twice for the same period"
         seen.add((metric.name, metric.period_end))
-        if not math.isfinite(metric.value):
-            problems[f"{where}.value"] = "must be a finite number"
-        if metric.period_start is not None and metric.period_start > metric.period_end:
-            problems[f"{where}.periodStart"] = "is after periodEnd"
+        if not (math.isfinite(metric.value) and abs(metric.value) <= MAX_METRIC_VALUE):
+            problems[f"{where}.value"] = f"must be a finite number within ±{MAX_METRIC_VALUE:g}"
+        problems |= period_problems(f"{where}.periodEnd", metric.period_end)
+        if metric.period_start is not None:
+            problems |= period_problems(f"{where}.periodStart", metric.period_start)
+            if metric.period_start > metric.period_end:
+                problems[f"{where}.periodStart"] = "is after periodEnd"
+        problems |= fiscal_year_problems(f"{where}.fiscalYear", metric.fiscal_year, filing.filed_at)
         if not 0 < len(metric.unit) <= 16:
             problems[f"{where}.unit"] = "must be 1-16 characters, e.g. USD"
+        problems |= nul_problems({f"{where}.unit": metric.unit})
     return problems
+
+
+def period_problems(name: str, day: date) -> dict[str, str]:
+    if day < EARLIEST_PERIOD:
+        return {name: f"is before {EARLIEST_PERIOD.isoformat()}"}
+    return {}
+
+
+def fiscal_year_problems(name: str, year: int | None, filed_at: datetime) -> dict[str, str]:
+    """A fiscal year is named by the calendar year it ends in: at most one after filing."""
+    if year is not None and not EARLIEST_PERIOD.year <= year <= filed_at.year + 1:
+        return {name: f"must be between {EARLIEST_PERIOD.year} and {filed_at.year + 1}"}
+    return {}
+
+
+def nul_problems(texts: dict[str, str | None]) -> dict[str, str]:
+    """PostgreSQL's text cannot hold a NUL character."""
+    return {
+        name: "must not contain NUL characters" for name, t in texts.items() if t and "\x00" in t
+    }
 
 
 async def ingest(

@@ -146,6 +146,18 @@ REVENUE = {"name": "revenue", "value": 1.0, "unit": "USD", "periodEnd": "2026-09
         ({"metrics": [{**REVENUE, "name": "Revenue!"}]}, "metrics[0].name"),
         ({"metrics": [{**REVENUE, "periodStart": "2027-01-01"}]}, "metrics[0].periodStart"),
         ({"metrics": [{**REVENUE, "unit": ""}]}, "metrics[0].unit"),
+        # NUL characters (PostgreSQL's text has none) and implausible values
+        ({"ticker": "AA\x00PL"}, "ticker"),
+        ({"title": "Quarterly\x00report"}, "title"),
+        ({"summary": "\x00"}, "summary"),
+        ({"metrics": [{**REVENUE, "unit": "US\x00D"}]}, "metrics[0].unit"),
+        ({"metrics": [{**REVENUE, "value": 1.797e308}]}, "metrics[0].value"),
+        ({"metrics": [{**REVENUE, "value": -2e15}]}, "metrics[0].value"),
+        ({"metrics": [{**REVENUE, "periodEnd": "0001-01-01"}]}, "metrics[0].periodEnd"),
+        ({"filedAt": "0001-01-01T00:00:00Z"}, "filedAt"),
+        ({"fiscalYear": -5}, "fiscalYear"),
+        ({"fiscalYear": 2099}, "fiscalYear"),
+        ({"periodEnd": "0001-01-01"}, "periodEnd"),
     ],
 )
 def test_bad_input_is_refused_by_field(
