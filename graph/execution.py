@@ -329,7 +329,7 @@ class Pipeline:
         context: Context,
     ) -> Outcome:
         """Refused before execution when over the tier's ceiling or the client's budget;
-        otherwise debited the requested cost, run, and refunded down to the actual cost."""
+        otherwise debited the requested cost, run, and settled at the actual cost."""
         assert self.cost_control is not None and prepared.document is not None
         costing = self.costing(self.cost_control.model, prepared, operation, variables)
         requested = requested_cost(costing)
@@ -343,7 +343,7 @@ class Pipeline:
         outcome = await self._execute(prepared.document, variables, operation_name, context)
         data = outcome.payload.get("data")
         actual = costing.actual(data)
-        if data is not None and actual < requested:
+        if data is not None and actual != requested:  # refunded, or charged the difference
             bucket = bucket_of(context.viewer)
             throttle = await self.cost_control.limiter.refund(bucket, tier, requested - actual)
         return with_cost(outcome, requested, actual, throttle)

@@ -2,7 +2,8 @@
 
 A bucket holds up to `capacity` points and refills at `restore_rate` points per second. A
 request is debited its requested cost before it runs (refused, untouched, when the bucket holds
-less) and refunded down to its actual cost after.
+less) and settled at its actual cost after: refunded when it cost less, charged the difference
+(even below zero) when it cost more.
 
 Redis is asked by a Lua script, atomically, so that concurrent processes cannot overspend; its
 clock is the only clock. To keep a round trip off most requests, a process takes a small lease
@@ -89,13 +90,13 @@ class LocalBuckets:
     def __init__(self) -> None:
         self.buckets: dict[str, tuple[float, float]] = {}
 
-    def apply(self, key: str, tier: Tier, cost: float) -> float:
-        """Debits `cost` (a refund if negative) if the bucket holds it; the points left,
-        or, when refused, minus how far short it was."""
+    def apply(self, key: str, tier: Tier, cost: float, force: bool = False) -> float:
+        """Debits `cost` (a refund if negative) if the bucket holds it, or `force`d; the
+        points left, or, when refused, minus how far short it was."""
         now = time.monotonic()
         points, at = self.buckets.get(key, (tier.capacity, now))
         points = min(tier.capacity, points + (now - at) * tier.restore_rate)
-        admitted = cost <= points
+        admitted = force or cost <= points
         if admitted:
             points = min(tier.capacity, points - cost)
         self.buckets[key] = (points, now)
@@ -159,21 +160,26 @@ class RateLimiter:
 
     def _forget_idle(self, now: float) -> None:
         """Clients not heard from for a lease's life: their leftovers stay spent (at most 2%
-        of a bucket each, restored by the bucket in time)."""
-        self.leases = {c: lease for c, lease in self.leases.items() if lease.expires > now}
+        of a bucket each, restored by the bucket in time); their debts are kept."""
+        self.leases = {
+            c: lease for c, lease in self.leases.items() if lease.expires > now or lease.points < 0
+        }
         self._trips = {c: lock for c, lock in self._trips.items() if lock.locked()}
 
     async def refund(self, client: str, tier: Tier, points: int) -> Throttle:
+        """Gives `points` back; takes them when negative, even beyond what the bucket holds
+        (a request that cost more than it requested pays the difference: the bucket may go
+        below zero, and the client waits longer)."""
         if self.script is None or self.degraded:
-            return self._local(client, tier, -points)
+            return self._local(client, tier, -points, force=True)
         lease = self.leases.get(client)
         if lease is None:
             lease = self.leases[client] = Lease(0.0, 0.0, time.monotonic() + LEASE_SECONDS)
         lease.points += points
         return Throttle(True, min(tier.capacity, lease.in_bucket + lease.points), tier)
 
-    def _local(self, client: str, tier: Tier, cost: int) -> Throttle:
-        available = self.local.apply(client, tier, cost)
+    def _local(self, client: str, tier: Tier, cost: int, force: bool = False) -> Throttle:
+        available = self.local.apply(client, tier, cost, force)
         return Throttle(available >= 0 or cost <= 0, available, tier)
 
     def _degrade(self, error: Exception) -> None:

@@ -294,3 +294,36 @@ def test_a_burst_takes_one_lease_not_one_each(redis_url: str) -> None:
 
     in_redis = asyncio.run(burst())
     assert 4899 <= in_redis <= 4901  # one lease of 2% (100 points) left the bucket, not 50
+
+
+def test_a_request_that_cost_more_than_requested_pays_the_difference(
+    settings: Settings, key: str
+) -> None:
+    """Shopify's rule: the actual cost is charged, the requested one only admits."""
+    slow = Tier(ceiling=1000, capacity=5000, restore_rate=0.001)  # no restoring to blur the sums
+    tiers = {tier: slow for tier in ("anonymous", "free", "pro", "enterprise")}
+    query = '{ company(ticker: "AAPL") { metrics { value } } }'  # assumes 100 metrics
+    with TestClient(create_app(settings.replace(tiers=tiers))) as client:
+        status, _, body = post(client, query, authorization=f"Bearer {key}")
+        assert status == 200 and "errors" not in body, body
+        cost = body["extensions"]["cost"]
+        returned = len(body["data"]["company"]["metrics"])
+        assert cost["requestedQueryCost"] == 1 + 100 * 2
+        assert cost["actualQueryCost"] == 1 + returned * 2 > cost["requestedQueryCost"]
+        available = cost["throttleStatus"]["currentlyAvailable"]
+        assert available == pytest.approx(5000 - cost["actualQueryCost"], abs=1)
+        _, _, probe = post(client, "{ rateLimit { remaining } }", authorization=f"Bearer {key}")
+        assert probe["data"]["rateLimit"]["remaining"] == 5000 - cost["actualQueryCost"] - 1
+
+
+def test_without_redis_the_difference_is_charged_as_well() -> None:
+    async def settle() -> tuple[float, bool]:
+        limiter = RateLimiter(None)
+        tier = Tier(ceiling=100, capacity=100, restore_rate=0.001)
+        assert (await limiter.debit("c", tier, 60)).admitted
+        after = await limiter.refund("c", tier, 60 - 150)  # it cost 150
+        return after.available, (await limiter.debit("c", tier, 1)).admitted
+
+    available, admitted = asyncio.run(settle())
+    assert available == pytest.approx(100 - 150, abs=0.1)
+    assert not admitted  # in debt until restored
