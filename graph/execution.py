@@ -33,6 +33,7 @@ from graph.limits import limit_error, shape_limits
 from graph.ratelimit import RateLimiter, Throttle
 from graph.response_cache import UNCACHEABLE_FIELDS, ResponseCache
 from graph.settings import Settings, Tier
+from graph.text_inputs import NoNulInArguments, nul_in_variables
 from resolvers.context import Budget, Context, Viewer
 
 CACHED_DOCUMENT_CHARS = 64_000
@@ -118,6 +119,7 @@ class Pipeline:
         self.rules = [
             *specified_rules,
             shape_limits(settings.max_depth, settings.max_aliases, settings.max_root_fields),
+            NoNulInArguments,
         ]
         if not settings.introspection_enabled:
             self.rules.append(NoSchemaIntrospectionCustomRule)
@@ -161,7 +163,7 @@ class Pipeline:
     ) -> Outcome:
         """`document_hash` names a persisted document: its query's answers may be cached."""
         prepared = self.prepare(query)
-        operation = self.operation_of(prepared, operation_name)
+        operation = self.operation_of(prepared, operation_name, variables)
         if isinstance(operation, Outcome):
             return operation
         assert prepared.document is not None
@@ -238,11 +240,13 @@ class Pipeline:
         return outcome
 
     def operation_of(
-        self, prepared: Prepared, operation_name: str | None
+        self, prepared: Prepared, operation_name: str | None, variables: dict[str, Any] | None
     ) -> OperationDefinitionNode | Outcome:
         """The operation to run, or why there is none."""
         if prepared.document is None or prepared.errors:
             return Outcome({"errors": prepared.errors}, 400, by_accept=True)
+        if (error := nul_in_variables(variables)) is not None:
+            return Outcome({"errors": [error.formatted]}, 400, by_accept=True)
         operation = get_operation_ast(prepared.document, operation_name)
         if operation is not None:
             return operation
@@ -259,7 +263,7 @@ class Pipeline:
     ) -> DocumentNode | Outcome:
         """A subscription to stream (SSE), charged its requested cost once; or why not."""
         prepared = self.prepare(query)
-        operation = self.operation_of(prepared, operation_name)
+        operation = self.operation_of(prepared, operation_name, variables)
         if isinstance(operation, Outcome):
             return operation
         assert prepared.document is not None

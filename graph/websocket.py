@@ -43,6 +43,7 @@ from graph.http import new_context
 from graph.limits import shape_limits
 from graph.persisted import PersistedDocuments, PersistedError
 from graph.settings import Settings
+from graph.text_inputs import NoNulInArguments, nul_in_variables
 from resolvers.context import Context, Viewer
 
 
@@ -60,7 +61,7 @@ class SubscriptionsOnly(ValidationRule):
 def websocket_rules(settings: Settings) -> Callable[[], AddValidationRules]:
     """The rules added to Strawberry's (WebSocket-only) execution: HTTP has its own pipeline."""
     limits = shape_limits(settings.max_depth, settings.max_aliases, settings.max_root_fields)
-    return lambda: AddValidationRules([SubscriptionsOnly, limits])
+    return lambda: AddValidationRules([SubscriptionsOnly, limits, NoNulInArguments])
 
 
 async def with_document(
@@ -73,6 +74,9 @@ async def with_document(
     assert persisted is not None and pipeline is not None, "the app has started"
     if not isinstance(payload, Mapping):
         raise PersistedError("BAD_REQUEST", "A subscribe payload is a JSON object.", 400)
+    variables = payload.get("variables")
+    if isinstance(variables, Mapping) and (error := nul_in_variables(variables)) is not None:
+        raise PersistedError("BAD_USER_INPUT", error.message, 400)
     query = payload.get("query")
     if persisted.listed(query):
         return dict(payload)
