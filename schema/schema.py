@@ -4,9 +4,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import strawberry
-from graphql import graphql_sync
+from graphql import GraphQLObjectType, graphql_sync
 from strawberry.extensions import SchemaExtension
 from strawberry.federation.schema import FederationAny
+from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
 from schema.companies import Company
@@ -50,6 +51,10 @@ def build_schema(
     )
     if direct:
         install_direct_resolvers(schema)
+    printed = print_schema(schema)  # Strawberry's resolver printed it anew for each request
+    service = schema._schema.type_map["_Service"]
+    assert isinstance(service, GraphQLObjectType)
+    service.fields["sdl"].resolve = lambda *_: printed
     return schema
 
 
