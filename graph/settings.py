@@ -200,7 +200,7 @@ class Settings(BaseSettings):
     """Serve GraphiQL on a browser GET of `/graphql`."""
     graphiql_assets_url: str | None = None
     """A base URL holding `graphiql.min.js`, `graphiql.min.css`, `react.production.min.js`
-    and `react-dom.production.min.js`. Default: a CDN."""
+    and `react-dom.production.min.js`, for machines without internet. Default: a CDN."""
 
     metrics: bool = True
     """Prometheus metrics on `/metrics`."""
