@@ -64,8 +64,12 @@ def parse_notes(words: str, where: str) -> dict[str, str]:
 
 
 def blocks_of(document: str) -> list[Block]:
-    """Every fenced block of a document, in order."""
-    lines = (REPO / document).read_text().splitlines()
+    """Every fenced block of a document of the repository, in order."""
+    return blocks_in((REPO / document).read_text(), document)
+
+
+def blocks_in(markdown: str, document: str) -> list[Block]:
+    lines = markdown.splitlines()
     blocks, notes, index = [], {}, 0
     while index < len(lines):
         line = lines[index]

@@ -155,11 +155,16 @@ def run_graphql(block: Block, docs: Docs) -> None:
 
 
 def subset(expected: Any, actual: Any, vary: set[str]) -> None:
+    """`expected` is `actual` with some keys of its objects left out."""
     if isinstance(expected, dict):
         for name, value in expected.items():
             assert name in actual, f"{name} missing from {actual}"
             if name not in vary:
                 subset(value, actual[name], vary)
+    elif isinstance(expected, list):
+        assert len(expected) == len(actual), f"{expected} against {actual}"
+        for item, actual_item in zip(expected, actual, strict=True):
+            subset(item, actual_item, vary)
     else:
         assert expected == actual
 
