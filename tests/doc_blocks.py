@@ -26,7 +26,7 @@ NOTES = {
     "sorted": "`PATH` or `PATH desc`: the values at PATH are in this order",
     "error": "the response carries this error code (and is otherwise not checked)",
     "status": "the HTTP status expected (default 200)",
-    "events": "a subscription: this many events arrive (default: the stream opens)",
+    "events": "a subscription: this many events arrive (default 1)",
     "response": "a JSON block: a part of the previous block's response",
     "vary": "`key,...`: in a `response` block, keys whose values are not compared",
     "until": "a shell line that runs until stopped: wait for this text in its output",

@@ -1,8 +1,8 @@
 """Docs as tests: every example of the README and docs/ runs against the demo data set.
 
 GraphQL blocks are sent to a real `corpgraph serve` (tiers as shipped: an anonymous example
-must fit the anonymous ceiling), with the key their note names; subscriptions run as
-Server-Sent Events. Shell blocks run in bash, in a scratch folder, with the server's
+must fit the anonymous ceiling), with the key their note names; subscriptions run over
+WebSocket. Shell blocks run in bash, in a scratch folder, with the server's
 environment. The notes that steer them are listed in tests/doc_blocks.py.
 """
 
@@ -22,6 +22,8 @@ import pytest
 from graphql import OperationType, parse
 from graphql.language import OperationDefinitionNode
 from redis import Redis
+from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from graph.settings import DEFAULT_TIERS
 from tests.conftest import new_api_key
@@ -109,21 +111,21 @@ def query(block: Block, docs: Docs) -> dict[str, Any]:
 
 
 def subscribe(block: Block, docs: Docs) -> dict[str, Any]:
-    """Open the subscription as Server-Sent Events; read `events` of them (none: it opened)."""
-    wanted = int(block.notes.get("events", 0))
-    body = {"query": block.text, "variables": variables_of(block, docs)}
-    headers = {**headers_of(block, docs), "accept": "text/event-stream"}
-    url = f"http://{docs.server}/graphql"
-    events: list[dict[str, Any]] = []
-    with httpx.stream("POST", url, json=body, headers=headers, timeout=WAIT) as response:
-        assert response.status_code == 200, response.read().decode()
-        assert response.headers["content-type"].startswith("text/event-stream")
-        lines = response.iter_lines()
-        while len(events) < wanted:
-            line = next(lines)
-            if line.startswith("data:") and line[5:].strip():
-                events.append(orjson.loads(line[5:]))
-    return {"data": {"events": events}} if events else {"data": {"opened": True}}
+    """Subscribe over WebSocket (graphql-transport-ws, as GraphiQL does); read `events`."""
+    wanted = int(block.notes.get("events", 1))
+    payload = {"query": block.text, "variables": variables_of(block, docs)}
+    init = headers_of(block, docs)  # {"authorization": "Bearer ..."}, or nothing
+    url, protocol = f"ws://{docs.server}/graphql", Subprotocol("graphql-transport-ws")
+    with connect(url, subprotocols=[protocol], open_timeout=WAIT) as socket:
+        socket.send(orjson.dumps({"type": "connection_init", "payload": init}).decode())
+        assert orjson.loads(socket.recv(WAIT))["type"] == "connection_ack"
+        socket.send(orjson.dumps({"id": "1", "type": "subscribe", "payload": payload}).decode())
+        messages = [orjson.loads(socket.recv(WAIT)) for _ in range(wanted)]
+    assert all(message["type"] == "next" for message in messages), messages
+    events = [message["payload"] for message in messages]
+    for event in events:
+        assert "errors" not in event, event
+    return {"data": {"events": [event["data"] for event in events]}}
 
 
 def check_answer(block: Block, answer: dict[str, Any]) -> None:
