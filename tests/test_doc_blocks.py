@@ -1,8 +1,12 @@
-"""The reader of docs-test notes: a mistake in a note fails loudly instead of skipping a check."""
+"""The reader of docs-test notes (a mistake in a note fails loudly instead of skipping a check),
+and the links between the documents."""
+
+import re
+from pathlib import Path
 
 import pytest
 
-from tests.doc_blocks import Block, blocks_in
+from tests.doc_blocks import DOCUMENTS, REPO, Block, blocks_in
 
 MARKDOWN = """# A page
 
@@ -39,3 +43,22 @@ def test_blocks_with_their_notes_and_lines() -> None:
 def test_a_bad_note_is_an_error(markdown: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         blocks_in(markdown, "page.md")
+
+
+LINK = re.compile(r"\]\((?!https?:)(?P<path>[^)#]*)(?:#(?P<anchor>[^)]*))?\)")
+
+
+def anchors(document: Path) -> set[str]:
+    """GitHub's anchors of a document's headings."""
+    headings = re.findall(r"^#+ (.*)$", document.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("document", [*DOCUMENTS, "ops/bench/README.md"])
+def test_links_between_documents_resolve(document: str) -> None:
+    source = REPO / document
+    for link in LINK.finditer(source.read_text()):
+        target = (source.parent / link["path"]).resolve() if link["path"] else source
+        assert target.exists(), f"{document}: {link[0]} leads nowhere"
+        if link["anchor"]:
+            assert link["anchor"] in anchors(target), f"{document}: no heading for {link[0]}"
