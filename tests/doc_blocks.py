@@ -30,7 +30,7 @@ NOTES = {
     "response": "a JSON block: a part of the previous block's response",
     "vary": "`key,...`: in a `response` block, keys whose values are not compared",
     "until": "a shell line that runs until stopped: wait for this text in its output",
-    "output": "a shell block: its output contains this text",
+    "output": "a shell block: its output matches this regular expression (`.` matches newlines)",
 }
 RUN_LANGUAGES = {"graphql", "sh", "json"}  # json: only as a `response`
 PROSE_LANGUAGES = {"text"}  # diagrams and file trees, never run

@@ -7,6 +7,7 @@ environment. The notes that steer them are listed in tests/doc_blocks.py.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,8 @@ def check_answer(block: Block, answer: dict[str, Any]) -> None:
 def run_graphql(block: Block, docs: Docs) -> None:
     subscription = operation_type(block.text) == OperationType.SUBSCRIPTION
     answer = subscribe(block, docs) if subscription else query(block, docs)
+    if not subscription and "error" not in block.notes:
+        assert "cost" in answer["extensions"], "every query's answer says what it cost"
     check_answer(block, answer)
     if spec := block.notes.get("equals"):
         name, _, path = spec.partition(":")
@@ -188,7 +191,7 @@ def run_shell(block: Block, docs: Docs) -> None:
         )  # fmt: skip
         assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
         output = done.stdout + done.stderr
-    assert block.notes.get("output", "") in output, output[-2000:]
+    assert re.search(block.notes.get("output", ""), output, re.DOTALL), output[-2000:]
 
 
 def until(script: str, text: str, docs: Docs) -> str:
