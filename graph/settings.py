@@ -57,16 +57,17 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     """`postgresql://user:pass@host/db`: your own PostgreSQL. Unset: corpgraph embeds one."""
     db_pgbouncer: bool = False
-    """`database_url` leads to PgBouncer in transaction mode: no prepared statements are kept,
-    and `corpgraph migrate` stores the session settings on the role instead."""
+    """`CORPGRAPH_DATABASE_URL` leads to PgBouncer in transaction mode: no prepared statements
+    are kept, and `corpgraph migrate` stores the session settings on the role instead."""
     listen_database_url: SecretStr | None = None
     """PostgreSQL itself, for the filing alerts' LISTEN (PgBouncer's transaction mode cannot
-    carry it). Default: `database_url`; required with `db_pgbouncer`."""
+    carry it). Default: `CORPGRAPH_DATABASE_URL`; required with `CORPGRAPH_DB_PGBOUNCER`."""
     redis_url: str | None = None
     """Redis for state: rate buckets and APQ documents (must be `noeviction`). Unset with no
-    `database_url`: corpgraph embeds one."""
+    `CORPGRAPH_DATABASE_URL`: corpgraph embeds one."""
     cache_redis_url: str | None = None
-    """Redis for the entity and response caches (LRU eviction is fine). Default: `redis_url`."""
+    """Redis for the entity and response caches (LRU eviction is fine). Default:
+    `CORPGRAPH_REDIS_URL`."""
 
     host: str = "127.0.0.1"
     """The interface Hypercorn listens on."""
@@ -187,10 +188,10 @@ class Settings(BaseSettings):
     response_cache: bool = True
     """Keep the answers of persisted queries in Redis (the cache role)."""
     response_cache_ttl: Duration = timedelta(seconds=60)
-    """How long an answer is kept; must be shorter than `document_url_ttl`, so a cached answer
-    never hands out an expired link."""
+    """How long an answer is kept; must be shorter than `CORPGRAPH_DOCUMENT_URL_TTL`, so a
+    cached answer never hands out an expired link."""
     http_cache_max_age: Duration = timedelta(seconds=60)
-    """`max-age` of cacheable GET answers; must be shorter than `document_url_ttl`."""
+    """`max-age` of cacheable GET answers; must be shorter than `CORPGRAPH_DOCUMENT_URL_TTL`."""
 
     embedder: Literal["hashing", "minilm"] = "hashing"
     """What embeds filings and search queries (`db/embeddings.py`): `hashing`, or `minilm`

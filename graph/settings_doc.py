@@ -78,7 +78,7 @@ def row(name: str, field: FieldInfo) -> str:
 
 def tier_rows() -> str:
     return "".join(
-        f"| `{name}` | {tier.ceiling:,} | {tier.capacity:,} | {tier.restore_rate:g} |\n"
+        f"| `{name}` | {tier.ceiling:,} | {tier.capacity:,} | {tier.restore_rate:,g} |\n"
         for name, tier in DEFAULT_TIERS.items()
     )
 
