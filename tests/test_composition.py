@@ -67,7 +67,7 @@ def test_node_and_pageinfo_beside_another_relay_subgraph(
     gateway_tools: Path, tmp_path: Path
 ) -> None:
     """Its own Node and PageInfo compose with corpgraph's; a second `Query.node` only as an
-    override (the node-router pattern, README), never as a rival."""
+    override (the node-router pattern, docs/federation.md), never as a rival."""
     node = "node(id: ID!): Node"
     status, errors = compose_beside_corpgraph(
         gateway_tools, tmp_path, RELAY_SUBGRAPH.replace("NODE", "")
