@@ -89,16 +89,26 @@ def too_large(limit: int) -> BadRequest:
     return BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is known to exceed `limit` bytes."""
+def too_slow(deadline: timedelta) -> BadRequest:
+    message = f"The request body did not arrive within {deadline.total_seconds():g} s."
+    return BadRequest(refused("BAD_REQUEST", message, 408))
+
+
+async def read_body(request: Request, limit: int, deadline: timedelta) -> bytes:
+    """The body, refused as soon as it is known to exceed `limit` bytes (413), or when it has
+    not all arrived within `deadline` (408)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:  # a missing or false Content-Length
-            raise too_large(limit)
+    try:
+        async with asyncio.timeout(deadline.total_seconds()):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:  # a missing or false Content-Length
+                    raise too_large(limit)
+    except TimeoutError:
+        raise too_slow(deadline) from None
     return bytes(body)
 
 
@@ -168,7 +178,8 @@ async def post_params(request: Request, settings: Settings) -> tuple[list[Any], 
             refused("BAD_REQUEST", f"Content-Type must be {JSON}, received {media_type!r}.", 415)
         )
     try:
-        params = orjson.loads(await read_body(request, settings.max_body_bytes))
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+        params = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise envelope_error("The body is not valid JSON.") from None
     if isinstance(params, list):
@@ -275,29 +286,37 @@ class GraphQLEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        gate: InFlight = request.app.state.in_flight
-        if gate.full:
-            answer = response(request, overloaded())
+        settings: Settings = request.app.state.settings
+        if wants_graphiql(request, settings):
+            answer: Response = HTMLResponse(graphiql_html(settings))
         else:
-            with gate:
-                answer = await serve_graphql(request)
+            answer = await admitted(request, settings)
         await answer(scope, receive, send)
 
 
-async def serve_graphql(request: Request) -> Response:
-    state = request.app.state
-    settings: Settings = state.settings
-    if wants_graphiql(request, settings):
-        return HTMLResponse(graphiql_html(settings))
+async def admitted(request: Request, settings: Settings) -> Response:
+    """The answer to a GraphQL request. Its body arrives before it takes an in-flight slot:
+    a client trickling one in holds a connection, not a slot."""
     try:
         csrf_check(request, settings)
         if request.method == "GET":
             batch, is_batch = [get_params(request)], False
         else:
             batch, is_batch = await post_params(request, settings)
-        viewer = await viewer_of(request, state.db, settings)
     except BadRequest as error:
         return response(request, error.outcome)
+    gate: InFlight = request.app.state.in_flight
+    if gate.full:
+        return response(request, overloaded())
+    with gate:
+        return await serve_graphql(request, batch, is_batch)
+
+
+async def serve_graphql(request: Request, batch: list[Any], is_batch: bool) -> Response:
+    state = request.app.state
+    settings: Settings = state.settings
+    try:
+        viewer = await viewer_of(request, state.db, settings)
     except Unauthenticated as error:
         outcome = refused("UNAUTHENTICATED", str(error), 401)
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     gc_threshold: int = Field(default=50_000, ge=700)
 
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    # from the end of the headers until the whole body has arrived; later: 408. A body
+    # trickling in holds no in-flight slot meanwhile (Hypercorn times out headers, not bodies)
+    body_timeout: Duration = timedelta(seconds=10)
     max_page_size: int = Field(default=100, ge=1)
     max_depth: int = Field(default=15, ge=1)
     max_aliases: int = Field(default=30, ge=0)
