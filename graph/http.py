@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from graph.auth import Unauthenticated, viewer_of
-from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped
+from graph.errors import MASKED, coded
+from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped, timed_out
 from graph.graphiql import graphiql_html
 from graph.metrics import OperationNames, observe
 from graph.persisted import Document, PersistedDocuments, PersistedError
@@ -38,6 +40,7 @@ SIMPLE_CONTENT_TYPES = {"text/plain", "multipart/form-data", "application/x-www-
 T = TypeVar("T")
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
 TRACER = trace.get_tracer(__name__)
+log = logging.getLogger(__name__)
 WATCH_AFTER_SECONDS = 0.05
 
 
@@ -309,14 +312,43 @@ async def admitted(request: Request, settings: Settings) -> Response:
     if gate.full:
         return response(request, overloaded())
     with gate:
-        return await serve_graphql(request, batch, is_batch)
+        return await within_deadline(request, settings, batch, is_batch)
+
+
+async def within_deadline(
+    request: Request, settings: Settings, batch: list[Any], is_batch: bool
+) -> Response:
+    """Everything the request does, the lookup of its API key included, within its deadline;
+    what fails outside execution (PostgreSQL down) answers with its code too."""
+    deadline = settings.request_timeout
+    scope = asyncio.timeout(deadline.total_seconds())
+    try:
+        async with scope:
+            return await serve_graphql(request, batch, is_batch)
+    except Exception as error:  # answered with a code, never a bare 500
+        expired = isinstance(error, TimeoutError) and scope.expired()
+        return response(request, timed_out(deadline) if expired else failed(error))
+
+
+def failed(error: Exception) -> Outcome:
+    """The answer to a request that failed outside execution: its code, or masked."""
+    known = coded(error)
+    if known is None:
+        log.error("unexpected error answering a request", exc_info=error)
+        return refused("INTERNAL_SERVER_ERROR", MASKED, 500)
+    code, message = known
+    if code == "TIMEOUT":
+        return refused(code, message, 504)
+    outcome = refused(code, message, 503)
+    outcome.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return outcome
 
 
 async def serve_graphql(request: Request, batch: list[Any], is_batch: bool) -> Response:
     state = request.app.state
     settings: Settings = state.settings
     try:
-        viewer = await viewer_of(request, state.db, settings)
+        viewer = await viewer_of(request, state.reader, settings)
     except Unauthenticated as error:
         outcome = refused("UNAUTHENTICATED", str(error), 401)
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
