@@ -108,6 +108,29 @@ def test_pool_gauge_counts_no_checkin_it_did_not_count_out(cluster: Cluster) -> 
     assert during == [before] * 3
 
 
+def test_write_pool_replaces_connections_closed_by_a_restart(cluster: Cluster) -> None:
+    """The write pool (mutations, health) hands out no connection the restart closed."""
+
+    async def across_a_restart() -> int:
+        engine = create_engine(cluster.url("corpgraph"), pool_size=2)
+        try:
+            async with engine.connect() as first, engine.connect() as second:
+                for conn in (first, second):
+                    await conn.execute(text("SELECT 1"))
+            cluster.stop()
+            cluster.start()
+            await asyncio.sleep(0.2)  # between two requests
+            answered = 0
+            for _ in range(2):
+                async with engine.connect() as conn:
+                    answered += await conn.scalar(text("SELECT 1")) or 0
+            return answered
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(across_a_restart()) == 2
+
+
 def test_failing_statement_is_logged_without_its_parameters(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
