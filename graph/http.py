@@ -42,6 +42,7 @@ PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "gra
 TRACER = trace.get_tracer(__name__)
 log = logging.getLogger(__name__)
 WATCH_AFTER_SECONDS = 0.05
+DEADLINE_GRACE_SECONDS = 0.1
 
 
 class BadRequest(Exception):
@@ -321,10 +322,12 @@ async def within_deadline(
     """Everything the request does, the lookup of its API key included, within its deadline;
     what fails outside execution (PostgreSQL down) answers with its code too."""
     deadline = settings.request_timeout
-    scope = asyncio.timeout(deadline.total_seconds())
+    when = asyncio.get_running_loop().time() + deadline.total_seconds()
+    # execution stops at `when` itself, and answers with the operation's cost
+    scope = asyncio.timeout_at(when + DEADLINE_GRACE_SECONDS)
     try:
         async with scope:
-            return await serve_graphql(request, batch, is_batch)
+            return await serve_graphql(request, batch, is_batch, when)
     except Exception as error:  # answered with a code, never a bare 500
         expired = isinstance(error, TimeoutError) and scope.expired()
         return response(request, timed_out(deadline) if expired else failed(error))
@@ -344,7 +347,9 @@ def failed(error: Exception) -> Outcome:
     return outcome
 
 
-async def serve_graphql(request: Request, batch: list[Any], is_batch: bool) -> Response:
+async def serve_graphql(
+    request: Request, batch: list[Any], is_batch: bool, deadline: float
+) -> Response:
     state = request.app.state
     settings: Settings = state.settings
     try:
@@ -355,7 +360,7 @@ async def serve_graphql(request: Request, batch: list[Any], is_batch: bool) -> R
         return response(request, outcome)
     if wants_event_stream(request.headers.get("accept", "")):
         return await event_stream(request, batch, is_batch, viewer)
-    context = new_context(state, viewer)
+    context = new_context(state, viewer, deadline=deadline)
     try:
         outcomes = await while_connected(request, run_batch(request, batch, context))
     finally:
