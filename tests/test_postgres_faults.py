@@ -239,6 +239,7 @@ def recovered(server: str, key: str, seconds: float = 15) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.e2e
 def test_stalled_postgres_answers_within_the_deadline(
     cluster: Cluster, corpgraph: tuple[str, str]
 ) -> None:
@@ -253,9 +254,9 @@ def test_stalled_postgres_answers_within_the_deadline(
     recovered(server, key)
 
 
-async def connection_init(server: str, key: str) -> ConnectionClosed:
-    protocol = Subprotocol("graphql-transport-ws")
-    async with connect(f"ws://{server}/graphql", subprotocols=[protocol]) as websocket:
+async def connection_init(server: str, key: str, protocol: str) -> ConnectionClosed:
+    subprotocols = [Subprotocol(protocol)]
+    async with connect(f"ws://{server}/graphql", subprotocols=subprotocols) as websocket:
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}}
         await websocket.send(orjson.dumps(init).decode())
         try:
@@ -267,6 +268,7 @@ async def connection_init(server: str, key: str) -> ConnectionClosed:
     raise AssertionError("unreachable")
 
 
+@pytest.mark.e2e
 def test_postgres_down_is_503_and_comes_back(cluster: Cluster, corpgraph: tuple[str, str]) -> None:
     server, key = corpgraph
     recovered(server, key)
@@ -280,15 +282,17 @@ def test_postgres_down_is_503_and_comes_back(cluster: Cluster, corpgraph: tuple[
                 "SERVICE_UNAVAILABLE",
                 "1",
             ), answer
-        closed = asyncio.run(connection_init(server, key))
-        assert closed.rcvd is not None
-        assert closed.rcvd.code == 1013, closed.rcvd
-        assert "database" in closed.rcvd.reason.lower()
+        for protocol in ("graphql-transport-ws", "graphql-ws"):
+            closed = asyncio.run(connection_init(server, key, protocol))
+            assert closed.rcvd is not None
+            assert closed.rcvd.code == 1013, (protocol, closed.rcvd)
+            assert "database" in closed.rcvd.reason.lower()
     finally:
         cluster.start()
     recovered(server, key)
 
 
+@pytest.mark.e2e
 def test_connections_that_died_with_postgres_are_not_handed_out(
     cluster: Cluster, corpgraph: tuple[str, str]
 ) -> None:
