@@ -31,7 +31,7 @@ from tests.conftest import new_api_key, seeded_database
 from tests.servers import corpgraph_environment, free_port, start_corpgraph, stop
 
 DEADLINE_SECONDS = 2.0  # request_timeout
-SLACK_SECONDS = 1.5
+SLACK_SECONDS = 2.0  # a shared CI machine is noisy: 0.7 s seen
 CLIENTS = 4  # asking at once: half with a key, half anonymous
 MAX_REQUESTS = 200  # per client and phase
 QUERY = {"query": "{ companies(first: 3) { totalCount nodes { ticker } } }"}
