@@ -7,7 +7,9 @@ from uuid import uuid4
 from prometheus_client import Counter, Gauge
 from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
 
 POOL_IN_USE = Gauge(
     "corpgraph_db_pool_in_use",
@@ -27,6 +29,7 @@ POOL_EXHAUSTED = Counter(
     ["pool"],
 )
 POOL_EXHAUSTED.labels("read")  # exposed at 0 from the start
+CHECKED_OUT = "corpgraph_checked_out"
 
 
 def asyncpg_url(url: str | URL) -> URL:
@@ -83,11 +86,36 @@ def create_engine(
         pool_timeout=pool_timeout.total_seconds(),
         pool_pre_ping=False,
         connect_args=connect_args,
+        hide_parameters=True,  # logged errors would carry key hashes and ingested content
     )
-    in_use = POOL_IN_USE.labels("write")
-    event.listen(engine.sync_engine.pool, "checkout", lambda *_: in_use.inc())
-    event.listen(engine.sync_engine.pool, "checkin", lambda *_: in_use.dec())
+    event.listen(engine.sync_engine.pool, "checkout", retire_closed)
+    count_checked_out(engine.sync_engine.pool, POOL_IN_USE.labels("write"))
     return engine
+
+
+def retire_closed(_: object, entry: ConnectionPoolEntry, __: object) -> None:
+    """A pooled connection that the server closed (PostgreSQL restarted) is replaced before it
+    is handed out. asyncpg saw it close: asking costs no round trip (pre-ping costs three)."""
+    connection = entry.driver_connection
+    if connection is not None and connection.is_closed():
+        raise DisconnectionError("PostgreSQL closed this pooled connection")
+
+
+def count_checked_out(pool: Pool, in_use: Gauge) -> None:
+    """`in_use` follows the connections checked out of `pool`. SQLAlchemy also fires
+    `checkin` for a connection that failed to reconnect on checkout, which was never out:
+    only a connection marked at its checkout is counted back in."""
+
+    def checkout(_: object, entry: ConnectionPoolEntry, __: object) -> None:
+        entry.record_info[CHECKED_OUT] = True  # type: ignore[index]
+        in_use.inc()
+
+    def checkin(_: object, entry: ConnectionPoolEntry) -> None:
+        if entry.record_info.pop(CHECKED_OUT, False):  # type: ignore[union-attr]
+            in_use.dec()
+
+    event.listen(pool, "checkout", checkout)
+    event.listen(pool, "checkin", checkin)
 
 
 async def ensure_database(url: str | URL, *, template: str | None = None) -> bool:

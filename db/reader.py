@@ -52,6 +52,7 @@ class Reader:
         self.acquire_timeout = acquire_timeout.total_seconds()
         self.observers: list[Callable[[str], None]] = []  # tests count statements here
         self._compiled: dict[int, tuple[ClauseElement, str, tuple[str, ...]]] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def compiled(self, statement: ClauseElement) -> tuple[str, tuple[str, ...]]:
         entry = self._compiled.get(id(statement))
@@ -86,10 +87,33 @@ class Reader:
         connection = await self.acquire()
         try:
             rows: Sequence[asyncpg.Record] = await connection.fetch(sql, *arguments)
-            return rows
-        finally:
-            READ_IN_USE.dec()
-            await self.pool.release(connection)
+        except asyncio.CancelledError:
+            self.release_later(connection)
+            raise
+        except BaseException:
+            await self.release(connection)
+            raise
+        await self.release(connection)
+        return rows
+
+    async def release(self, connection: asyncpg.Connection) -> None:
+        READ_IN_USE.dec()
+        await self.pool.release(connection)
+
+    def release_later(self, connection: asyncpg.Connection) -> None:
+        """Release a connection whose statement was cancelled (a deadline passed, the client
+        left) without waiting: asyncpg first waits for PostgreSQL to confirm the cancel,
+        which a stalled server never does. Past the acquire timeout it closes the connection."""
+        READ_IN_USE.dec()
+        release = self.pool.release(connection, timeout=self.acquire_timeout)
+        task = asyncio.ensure_future(release)
+        self._releasing.add(task)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: "asyncio.Task[None]") -> None:
+        self._releasing.discard(task)
+        if not task.cancelled():
+            task.exception()  # a connection closed after the timeout: nothing more to do
 
 
 def plain_dsn(url: str) -> str:

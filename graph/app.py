@@ -92,8 +92,8 @@ def create_app(settings: Settings) -> Starlette:
         redis = redis_client(settings.redis_url)
         cache_redis = redis_client(settings.cache_redis_url) if settings.cache_redis_url else redis
         app.state.settings = settings
-        app.state.db = db  # writes, API keys, health
-        app.state.reader = reader  # every loader
+        app.state.db = db  # writes, health
+        app.state.reader = reader  # every loader, API keys
         app.state.embedder = embedder  # search queries, ingested filings
         app.state.redis = redis
         app.state.cache_redis = cache_redis

@@ -2,10 +2,10 @@
 
 from collections.abc import Mapping
 
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
 from db.apikeys import active_key
+from db.reader import Reader
 from graph.gateway import client_ip, from_gateway
 from graph.settings import Settings
 from resolvers.context import Viewer
@@ -27,7 +27,7 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 
 
 async def viewer_for_key(
-    db: AsyncEngine, key: str | None, client_ip: str | None, via_gateway: bool = False
+    db: Reader, key: str | None, client_ip: str | None, via_gateway: bool = False
 ) -> Viewer:
     if key is None:
         return Viewer(client_ip=client_ip, via_gateway=via_gateway)
@@ -37,7 +37,7 @@ async def viewer_for_key(
     return Viewer(row.tier, frozenset(row.scopes), client_ip, row.id, via_gateway)
 
 
-async def viewer_of(connection: HTTPConnection, db: AsyncEngine, settings: Settings) -> Viewer:
+async def viewer_of(connection: HTTPConnection, db: Reader, settings: Settings) -> Viewer:
     trusted = from_gateway(connection.headers, settings)
     ip = client_ip(connection, settings, trusted)
     return await viewer_for_key(db, presented_key(connection.headers), ip, trusted)

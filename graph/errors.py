@@ -2,10 +2,18 @@
 
 import asyncio
 import logging
+import socket
 from collections.abc import Iterable
 from typing import Any, cast
 
-from asyncpg.exceptions import QueryCanceledError
+from asyncpg.exceptions import (
+    AdminShutdownError,
+    CannotConnectNowError,
+    ConnectionDoesNotExistError,
+    CrashShutdownError,
+    PostgresConnectionError,
+    QueryCanceledError,
+)
 from graphql import GraphQLError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -22,22 +30,50 @@ def request_error(message: str, code: str, **extensions: Any) -> dict[str, Any]:
     return {"message": message, "extensions": {"code": code, **extensions}}
 
 
-def _cause_code(error: BaseException) -> str | None:
+# PostgreSQL down, restarting or unreachable: it refused, dropped or shut the connection
+UNREACHABLE = (
+    ConnectionError,
+    socket.gaierror,
+    PostgresConnectionError,
+    ConnectionDoesNotExistError,
+    CannotConnectNowError,
+    AdminShutdownError,
+    CrashShutdownError,
+)
+
+
+def unreachable(error: BaseException) -> bool:
+    # a Unix socket gone with its server (no file name: not a file anyone opened)
+    gone = isinstance(error, FileNotFoundError) and error.filename is None
+    return gone or isinstance(error, UNREACHABLE)
+
+
+def _cause(error: BaseException) -> str | None:
     """Codes for exceptions that are expected at runtime but do not carry a code."""
     if isinstance(error, asyncio.TimeoutError | QueryCanceledError):
         return "TIMEOUT"
     if isinstance(error, DBAPIError) and isinstance(error.orig, Exception):
+        if error.connection_invalidated:  # SQLAlchemy saw the connection die
+            return "DATABASE_UNAVAILABLE"
         # SQLAlchemy wraps the driver's error; asyncpg's sits behind the adapter's
-        return _cause_code(error.orig.__cause__ or error.orig)
+        return _cause(error.orig.__cause__ or error.orig)
     if isinstance(error, PoolTimeoutError | PoolExhausted):
         return "SERVICE_UNAVAILABLE"
-    return None
+    return "DATABASE_UNAVAILABLE" if unreachable(error) else None
 
 
 MESSAGES = {
     "TIMEOUT": "The database statement timed out.",
     "SERVICE_UNAVAILABLE": "No database connection was free in time; retry later.",
+    "DATABASE_UNAVAILABLE": "The database is unavailable; retry later.",
 }
+CODES = {"DATABASE_UNAVAILABLE": "SERVICE_UNAVAILABLE"}  # one code for clients, two messages
+
+
+def coded(error: BaseException) -> tuple[str, str] | None:
+    """The code and message of an expected runtime failure (None: unexpected)."""
+    cause = _cause(error)
+    return None if cause is None else (CODES.get(cause, cause), MESSAGES[cause])
 
 
 def format_execution_error(error: GraphQLError) -> dict[str, Any]:
@@ -47,9 +83,10 @@ def format_execution_error(error: GraphQLError) -> dict[str, Any]:
     if "code" in extensions:
         return formatted
     original = error.original_error
-    code = _cause_code(original) if original is not None else None
-    if code is not None:
-        return {**formatted, "message": MESSAGES[code], "extensions": {"code": code}}
+    known = coded(original) if original is not None else None
+    if known is not None:
+        code, message = known
+        return {**formatted, "message": message, "extensions": {"code": code}}
     if original is None:
         # graphql-core's own runtime errors (e.g. a null in a non-null field): our bug
         log.error("execution error at %s: %s", error.path, error.message)

@@ -402,8 +402,9 @@ class Pipeline:
         context: Any,
     ) -> Outcome:
         deadline = self.settings.request_timeout
+        when = context.deadline or asyncio.get_running_loop().time() + deadline.total_seconds()
         try:
-            async with asyncio.timeout(deadline.total_seconds()):
+            async with asyncio.timeout_at(when):
                 result = execute(
                     self.schema,
                     document,

@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from graph.auth import Unauthenticated, viewer_of
-from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped
+from graph.errors import MASKED, coded
+from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped, timed_out
 from graph.graphiql import graphiql_html
 from graph.metrics import OperationNames, observe
 from graph.persisted import Document, PersistedDocuments, PersistedError
@@ -38,7 +40,9 @@ SIMPLE_CONTENT_TYPES = {"text/plain", "multipart/form-data", "application/x-www-
 T = TypeVar("T")
 PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-preflight")
 TRACER = trace.get_tracer(__name__)
+log = logging.getLogger(__name__)
 WATCH_AFTER_SECONDS = 0.05
+DEADLINE_GRACE_SECONDS = 0.1
 
 
 class BadRequest(Exception):
@@ -89,16 +93,26 @@ def too_large(limit: int) -> BadRequest:
     return BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is known to exceed `limit` bytes."""
+def too_slow(deadline: timedelta) -> BadRequest:
+    message = f"The request body did not arrive within {deadline.total_seconds():g} s."
+    return BadRequest(refused("BAD_REQUEST", message, 408))
+
+
+async def read_body(request: Request, limit: int, deadline: timedelta) -> bytes:
+    """The body, refused as soon as it is known to exceed `limit` bytes (413), or when it has
+    not all arrived within `deadline` (408)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:  # a missing or false Content-Length
-            raise too_large(limit)
+    try:
+        async with asyncio.timeout(deadline.total_seconds()):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:  # a missing or false Content-Length
+                    raise too_large(limit)
+    except TimeoutError:
+        raise too_slow(deadline) from None
     return bytes(body)
 
 
@@ -168,7 +182,8 @@ async def post_params(request: Request, settings: Settings) -> tuple[list[Any], 
             refused("BAD_REQUEST", f"Content-Type must be {JSON}, received {media_type!r}.", 415)
         )
     try:
-        params = orjson.loads(await read_body(request, settings.max_body_bytes))
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+        params = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise envelope_error("The body is not valid JSON.") from None
     if isinstance(params, list):
@@ -275,36 +290,77 @@ class GraphQLEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        gate: InFlight = request.app.state.in_flight
-        if gate.full:
-            answer = response(request, overloaded())
+        settings: Settings = request.app.state.settings
+        if wants_graphiql(request, settings):
+            answer: Response = HTMLResponse(graphiql_html(settings))
         else:
-            with gate:
-                answer = await serve_graphql(request)
+            answer = await admitted(request, settings)
         await answer(scope, receive, send)
 
 
-async def serve_graphql(request: Request) -> Response:
-    state = request.app.state
-    settings: Settings = state.settings
-    if wants_graphiql(request, settings):
-        return HTMLResponse(graphiql_html(settings))
+async def admitted(request: Request, settings: Settings) -> Response:
+    """The answer to a GraphQL request. Its body arrives before it takes an in-flight slot:
+    a client trickling one in holds a connection, not a slot."""
     try:
         csrf_check(request, settings)
         if request.method == "GET":
             batch, is_batch = [get_params(request)], False
         else:
             batch, is_batch = await post_params(request, settings)
-        viewer = await viewer_of(request, state.db, settings)
     except BadRequest as error:
         return response(request, error.outcome)
+    gate: InFlight = request.app.state.in_flight
+    if gate.full:
+        return response(request, overloaded())
+    with gate:
+        return await within_deadline(request, settings, batch, is_batch)
+
+
+async def within_deadline(
+    request: Request, settings: Settings, batch: list[Any], is_batch: bool
+) -> Response:
+    """Everything the request does, the lookup of its API key included, within its deadline;
+    what fails outside execution (PostgreSQL down) answers with its code too."""
+    deadline = settings.request_timeout
+    when = asyncio.get_running_loop().time() + deadline.total_seconds()
+    # execution stops at `when` itself, and answers with the operation's cost
+    scope = asyncio.timeout_at(when + DEADLINE_GRACE_SECONDS)
+    try:
+        async with scope:
+            return await serve_graphql(request, batch, is_batch, when)
+    except Exception as error:  # answered with a code, never a bare 500
+        expired = isinstance(error, TimeoutError) and scope.expired()
+        return response(request, timed_out(deadline) if expired else failed(error))
+
+
+def failed(error: Exception) -> Outcome:
+    """The answer to a request that failed outside execution: its code, or masked."""
+    known = coded(error)
+    if known is None:
+        log.error("unexpected error answering a request", exc_info=error)
+        return refused("INTERNAL_SERVER_ERROR", MASKED, 500)
+    code, message = known
+    if code == "TIMEOUT":
+        return refused(code, message, 504)
+    outcome = refused(code, message, 503)
+    outcome.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return outcome
+
+
+async def serve_graphql(
+    request: Request, batch: list[Any], is_batch: bool, deadline: float
+) -> Response:
+    state = request.app.state
+    settings: Settings = state.settings
+    try:
+        viewer = await viewer_of(request, state.reader, settings)
     except Unauthenticated as error:
         outcome = refused("UNAUTHENTICATED", str(error), 401)
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
     if wants_event_stream(request.headers.get("accept", "")):
         return await event_stream(request, batch, is_batch, viewer)
-    context = new_context(state, viewer)
+    context = new_context(state, viewer, deadline=deadline)
     try:
         outcomes = await while_connected(request, run_batch(request, batch, context))
     finally:

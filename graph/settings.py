@@ -110,6 +110,10 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     """The largest request body (413 beyond)."""
+    body_timeout: Duration = timedelta(seconds=10)
+    """From the end of a request's headers until its whole body has arrived; later: 408. A body
+    still arriving holds a connection but no in-flight slot (`CORPGRAPH_MAX_IN_FLIGHT`):
+    Hypercorn times out slow headers, not slow bodies."""
     max_page_size: int = Field(default=100, ge=1)
     """The upper bound of `first` and `last`."""
     max_depth: int = Field(default=15, ge=1)

@@ -5,6 +5,7 @@ Only subscriptions run here: queries and mutations go over HTTP, where cost cont
 A page from another origin may connect only when the CORS allowlist names its origin.
 """
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, cast
@@ -27,16 +28,23 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ErrorMessage as TransportError,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as WSInitMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage as Error
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UNSET, UnsetType
 
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
 from graph.connections import WebSocketConnection
+from graph.errors import coded
 from graph.execution import Pipeline
 from graph.gateway import from_gateway
 from graph.http import new_context
@@ -92,8 +100,22 @@ def refusal(error: PersistedError) -> GraphQLFormattedError:
     return {"message": str(error), "extensions": {"code": error.code}}
 
 
+class TryAgainLater(Exception):
+    """connection_init could not look up the key in time: PostgreSQL is down or stalled."""
+
+
+TRY_AGAIN_LATER = 1013  # WebSocket close code
+UNAVAILABLE_REASON = "The database is unavailable: reconnect later."
+
+
 class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     view: "SubscriptionsOverWebSocket"
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except TryAgainLater:
+            await self.websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged:  # else Strawberry closes it (4401)
@@ -109,6 +131,12 @@ class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
 
 class PersistedWS(BaseGraphQLWSHandler[Context, None]):
     view: "SubscriptionsOverWebSocket"
+
+    async def handle_connection_init(self, message: WSInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except TryAgainLater:
+            await self.websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
 
     async def handle_start(self, message: StartMessage) -> None:
         try:
@@ -161,14 +189,18 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
         """The key comes in the connection_init payload (`Authorization: Bearer ...`,
         `authorization` or `apiKey`); none is the anonymous tier, a bad one closes with 4403."""
         params = headers_of(context.connection_params or {})
-        assert context.writer is not None
         trusted = from_gateway(params, self.settings)
         ip = params.get(self.settings.client_ip_header) if trusted else context.viewer.client_ip
         try:
             key = presented_key(params)
-            context.viewer = await viewer_for_key(context.writer, key, ip, trusted)
+            async with asyncio.timeout(self.settings.request_timeout.total_seconds()):
+                context.viewer = await viewer_for_key(context.loaders.db, key, ip, trusted)
         except Unauthenticated:
             raise ConnectionRejectionError() from None
+        except Exception as error:
+            if coded(error) is None:
+                raise
+            raise TryAgainLater() from error  # a timeout, or PostgreSQL unavailable
         return cast(UnsetType, UNSET)
 
 

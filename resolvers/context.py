@@ -84,6 +84,8 @@ class Context:
     connection: Connection | None = None  # subscriptions
     subscriptions_open: int = 0  # on this WebSocket connection
     max_subscriptions: int = 20
+    # event-loop time by which an HTTP request must be answered: execution stops there
+    deadline: float | None = None
 
 
 Info = strawberry.Info[Context, None]

@@ -1,0 +1,110 @@
+"""Slow bodies: clients that send their headers, then a body byte at a time, hold no
+in-flight slot while it trickles in, and are answered 408 (BAD_REQUEST) once the body
+deadline passes. A real `corpgraph serve` process, attacked over raw sockets on 127.0.0.1."""
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+
+import httpx2 as httpx
+import orjson
+import pytest
+
+from tests.servers import corpgraph_environment, free_port, start_corpgraph, stop
+
+pytestmark = pytest.mark.e2e
+
+SLOTS = 4  # max_in_flight
+ATTACKERS = 3 * SLOTS
+BODY_SECONDS = 2.0  # body_timeout
+SLACK_SECONDS = 3.0
+DRIP_SECONDS = 0.5  # between two body bytes
+DRIPS = 20  # at most: the attack ends within DRIPS * DRIP_SECONDS
+QUERY = {"query": '{ company(ticker: "AAPL") { name } }'}
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, redis_url: str) -> Iterator[str]:
+    data_dir = tempfile.mkdtemp(prefix="corpgraph-slow-")
+    environment = corpgraph_environment(
+        database_url,
+        redis_url,
+        data_dir,
+        max_in_flight=str(SLOTS),
+        body_timeout=str(BODY_SECONDS),
+    )
+    port = free_port()
+    process = start_corpgraph(port, environment)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(process)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def http_response(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    return head + await reader.readexactly(length)
+
+
+async def slow_body(host: str, port: int) -> tuple[bytes, float]:
+    """Headers, then one body byte every DRIP_SECONDS; the answer (empty if none came) and
+    when it came, in seconds after the headers were sent."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        f"POST /graphql HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n{".encode()
+    )
+    await writer.drain()
+    sent = time.monotonic()
+    answer = asyncio.ensure_future(http_response(reader))
+    try:
+        for _ in range(DRIPS):
+            done, _ = await asyncio.wait({answer}, timeout=DRIP_SECONDS)
+            if done:
+                break
+            writer.write(b" ")
+            await writer.drain()
+        done, _ = await asyncio.wait({answer}, timeout=SLACK_SECONDS)
+        return answer.result() if done else b"", time.monotonic() - sent
+    finally:
+        answer.cancel()
+        writer.close()
+
+
+async def normal_requests(base: str) -> list[httpx.Response]:
+    """Ordinary queries, one after another, while the attack goes on."""
+    responses = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        await asyncio.sleep(DRIP_SECONDS)  # every attacker has sent its headers
+        for _ in range(8):
+            responses.append(await client.post(f"{base}/graphql", json=QUERY))
+            await asyncio.sleep(0.1)
+    return responses
+
+
+async def attack(server: str) -> tuple[list[tuple[bytes, float]], list[httpx.Response]]:
+    host, port = server.split(":")
+    slow = asyncio.gather(*(slow_body(host, int(port)) for _ in range(ATTACKERS)))
+    normal = await normal_requests(f"http://{server}")
+    return await slow, normal
+
+
+def test_slow_bodies_hold_no_slot_and_are_cut_off(server: str) -> None:
+    slow, normal = asyncio.run(attack(server))
+    assert [r.status_code for r in normal] == [200] * len(normal)
+    assert {r.json()["data"]["company"]["name"] for r in normal} == {"Apple Inc."}
+    for answer, seconds in slow:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), head
+        error = orjson.loads(body)["errors"][0]
+        assert error["extensions"]["code"] == "BAD_REQUEST"
+        assert "2 s" in error["message"]
+        assert BODY_SECONDS <= seconds <= BODY_SECONDS + SLACK_SECONDS
