@@ -64,20 +64,23 @@ PAGE = """<!doctype html>
   <style>
     body {{ margin: 0; height: 100vh; }}
     #graphiql {{ height: 100vh; }}
-    #problem {{ margin: 2em; font: 16px/1.5 system-ui, sans-serif; color: #8b0000; }}
+    #problem {{ margin: 2em; font: 16px/1.5 system-ui, sans-serif; white-space: pre-line; }}
   </style>
   <script>
     const failed = [];
     function assetFailed(element) {{
       failed.push(element.src || element.href);
-      const problem = document.getElementById("problem");
-      if (problem) showProblem(problem);
+      if (document.getElementById("problem")) showFailed();
     }}
-    function showProblem(problem) {{
+    function showFailed() {{
+      report("GraphiQL could not load:\\n" + failed.join("\\n") + "\\n\\ncorpgraph serves "
+        + "these files itself unless CORPGRAPH_GRAPHIQL_ASSETS_URL names another host, which "
+        + "this browser must then reach.");
+    }}
+    function report(text) {{
+      const problem = document.getElementById("problem");
+      problem.textContent = text;
       problem.hidden = false;
-      problem.textContent = "GraphiQL could not load " + failed.join(", ") + ". corpgraph "
-        + "serves these files itself unless CORPGRAPH_GRAPHIQL_ASSETS_URL names another "
-        + "host, which this browser must then reach.";
       document.getElementById("graphiql").hidden = true;
     }}
   </script>
@@ -127,9 +130,13 @@ PAGE = """<!doctype html>
       );
     }}
     if (failed.length) {{
-      showProblem(document.getElementById("problem"));
+      showFailed();
     }} else {{
-      render(document.getElementById("graphiql"));
+      try {{
+        render(document.getElementById("graphiql"));
+      }} catch (error) {{
+        report("GraphiQL could not start: " + error);
+      }}
     }}
   </script>
 </body>
