@@ -24,9 +24,14 @@ MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; chars
 # each URL names its package's version, so a browser may keep what it fetched for good
 IMMUTABLE = "public, max-age=31536000, immutable"
 
-EXAMPLE_QUERY = """# Welcome to corpgraph: companies, SEC filings, reported metrics and prices.
-# Press the play button (or Ctrl-Enter): it asks for the company named in Variables below.
-# Build your own by ticking fields in the Explorer on the left; the book icon opens the Docs.
+EXAMPLE_QUERY = """# Welcome to corpgraph: companies, their SEC
+# filings, reported metrics and prices.
+#
+# Press the play button (or Ctrl-Enter) to
+# run this query for the company named in
+# Variables below. Tick fields in the
+# Explorer on the left to build your own;
+# the top-left icon opens the Docs.
 
 query CompanyOverview($ticker: String!) {
   company(ticker: $ticker) {
@@ -116,12 +121,25 @@ PAGE = """<!doctype html>
       }});
       observer.observe(root, {{ childList: true, subtree: true }});
     }}
+    // _entities and _service serve the federation gateway, not people: GraphiQL's explorer
+    // and docs leave them out (they still answer a query that names them)
+    function forPeople(fetcher) {{
+      return async (params, options) => {{
+        const result = await fetcher(params, options);
+        const schema = result && result.data && result.data.__schema;
+        if (schema && schema.queryType) {{
+          const query = schema.types.find(type => type.name === schema.queryType.name);
+          query.fields = query.fields.filter(field => !field.name.startsWith("_"));
+        }}
+        return result;
+      }};
+    }}
     function render(root) {{
       const explorer = GraphiQLPluginExplorer.explorerPlugin({{ showAttribution: false }});
       openExplorer(root);
       ReactDOM.createRoot(root).render(
         React.createElement(GraphiQL, {{
-          fetcher: GraphiQL.createFetcher({{ url: window.location.pathname }}),
+          fetcher: forPeople(GraphiQL.createFetcher({{ url: window.location.pathname }})),
           plugins: [explorer],
           defaultEditorToolsVisibility: "variables",
           shouldPersistHeaders: false,

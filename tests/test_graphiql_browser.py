@@ -99,6 +99,7 @@ def test_the_explorer_and_the_docs_render(browser: WebDriver, base: str) -> None
         shown.visibility_of_element_located((By.CLASS_NAME, "graphiql-explorer-root"))
     )
     wait(browser).until(lambda _: "companies" in explorer.text)
+    assert "_service" not in explorer.text  # federation's fields are not for people
     assert "ticker*: $ticker" in explorer.text  # the example's argument, as the explorer shows it
     browser.find_element(By.CSS_SELECTOR, "[aria-label='Show Documentation Explorer']").click()
     docs = wait(browser).until(
