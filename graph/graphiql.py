@@ -24,14 +24,16 @@ MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; chars
 # each URL names its package's version, so a browser may keep what it fetched for good
 IMMUTABLE = "public, max-age=31536000, immutable"
 
-EXAMPLE_QUERY = """# Welcome to corpgraph: companies, their SEC
-# filings, reported metrics and prices.
+EXAMPLE_QUERY = """# Welcome to corpgraph: companies,
+# their SEC filings, reported metrics
+# and prices.
 #
-# Press the play button (or Ctrl-Enter) to
-# run this query for the company named in
-# Variables below. Tick fields in the
-# Explorer on the left to build your own;
-# the top-left icon opens the Docs.
+# Press the play button (Ctrl-Enter)
+# to run this query for the company
+# named in Variables below. Tick
+# fields in the Explorer on the left
+# to build your own; the top-left
+# icon opens the Docs.
 
 query CompanyOverview($ticker: String!) {
   company(ticker: $ticker) {
@@ -100,14 +102,17 @@ PAGE = """<!doctype html>
   <script src="{graphiql_js}" onerror="assetFailed(this)"></script>
   <script src="{explorer_js}" onerror="assetFailed(this)"></script>
   <script>
-    // GraphiQL 4.1 leaves a default tab's variables out of the editor (the example would
-    // fail on its first run): on a first visit, with nothing of GraphiQL's stored yet, the
-    // example goes in as the editors' initial contents instead
+    // GraphiQL 4.1 leaves a default tab's variables out of the editor, and stores variables
+    // only once they are typed (a reload would lose them): on a first visit, with nothing of
+    // GraphiQL's stored yet, the example goes in as the editors' contents, its variables
+    // stored as if typed
     function example() {{
+      const example = {{ query: {query}, variables: {variables} }};
       try {{
         if (localStorage.getItem("graphiql:tabState")) return {{}};
+        localStorage.setItem("graphiql:variables", example.variables);
       }} catch {{}}
-      return {{ query: {query}, variables: {variables} }};
+      return example;
     }}
     // GraphiQL 4.1 keeps the plugin pane shut when no plugin was open on its first render
     // (its visiblePlugin prop arrives too late), so the explorer is opened as a visitor would
