@@ -141,10 +141,13 @@ PAGE = """<!doctype html>
     }}
     function render(root) {{
       const explorer = GraphiQLPluginExplorer.explorerPlugin({{ showAttribution: false }});
+      const url = window.location.pathname;
+      const socket = new URL(url, window.location.href);  // subscriptions: ws:, or wss:
+      socket.protocol = socket.protocol === "https:" ? "wss:" : "ws:";
       openExplorer(root);
       ReactDOM.createRoot(root).render(
         React.createElement(GraphiQL, {{
-          fetcher: forPeople(GraphiQL.createFetcher({{ url: window.location.pathname }})),
+          fetcher: forPeople(GraphiQL.createFetcher({{ url, subscriptionUrl: socket.href }})),
           plugins: [explorer],
           defaultEditorToolsVisibility: "variables",
           shouldPersistHeaders: false,

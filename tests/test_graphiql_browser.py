@@ -23,7 +23,22 @@ pytestmark = pytest.mark.e2e
 
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 WAIT_SECONDS = 60  # a busy 2-core machine parses 1.2 MB of JavaScript slowly
-RESULT = "const e = document.querySelector('.result-window .CodeMirror'); return e && e.CodeMirror.getValue();"  # noqa: E501
+RESULT = "return document.querySelector('.result-window .CodeMirror')?.CodeMirror.getValue();"
+SET_QUERY = (
+    "document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror"
+    ".setValue(arguments[0]);"
+)
+SUBSCRIPTION = """subscription AppleFilings {{
+  filingAdded(tickers: ["AAPL"], since: "{since}") {{ company {{ ticker }} accessionNumber }}
+}}"""
+OLDEST_CURSOR = """
+const [url, done] = arguments;
+const query = '{ company(ticker: "AAPL") { filings(last: 1) { nodes { ingestCursor } } } }';
+fetch(url, { method: "POST", headers: { "content-type": "application/json" },
+             body: JSON.stringify({ query }) })
+  .then(response => response.json())
+  .then(answer => done(answer.data.company.filings.nodes[0].ingestCursor));
+"""
 
 
 def chromium() -> tuple[str, str]:
@@ -114,6 +129,19 @@ def test_the_explorer_and_the_docs_render(browser: WebDriver, base: str) -> None
     wait(browser).until(lambda _: "Query" in docs.text)
     docs.find_element(By.LINK_TEXT, "Query").click()
     wait(browser).until(lambda _: "company" in docs.text and "ticker" in docs.text)
+
+
+def test_subscriptions_run_over_websocket(browser: WebDriver, base: str) -> None:
+    """filingAdded with `since` replays AAPL's filings after its oldest, then waits for more."""
+    opened(browser, f"{base}/graphql")
+    oldest = browser.execute_async_script(OLDEST_CURSOR, f"{base}/graphql")
+    browser.execute_script(SET_QUERY, SUBSCRIPTION.format(since=oldest))
+    tab = browser.find_element(By.CLASS_NAME, "graphiql-tab")
+    wait(browser).until(lambda _: tab.text == "AppleFilings")  # GraphiQL has read the edit
+    browser.find_element(By.CLASS_NAME, "graphiql-execute-button").click()
+    answer = result(browser)
+    assert "errors" not in answer, answer
+    assert answer["data"]["filingAdded"]["company"] == {"ticker": "AAPL"}, answer
 
 
 def test_an_unreachable_asset_host_is_named(
