@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=30, ge=0)
     max_root_fields: int = Field(default=20, ge=1)
     max_tokens: int = Field(default=5000, ge=10)
+    # checked before validation (graph/prevalidation.py): real operations stay far below
+    max_document_chars: int = Field(default=100_000, ge=100)  # characters, comments included
+    max_selections: int = Field(default=5_000, ge=1)  # fields, with fragments expanded
+    max_field_occurrences: int = Field(default=20, ge=1)  # one response name at one position
+    max_field_merges: int = Field(default=2_000, ge=0)  # pairs of those, over all positions
+    max_fragment_spreads: int = Field(default=100, ge=0)  # as written
+    max_directives: int = Field(default=50, ge=0)  # as written
+    max_batch_operations: int = Field(default=10, ge=1)  # with allow_batching
+    # a document that fails to parse, to pass a limit or to validate costs its client 1
+    # point per started `document_cost_chars` characters (the work it made the server do)
+    document_cost_chars: int = Field(default=1_000, ge=1)
+    # parsed, valid documents each worker keeps, in estimated bytes of memory
+    document_cache_bytes: int = Field(default=64_000_000, ge=0)
 
     # query cost (graph/cost.py) and per-client budgets (graph/ratelimit.py)
     cost_control: bool = True
