@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from graph.auth import Unauthenticated, viewer_of
-from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped
+from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, bucket_of, refused, shaped
 from graph.graphiql import graphiql_html
 from graph.limits import limit_error
 from graph.metrics import OperationNames, observe
@@ -409,7 +409,7 @@ async def answer(
     )
     if outcome.status == 200:
         persisted: PersistedDocuments = request.app.state.persisted
-        await persisted.remember(document)
+        await persisted.remember(document, bucket_of(context.viewer))
     return outcome
 
 

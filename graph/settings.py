@@ -135,7 +135,10 @@ class Settings(BaseSettings):
     persisted_mode: Literal["apq", "trusted"] = "apq"
     persisted_manifests: Annotated[list[Path], NoDecode] = []  # comma-separated paths
     apq_ttl: Duration = timedelta(days=7)
-    apq_max_bytes: int = Field(default=100_000, ge=1)  # larger documents run, but are not kept
+    # normalized (no comments, no ignored whitespace); larger documents run, but are not kept
+    apq_max_bytes: int = Field(default=50_000, ge=1)
+    # what one client (API key, or IP) may have stored, counted until apq_ttl after its last
+    apq_client_bytes: int = Field(default=1_000_000, ge=0)
     # persisted queries' answers: in Redis (cache role) for response_cache_ttl, dropped when a
     # filing of a company they contain is ingested; on GET, cacheable by clients for
     # http_cache_max_age. Both stay below document_url_ttl: a cached link must still work.

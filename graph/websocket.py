@@ -37,7 +37,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
 from graph.connections import WebSocketConnection
-from graph.execution import Pipeline
+from graph.execution import Pipeline, bucket_of
 from graph.gateway import from_gateway
 from graph.http import new_context
 from graph.limits import shape_limits
@@ -80,7 +80,7 @@ async def with_document(
         query, payload.get("extensions"), payload.get("documentId"), context.viewer.via_gateway
     )
     if document.sent and not pipeline.prepare(document.text).errors:
-        await persisted.remember(document)
+        await persisted.remember(document, bucket_of(context.viewer))
     return {**payload, "query": document.text}
 
 
