@@ -94,9 +94,11 @@ class Document:
 class PersistedError(Exception):
     """Why a request's document cannot be had: a code of DESIGN.md and an HTTP status."""
 
-    def __init__(self, code: str, message: str, status: int) -> None:
+    def __init__(
+        self, code: str, message: str, status: int, extensions: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
-        self.code, self.status = code, status
+        self.code, self.status, self.extensions = code, status, dict(extensions or {})
 
 
 def sha256(document: str) -> str:

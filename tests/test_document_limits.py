@@ -167,3 +167,18 @@ def test_the_limits_are_settings(settings: Settings) -> None:
     pipeline = Pipeline(build_schema()._schema, roomy)
     errors = pipeline.prepare(HOSTILE["fieldOccurrences"]).errors
     assert [e["extensions"].get("limit") for e in errors] != ["fieldOccurrences"]
+
+
+def test_a_hostile_subscription_is_refused_before_strawberry_validates_it(
+    client: TestClient,
+) -> None:
+    hostile = "subscription { filingAdded { " + "title " * 2400 + "} }"
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {}})
+        assert ws.receive_json() == {"type": "connection_ack"}
+        ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": hostile}})
+        message = ws.receive_json()
+    assert (message["id"], message["type"]) == ("1", "error"), message
+    (error,) = message["payload"]
+    assert error["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED"
+    assert error["extensions"]["limit"] == "fieldOccurrences"
