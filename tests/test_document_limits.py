@@ -182,3 +182,10 @@ def test_a_hostile_subscription_is_refused_before_strawberry_validates_it(
     (error,) = message["payload"]
     assert error["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED"
     assert error["extensions"]["limit"] == "fieldOccurrences"
+
+
+def test_validation_stops_after_twenty_errors(pipeline: Pipeline) -> None:
+    unknown = " ".join(f"x{i}: 1" for i in range(1600))
+    errors = pipeline.prepare(f"{{ {COMPANY.removesuffix(')')} {unknown}) {{ name }} }}").errors
+    assert len(errors) == 21, len(errors)  # 20, and "Too many validation errors"
+    assert all(error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" for error in errors)

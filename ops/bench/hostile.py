@@ -69,7 +69,8 @@ def outcome(answer: dict[str, Any]) -> tuple[str, str]:
 
 def batch(client: httpx.Client, process: psutil.Process, size: int) -> None:
     started_cpu, started = cpu(process), time.perf_counter()
-    response = client.post("/graphql", json=[{"query": "{ nope }"}] * size)
+    operations = [{"query": f"# {number}\n{{ nope }}"} for number in range(size)]  # distinct
+    response = client.post("/graphql", json=operations)
     body = response.json()
     answer = body[0] if isinstance(body, list) else body
     code, _ = outcome(answer)
