@@ -12,6 +12,10 @@ import orjson
 import psutil
 import pytest
 
+from graph.bounded import BoundedByBytes
+from graph.execution import Pipeline
+from graph.settings import Settings
+from schema.schema import build_schema
 from tests.conftest import ROOMY_TIERS
 from tests.servers import corpgraph_environment, free_port, start_corpgraph, stop
 
@@ -69,3 +73,27 @@ def test_distinct_heavy_documents_keep_a_worker_under_its_memory_bound(
     # ~2.5 MB, so a cache that kept them all would grow by ~300 MB
     assert growth < 150, f"{sent} documents grew the worker by {growth:.0f} MB"
     assert after / MB < 512 - 100, f"the worker holds {after / MB:.0f} MB"
+
+
+def test_only_valid_documents_are_cached_within_the_bytes(settings: Settings) -> None:
+    pipeline = Pipeline(build_schema()._schema, settings.replace(document_cache_bytes=10_000_000))
+    for number in range(8):
+        assert pipeline.prepare(heavy(number, valid=False)).errors
+    assert len(pipeline._prepared) == 0  # invalid: parsed, answered, dropped
+    for number in range(8):
+        assert not pipeline.prepare(heavy(number, valid=True)).errors
+    assert 0 < len(pipeline._prepared) < 8
+    assert pipeline._prepared.bytes <= 10_000_000
+
+
+def test_bounded_by_bytes_drops_the_least_recently_used() -> None:
+    cache: BoundedByBytes[str, int] = BoundedByBytes(100)
+    cache.put("a", 1, 40)
+    cache.put("b", 2, 40)
+    assert cache.get("a") == 1  # now the most recent
+    cache.put("c", 3, 40)
+    assert ("a" in cache, "b" in cache, "c" in cache) == (True, False, True)
+    cache.put("huge", 4, 101)
+    assert "huge" not in cache and cache.bytes == 80
+    cache.put("a", 5, 10)  # replaced, not counted twice
+    assert cache.bytes == 50 and cache.get("a") == 5
