@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from redis import Redis
 from redis.exceptions import OutOfMemoryError
 from starlette.testclient import TestClient
@@ -15,7 +16,7 @@ from starlette.testclient import TestClient
 from graph.app import create_app
 from graph.persisted import KEY_PREFIX, QUOTA_PREFIX, sha256
 from graph.settings import Settings
-from tests.conftest import new_api_key
+from tests.conftest import REPO, new_api_key
 from tests.servers import free_port, redis_server
 
 COMMENTED = "# " + "x" * 99_000 + "\n{ __typename }"
@@ -129,3 +130,13 @@ def test_a_full_redis_refuses_writes_and_every_request_is_still_answered(
         metrics = full_client.get("/metrics").text
         assert 'corpgraph_persisted_not_stored_total{reason="redis"}' in metrics
         assert 'corpgraph_redis_memory_bytes{kind="max",role="state"}' in metrics
+
+
+def test_the_state_redis_is_bounded_and_never_evicts_on_kubernetes() -> None:
+    base = REPO / "ops/k8s/base"
+    assert (
+        "redis-state.yaml" in yaml.safe_load((base / "kustomization.yaml").read_text())["resources"]
+    )
+    config = yaml.safe_load((base / "redis-state.yaml").read_text())["data"]["redis.conf"]
+    assert "maxmemory 256mb" in config.splitlines()
+    assert "maxmemory-policy noeviction" in config.splitlines()
