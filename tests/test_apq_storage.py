@@ -140,3 +140,21 @@ def test_the_state_redis_is_bounded_and_never_evicts_on_kubernetes() -> None:
     config = yaml.safe_load((base / "redis-state.yaml").read_text())["data"]["redis.conf"]
     assert "maxmemory 256mb" in config.splitlines()
     assert "maxmemory-policy noeviction" in config.splitlines()
+
+
+def test_a_client_over_its_quota_still_runs_its_documents_unstored(
+    client: TestClient, redis_url: str, database_url: str
+) -> None:
+    redis = Redis.from_url(redis_url)
+    redis.flushdb()
+    headers = {"Authorization": f"Bearer {new_api_key(database_url, 'free')}"}
+    sent = []
+    for number in range(60):  # ~1 KB each once normalized: 60 KB against a 20 KB quota
+        document = f"query Q{number}{'x' * 1000} {{ __typename }}"
+        answer = client.post("/graphql", json=apq(document, sha256(document)), headers=headers)
+        assert answer.json()["data"] == {"__typename": "Query"}
+        sent.append(sha256(document))
+    assert 0 < stored_bytes(redis) <= APQ_QUOTA
+    found = [client.post("/graphql", json=apq(None, hash_)).json() for hash_ in sent]
+    codes = [answer["errors"][0]["extensions"]["code"] for answer in found if "errors" in answer]
+    assert len(codes) >= 40 and set(codes) == {"PERSISTED_QUERY_NOT_FOUND"}, codes
