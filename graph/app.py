@@ -115,7 +115,12 @@ def create_app(settings: Settings) -> Starlette:
         app.state.documents = document_store(settings)
         app.state.in_flight = InFlight(settings.max_in_flight)
         app.state.persisted = PersistedDocuments(
-            settings.persisted_mode, manifest, redis, settings.apq_ttl, settings.apq_max_bytes
+            settings.persisted_mode,
+            manifest,
+            redis,
+            settings.apq_ttl,
+            settings.apq_max_bytes,
+            settings.apq_client_bytes,
         )
         app.state.limiter = RateLimiter(redis)
         app.state.response_cache = response_cache = (

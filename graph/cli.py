@@ -159,7 +159,9 @@ def apikey_create(
     tier: Annotated[str, typer.Option(help=f"One of {', '.join(TIERS)}.")],
     scopes: Annotated[str, typer.Option(help="Comma-separated: filings:write, admin.")] = "",
     name: Annotated[str | None, typer.Option(help="A label for humans.")] = None,
-    expires_in_days: Annotated[int | None, typer.Option(help="Days until the key expires.")] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option(help="Days until the key expires (at least 1).", min=1)
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a key; the key itself is printed once, as the last line."""

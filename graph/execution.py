@@ -1,8 +1,13 @@
-"""Parse, validate (both cached per document text), cost, and execute one GraphQL operation."""
+"""Parse, validate (valid documents cached by their text), cost, and execute one operation.
+
+A document that is not in the cache is charged to its client before it is parsed: 1 point
+per started `document_cost_chars` characters, refunded once it proves valid. Documents that
+fail to parse, to pass a limit or to validate are paid for, and a client whose budget is
+spent gets RATE_LIMITED before the server does that work again.
+"""
 
 import asyncio
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from inspect import isawaitable
@@ -25,19 +30,25 @@ from graphql import (
 from graphql.execution.executor import Executor
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
+from graph.bounded import BoundedByBytes
 from graph.compiled import CompiledExecutor
 from graph.cost import Costing, CostModel, ListSizeError
 from graph.errors import format_execution_error, format_request_errors, request_error
 from graph.gateway import GATEWAY_ONLY, root_field_names
 from graph.limits import limit_error, shape_limits
+from graph.prevalidation import DocumentBounds, prevalidation_errors
 from graph.ratelimit import RateLimiter, Throttle
 from graph.response_cache import UNCACHEABLE_FIELDS, ResponseCache
 from graph.settings import Settings, Tier
 from graph.text_inputs import NoNulInArguments, nul_in_variables
 from resolvers.context import Budget, Context, Viewer
 
-CACHED_DOCUMENT_CHARS = 64_000
-CACHED_DOCUMENTS = 1000
+# what a parsed document takes in memory, per token of its text (AST nodes, locations and
+# the token list they keep), as measured with tracemalloc on token-dense documents
+BYTES_PER_TOKEN = 640
+# validation stops after this many errors (graphql-core's default, 100, doubles the work a
+# document full of errors makes, and no one reads the hundredth)
+MAX_VALIDATION_ERRORS = 20
 CACHE_HIT_COST = 1
 RETRY_AFTER_SECONDS = 1
 
@@ -123,31 +134,60 @@ class Pipeline:
         ]
         if not settings.introspection_enabled:
             self.rules.append(NoSchemaIntrospectionCustomRule)
-        self._prepared: OrderedDict[str, Prepared] = OrderedDict()
+        self.bounds = DocumentBounds(
+            settings.max_selections,
+            settings.max_field_occurrences,
+            settings.max_field_merges,
+            settings.max_fragment_spreads,
+            settings.max_directives,
+            settings.max_aliases,
+        )
+        self._prepared: BoundedByBytes[str, Prepared] = BoundedByBytes(
+            settings.document_cache_bytes
+        )
         self.gateway_only = settings.gateway_secret is not None
 
     def prepare(self, query: str) -> Prepared:
+        """The document parsed and validated; only valid ones are kept (bounded by bytes)."""
         prepared = self._prepared.get(query)
         if prepared is None:
             prepared = self._parse_and_validate(query)
-            if len(query) <= CACHED_DOCUMENT_CHARS:
-                self._prepared[query] = prepared
-                if len(self._prepared) > CACHED_DOCUMENTS:
-                    self._prepared.popitem(last=False)
-        else:
-            self._prepared.move_to_end(query)
+            if prepared.document is not None and not prepared.errors:
+                size = len(query) + BYTES_PER_TOKEN * token_count(prepared.document)
+                self._prepared.put(query, prepared, size)
         return prepared
 
+    async def prepare_charged(self, query: str, viewer: Viewer) -> Prepared | Outcome:
+        """`prepare`, charging a document that is not cached for the work (refunded when it
+        is valid); an invalid one is answered here, with the points it cost."""
+        if self.cost_control is None or query in self._prepared:
+            return self.prepare(query)
+        points = math.ceil(len(query) / self.settings.document_cost_chars) or 1
+        throttle, refusal = await self.admit(viewer, points)
+        if refusal is not None:
+            return refusal_outcome(refusal, throttle, points)
+        prepared = self.prepare(query)
+        if not prepared.errors:
+            tier = self.settings.tiers[viewer.tier]
+            await self.cost_control.limiter.refund(bucket_of(viewer), tier, points)
+            return prepared
+        outcome = Outcome({"errors": prepared.errors}, 400, by_accept=True)
+        return with_cost(outcome, points, points, throttle)
+
     def _parse_and_validate(self, query: str) -> Prepared:
-        limit = self.settings.max_tokens
+        settings = self.settings
         try:
-            document = parse(query, no_location=False, max_tokens=limit)
+            document = parse(
+                query, max_tokens=settings.max_tokens, max_source_length=settings.max_document_chars
+            )
         except GraphQLError as error:
-            if "Document contains more than" in error.message:
-                return Prepared(None, [dict(limit_error("tokens", limit, limit + 1).formatted)])
-            return Prepared(None, format_request_errors([error], "GRAPHQL_PARSE_FAILED"))
-        errors = validate(
-            self.schema, document, self.rules, hide_suggestions=self.settings.production
+            return Prepared(None, parse_errors(error, query, settings))
+        errors = prevalidation_errors(document, self.bounds) or validate(
+            self.schema,
+            document,
+            self.rules,
+            max_errors=MAX_VALIDATION_ERRORS,
+            hide_suggestions=settings.production,
         )
         return Prepared(document, format_request_errors(errors, "GRAPHQL_VALIDATION_FAILED"))
 
@@ -162,7 +202,9 @@ class Pipeline:
         document_hash: str | None = None,
     ) -> Outcome:
         """`document_hash` names a persisted document: its query's answers may be cached."""
-        prepared = self.prepare(query)
+        prepared = await self.prepare_charged(query, context.viewer)
+        if isinstance(prepared, Outcome):
+            return prepared
         operation = self.operation_of(prepared, operation_name, variables)
         if isinstance(operation, Outcome):
             return operation
@@ -262,7 +304,9 @@ class Pipeline:
         viewer: Viewer,
     ) -> DocumentNode | Outcome:
         """A subscription to stream (SSE), charged its requested cost once; or why not."""
-        prepared = self.prepare(query)
+        prepared = await self.prepare_charged(query, viewer)
+        if isinstance(prepared, Outcome):
+            return prepared
         operation = self.operation_of(prepared, operation_name, variables)
         if isinstance(operation, Outcome):
             return operation
@@ -419,6 +463,22 @@ class Pipeline:
         except TimeoutError:
             return timed_out(deadline)
         return shaped(result)
+
+
+def token_count(document: DocumentNode) -> int:
+    count: int = getattr(document, "token_count", 0)  # set by graphql-core's parser
+    return count
+
+
+def parse_errors(error: GraphQLError, query: str, settings: Settings) -> list[dict[str, Any]]:
+    """A syntax error, or the parser's own limits (tokens, characters) as QUERY_LIMIT_EXCEEDED."""
+    if "Document contains more than" in error.message:
+        limit = settings.max_tokens
+        return [dict(limit_error("tokens", limit, limit + 1).formatted)]
+    if "Source contains more than" in error.message:
+        limit = settings.max_document_chars
+        return [dict(limit_error("characters", limit, len(query)).formatted)]
+    return format_request_errors([error], "GRAPHQL_PARSE_FAILED")
 
 
 def name_of(operation: OperationDefinitionNode) -> str | None:

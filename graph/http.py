@@ -21,8 +21,17 @@ from starlette.types import Receive, Scope, Send
 
 from graph.auth import Unauthenticated, viewer_of
 from graph.errors import MASKED, coded
-from graph.execution import RETRY_AFTER_SECONDS, Outcome, Pipeline, refused, shaped, timed_out
+from graph.execution import (
+    RETRY_AFTER_SECONDS,
+    Outcome,
+    Pipeline,
+    bucket_of,
+    refused,
+    shaped,
+    timed_out,
+)
 from graph.graphiql import graphiql_html
+from graph.limits import limit_error
 from graph.metrics import OperationNames, observe
 from graph.persisted import Document, PersistedDocuments, PersistedError
 from graph.response_cache import ResponseCache
@@ -191,6 +200,9 @@ async def post_params(request: Request, settings: Settings) -> tuple[list[Any], 
             raise envelope_error("Batched requests are disabled on this server.")
         if not params:
             raise envelope_error("A batch needs at least one operation.")
+        if len(params) > settings.max_batch_operations:
+            error = limit_error("batchOperations", settings.max_batch_operations, len(params))
+            raise BadRequest(Outcome({"errors": [error.formatted]}, 400, by_accept=True))
         return params, True
     return [params], False
 
@@ -461,7 +473,7 @@ async def answer(
     )
     if outcome.status == 200:
         persisted: PersistedDocuments = request.app.state.persisted
-        await persisted.remember(document)
+        await persisted.remember(document, bucket_of(context.viewer))
     return outcome
 
 

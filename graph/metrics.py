@@ -25,11 +25,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from graph.execution import Outcome
-from graph.health import redis_status
+from graph.health import PROBE_TIMEOUT_SECONDS, redis_status
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin of every counter and histogram
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -70,6 +72,12 @@ REDIS_UP = Gauge(
     "1 when Redis answered the last probe of each process, by role (state, cache)",
     ["role"],
     multiprocess_mode="livemin",
+)
+REDIS_MEMORY = Gauge(
+    "corpgraph_redis_memory_bytes",
+    "Redis memory by role (state, cache): `used`, and `max` (its maxmemory; 0: unbounded)",
+    ["role", "kind"],
+    multiprocess_mode="livemax",
 )
 
 
@@ -147,9 +155,22 @@ async def metrics_endpoint(request: Request) -> Response:
     for role, status in zip(roles, statuses, strict=True):
         if status != "disabled":
             REDIS_UP.labels(role).set(1 if status == "ok" else 0)
+        if status == "ok":
+            await observe_memory(role, roles[role])
     # reads every worker's files: off the event loop
     body = await asyncio.to_thread(generate_latest, registry())
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def observe_memory(role: str, redis: Redis) -> None:
+    """Used and maximum memory of a Redis, for the alerts before it fills."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            memory = await redis.info("memory")
+    except (RedisError, OSError, TimeoutError):
+        return
+    REDIS_MEMORY.labels(role, "used").set(memory.get("used_memory", 0))
+    REDIS_MEMORY.labels(role, "max").set(memory.get("maxmemory", 0))
 
 
 def prepare_multiprocess(directory: Path) -> None:

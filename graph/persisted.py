@@ -9,12 +9,18 @@
 In `trusted` mode only the manifests' documents run (the gateway, whose query plans are in no
 manifest, is exempt). A document found once is kept per process, by hash, so later requests
 skip Redis, and the pipeline's per-text cache then skips parsing, validation and costing.
+
+APQ storage (the state Redis, which never evicts) is bounded three ways: what is stored is the
+document normalized (graphql-core's `strip_ignored_characters`: no comments, no ignored
+whitespace), at most `apq_max_bytes` of it; each client (API key, or IP when anonymous) may
+have at most `apq_client_bytes` stored, counted until a TTL after its last store; and the
+server's `maxmemory`. A document that cannot be stored (too large, over quota, Redis full or
+away) still runs: the client sends it again next time, as APQ clients do.
 """
 
 import hashlib
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,21 +34,51 @@ from graphql import (
     parse,
     print_ast,
     separate_operations,
+    strip_ignored_characters,
     validate,
 )
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from graph.bounded import BoundedByBytes
 from loaders.cache import CACHE_LOOKUPS
 
 log = logging.getLogger(__name__)
 HITS = CACHE_LOOKUPS.labels("persisted", "hit")
 MISSES = CACHE_LOOKUPS.labels("persisted", "miss")
 
+NOT_STORED = Counter(
+    "corpgraph_persisted_not_stored",
+    "APQ documents that ran but were not stored, by reason: too_large, quota, redis",
+    ["reason"],
+)
+for reason in ("too_large", "quota", "redis"):  # exposed at 0 from the start
+    NOT_STORED.labels(reason)
+
 SHA256 = re.compile(r"[0-9a-f]{64}")
 KEY_PREFIX = "corpgraph:apq:"
-KEPT_PER_PROCESS = 2000
+QUOTA_PREFIX = "corpgraph:apq-bytes:"
+KEPT_BYTES = 16_000_000  # documents kept per process, by hash
 Mode = Literal["apq", "trusted"]
+
+# KEYS[1]: the document, KEYS[2]: the bytes its client has stored. ARGV: the document, TTL in
+# ms, its bytes, the client's quota. Returns 1 when it was stored already (its TTL renewed),
+# 2 when stored now, 0 when over the quota (nothing written).
+STORE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+if used + tonumber(ARGV[3]) > tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('INCRBY', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 2
+"""
 
 
 @dataclass(frozen=True)
@@ -58,9 +94,11 @@ class Document:
 class PersistedError(Exception):
     """Why a request's document cannot be had: a code of DESIGN.md and an HTTP status."""
 
-    def __init__(self, code: str, message: str, status: int) -> None:
+    def __init__(
+        self, code: str, message: str, status: int, extensions: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
-        self.code, self.status = code, status
+        self.code, self.status, self.extensions = code, status, dict(extensions or {})
 
 
 def sha256(document: str) -> str:
@@ -79,10 +117,12 @@ class PersistedDocuments:
         redis: Redis | None,
         ttl: timedelta,
         max_bytes: int,
+        client_bytes: int,
     ) -> None:
         self.mode, self.manifest, self.redis = mode, manifest, redis
-        self.ttl, self.max_bytes = ttl, max_bytes
-        self._kept: OrderedDict[str, str] = OrderedDict()
+        self.ttl, self.max_bytes, self.client_bytes = ttl, max_bytes, client_bytes
+        self.script = redis.register_script(STORE_SCRIPT) if redis is not None else None
+        self._kept: BoundedByBytes[str, str] = BoundedByBytes(KEPT_BYTES)
         self._listed = frozenset(manifest.values())
 
     def listed(self, query: object) -> bool:
@@ -130,21 +170,21 @@ class PersistedDocuments:
             raise not_in_list()
         return query
 
-    async def remember(self, document: Document) -> None:
-        """APQ: keep a document sent with its hash, once it has run (a document that does not
-        parse, validate or may not run is never kept)."""
+    async def remember(self, document: Document, client: str) -> None:
+        """APQ: keep a document sent with its hash, normalized, once it has run (a document
+        that does not parse, validate or may not run is never kept), within `client`'s quota."""
         wanted = document.hash
         if self.mode != "apq" or wanted is None or not document.sent or wanted in self._kept:
             return
-        if len(document.text) <= self.max_bytes:
-            await self._store(wanted, document.text)
-            self._keep(wanted, document.text)
+        normalized = strip_ignored_characters(document.text)
+        if len(normalized.encode()) > self.max_bytes:
+            NOT_STORED.labels("too_large").inc()
+            return
+        if await self._store(wanted, normalized, client):
+            self._keep(wanted, document.text)  # as sent: the text the pipeline has cached
 
     def _keep(self, wanted: str, document: str) -> None:
-        self._kept[wanted] = document
-        self._kept.move_to_end(wanted)
-        if len(self._kept) > KEPT_PER_PROCESS:
-            self._kept.popitem(last=False)
+        self._kept.put(wanted, document, len(document))
 
     async def _stored(self, wanted: str) -> str | None:
         if self.redis is None:
@@ -158,13 +198,24 @@ class PersistedDocuments:
             return found.decode()
         return found
 
-    async def _store(self, wanted: str, document: str) -> None:
-        if self.redis is None:
-            return
+    async def _store(self, wanted: str, document: str, client: str) -> bool:
+        """Whether the document is stored (or no Redis is configured: kept per process)."""
+        if self.script is None:
+            return True
+        keys = [KEY_PREFIX + wanted, QUOTA_PREFIX + client]
+        ttl_ms = int(self.ttl.total_seconds() * 1000)
         try:
-            await self.redis.set(KEY_PREFIX + wanted, document, ex=self.ttl)
-        except RedisError as error:  # the client sends the query again next time
+            stored = await self.script(
+                keys=keys, args=[document, ttl_ms, len(document.encode()), self.client_bytes]
+            )
+        except RedisError as error:  # full (OOM) or away: the client sends it again next time
+            NOT_STORED.labels("redis").inc()
             log.warning("persisted documents: Redis write failed: %s", error)
+            return False
+        if stored == 0:
+            NOT_STORED.labels("quota").inc()
+            return False
+        return True
 
 
 def not_in_list() -> PersistedError:

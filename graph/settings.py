@@ -124,6 +124,28 @@ class Settings(BaseSettings):
     """Root fields per operation."""
     max_tokens: int = Field(default=5000, ge=10)
     """Tokens per document."""
+    max_document_chars: int = Field(default=100_000, ge=100)
+    """Characters per document, comments included (checked, as the limits below, after parsing
+    and before validation, `graph/prevalidation.py`: real operations stay far below them)."""
+    max_selections: int = Field(default=5_000, ge=1)
+    """Fields per document, with fragments expanded."""
+    max_field_occurrences: int = Field(default=20, ge=1)
+    """Occurrences of one response name at one position of the merged operation."""
+    max_field_merges: int = Field(default=2_000, ge=0)
+    """Pairs of same-name fields over all positions (the work of merging them)."""
+    max_fragment_spreads: int = Field(default=100, ge=0)
+    """Fragment spreads per document, as written."""
+    max_directives: int = Field(default=50, ge=0)
+    """Directives per document, as written."""
+    max_batch_operations: int = Field(default=10, ge=1)
+    """Operations per batched request (with `CORPGRAPH_ALLOW_BATCHING`); a larger batch is
+    refused whole."""
+    document_cost_chars: int = Field(default=1_000, ge=1)
+    """A document this worker has not cached is charged 1 point per started this many
+    characters before it is parsed, refunded when it is valid: a document that fails to parse,
+    to pass a limit or to validate costs its client the work it made the server do."""
+    document_cache_bytes: int = Field(default=64_000_000, ge=0)
+    """Parsed, valid documents each worker keeps, in estimated bytes of memory."""
 
     cost_control: bool = True
     """Query cost, per-request ceilings and per-client budgets (`graph/cost.py`,
@@ -187,8 +209,12 @@ class Settings(BaseSettings):
     `persisted-documents.json` files."""
     apq_ttl: Duration = timedelta(days=7)
     """How long APQ documents are kept in Redis."""
-    apq_max_bytes: int = Field(default=100_000, ge=1)
-    """The largest APQ document kept (larger ones run, but are not kept)."""
+    apq_max_bytes: int = Field(default=50_000, ge=1)
+    """The largest APQ document kept, normalized (no comments, no ignored whitespace); larger
+    ones run, but are not kept."""
+    apq_client_bytes: int = Field(default=1_000_000, ge=0)
+    """What one client (API key, or IP) may have stored as APQ documents, counted until
+    `CORPGRAPH_APQ_TTL` after its last store; beyond it documents run, but are not kept."""
     response_cache: bool = True
     """Keep the answers of persisted queries in Redis (the cache role)."""
     response_cache_ttl: Duration = timedelta(seconds=60)

@@ -45,7 +45,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
 from graph.connections import WebSocketConnection
 from graph.errors import coded
-from graph.execution import Pipeline
+from graph.execution import Pipeline, bucket_of
 from graph.gateway import from_gateway
 from graph.http import new_context
 from graph.limits import shape_limits
@@ -91,13 +91,18 @@ async def with_document(
     document = await persisted.document(
         query, payload.get("extensions"), payload.get("documentId"), context.viewer.via_gateway
     )
-    if document.sent and not pipeline.prepare(document.text).errors:
-        await persisted.remember(document)
+    errors = pipeline.prepare(document.text).errors
+    for error in errors:  # refused here: Strawberry would validate it again, unbounded
+        if error["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED":
+            extensions = error["extensions"]
+            raise PersistedError(extensions["code"], error["message"], 400, extensions)
+    if document.sent and not errors:
+        await persisted.remember(document, bucket_of(context.viewer))
     return {**payload, "query": document.text}
 
 
 def refusal(error: PersistedError) -> GraphQLFormattedError:
-    return {"message": str(error), "extensions": {"code": error.code}}
+    return {"message": str(error), "extensions": {**error.extensions, "code": error.code}}
 
 
 class TryAgainLater(Exception):

@@ -10,10 +10,11 @@ serves them for minutes without invalidation. A Redis round trip costs a worker 
 as the SQL statement it saves; a hit in memory costs neither, nor a DataLoader batch.
 """
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 import orjson
 from cachetools import TTLCache
@@ -23,7 +24,7 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 V = TypeVar("V")
-PREFIX = "cg:entity:v1"
+PREFIX = "cg:entity"
 
 CACHE_LOOKUPS = Counter(
     "corpgraph_cache_lookups",
@@ -38,6 +39,14 @@ ENTITY_MISSES = CACHE_LOOKUPS.labels("entity", "miss")
 MEMORY_HITS = CACHE_LOOKUPS.labels("company_memory", "hit")
 MEMORY_MISSES = CACHE_LOOKUPS.labels("company_memory", "miss")
 COMPANIES_REMEMBERED = 10_000  # per key, per worker: a few MB
+
+
+def shaped_kind(kind: str, row_type: type) -> str:
+    """`kind` and a short hash of the row type's field names and types. A release whose row
+    gains, loses, renames or retypes a field reads and writes other keys than the release
+    before it, so that during a rolling deploy neither decodes the other's entries."""
+    fields = ",".join(f"{name}:{hint}" for name, hint in get_type_hints(row_type).items())
+    return f"{kind}:{hashlib.sha256(fields.encode()).hexdigest()[:8]}"
 
 
 class CompanyMemory:

@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 
 from db.models import companies
 from db.reader import Reader
-from loaders.cache import EntityCache, read_through
+from loaders.cache import EntityCache, read_through, shaped_kind
 from loaders.pagination import Page, Window, keyset, page
 from loaders.sql import align_one, any_of
 
@@ -26,6 +26,7 @@ COLUMNS = [getattr(companies.c, name) for name in CompanyRow._fields]
 BY_ID = select(*COLUMNS).where(any_of(companies.c.id, "keys"))
 BY_TICKER = select(*COLUMNS).where(any_of(companies.c.ticker, "keys"))
 BY_CIK = select(*COLUMNS).where(any_of(companies.c.cik, "keys"))
+CACHE_KIND = shaped_kind("company:ticker", CompanyRow)
 
 
 def _rows(raw: Sequence[Any]) -> list[CompanyRow]:
@@ -52,9 +53,7 @@ async def company_by_ticker(
     async def load(keys: Sequence[str]) -> list[CompanyRow | None]:
         return await _by_ticker(db, keys)
 
-    return await read_through(
-        cache, "company:ticker", tickers, load, CompanyRow._asdict, _from_dict
-    )
+    return await read_through(cache, CACHE_KIND, tickers, load, CompanyRow._asdict, _from_dict)
 
 
 async def company_by_cik(db: Reader, ciks: Sequence[str]) -> list[CompanyRow | None]:

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from db.models import companies, filings
 from db.reader import Reader
-from loaders.cache import EntityCache, read_through
+from loaders.cache import EntityCache, read_through, shaped_kind
 from loaders.pagination import Page, Window, keyset, page
 from loaders.sql import align_many, align_one, any_of
 
@@ -79,8 +79,7 @@ BY_ID = select(*COLUMNS).where(any_of(filings.c.id, "keys"))
 BY_ACCESSION = select(*COLUMNS).where(any_of(filings.c.accession_number, "keys"))
 
 
-# versioned: a row cached by an older release must not be read with another shape
-CACHE_KIND = "filing:accession:4"
+CACHE_KIND = shaped_kind("filing:accession", FilingRow)
 
 
 def _rows(raw: Sequence[Any]) -> list[FilingRow]:

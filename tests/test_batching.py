@@ -6,6 +6,7 @@ import pytest
 from redis import Redis
 
 from graph.settings import Settings
+from loaders import companies
 from tests.conftest import Query, StatementLog
 
 NESTED = """
@@ -132,6 +133,6 @@ def test_invalidation_makes_the_next_read_go_to_postgres(
     assert gql(query)["data"]["company"]["name"] == "Apple Inc."
     assert len(sql) == 0, sql.statements
     cache = client.app.state.entity_cache
-    client.portal.call(cache.invalidate, "company:ticker", ["AAPL"])
+    client.portal.call(cache.invalidate, companies.CACHE_KIND, ["AAPL"])
     assert gql(query)["data"]["company"]["name"] == "Apple Inc."
     assert len(sql) == 1, sql.statements

@@ -104,6 +104,7 @@ def test_redis_split_by_role(compose: dict[str, Any]) -> None:
     services = compose["services"]
     state = " ".join(services["redis"]["command"])
     assert "--maxmemory-policy noeviction" in state and "--appendonly yes" in state
+    assert "--maxmemory 256mb" in state  # bounded: refused writes, not a host out of memory
     cache = " ".join(services["redis-cache"]["command"])
     assert "--maxmemory-policy allkeys-lru" in cache and "--maxmemory " in cache
     environment = services["api"]["environment"]
@@ -130,6 +131,8 @@ ALERTS = {
     "CorpgraphDatabasePoolExhausted": ("corpgraph_db_pool_in_use", "5m"),
     "CorpgraphRedisDegraded": ("corpgraph_redis_up", "2m"),
     "CorpgraphBackupMissing": ("25 * 3600", "10m"),
+    "CorpgraphRedisStateMemoryHigh": ("> 0.8", "5m"),
+    "CorpgraphRedisStateMemoryFull": ("> 0.95", "1m"),
 }
 
 

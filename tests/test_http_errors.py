@@ -132,7 +132,7 @@ def nested(depth: int) -> str:
     [
         (nested(12), "depth"),
         ("{ " + " ".join(f"a{i}: __typename" for i in range(31)) + " }", "aliases"),
-        ("{ " + " ".join("__typename" for _ in range(21)) + " }", "rootFields"),
+        ("{ " + "__typename " * 11 + "rateLimit { cost } " * 10 + "}", "rootFields"),
         ("{ " + " ".join("__typename" for _ in range(5001)) + " }", "tokens"),
         ("query { ...A } fragment A on Query { ...A __typename }", None),
     ],

@@ -215,7 +215,8 @@ def test_metrics_after_traffic(settings: Settings, database_url: str) -> None:
     assert grew("corpgraph_graphql_errors_total", code="GRAPHQL_VALIDATION_FAILED") == 1
     assert grew("corpgraph_graphql_errors_total", code="PERSISTED_QUERY_NOT_FOUND") == 1
     assert grew("corpgraph_graphql_throttled_total", code="COST_LIMIT_EXCEEDED") == 1
-    assert grew("corpgraph_graphql_query_cost_count", kind="actual") == 4
+    # the three pages, the refusal, and the invalid document (charged for its preparation)
+    assert grew("corpgraph_graphql_query_cost_count", kind="actual") == 5
     assert grew("corpgraph_dataloader_batch_size_count", loader="metrics_by_filing") == 3
     assert grew("corpgraph_dataloader_batch_size_sum", loader="metrics_by_filing") == 9
     assert grew("corpgraph_cache_lookups_total", cache="entity", result="hit") >= 2
