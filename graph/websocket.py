@@ -83,8 +83,8 @@ async def with_document(
     if not isinstance(payload, Mapping):
         raise PersistedError("BAD_REQUEST", "A subscribe payload is a JSON object.", 400)
     variables = payload.get("variables")
-    if isinstance(variables, Mapping) and (error := nul_in_variables(variables)) is not None:
-        raise PersistedError("BAD_USER_INPUT", error.message, 400)
+    if isinstance(variables, Mapping) and (nul := nul_in_variables(variables)) is not None:
+        raise PersistedError("BAD_USER_INPUT", nul.message, 400, nul.extensions or {})
     query = payload.get("query")
     if persisted.listed(query):
         return dict(payload)
