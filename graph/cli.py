@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.apikeys import create_key, list_keys, revoke_key
 from db.documents import DocumentStore
 from db.embeddings import Embedder, embed, embedder_named, reindex
-from db.engine import create_engine, kept_settings
+from db.engine import create_engine, create_maintenance_engine, kept_settings
 from db.ingest import Conflict, FilingInput, InvalidFiling, from_json, ingest, prune_documents
 from db.migrate import keep_role_settings, migrate
 from db.reader import SEARCH_SETTINGS
@@ -76,7 +76,10 @@ def database_url(settings: Settings) -> str:
 
 
 async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> None:
-    engine = create_engine(database_url(settings), pgbouncer=settings.db_pgbouncer)
+    """Migrations, the session settings kept for PgBouncer, the demo data: maintenance, on
+    PostgreSQL itself (the listen URL is never PgBouncer), under no statement timeout."""
+    assert settings.listen_url is not None
+    engine = create_maintenance_engine(settings.listen_url)
     try:
         await migrate(engine)
         if settings.db_pgbouncer:

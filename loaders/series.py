@@ -104,10 +104,8 @@ def metric_series_statement(
                    count(*) AS n
             FROM reported GROUP BY 1, 2
         ), kind AS (
-            SELECT EXISTS (SELECT FROM financial_metrics WHERE name = :metric) AS known,
-                   EXISTS (SELECT FROM financial_metrics
-                           WHERE name = :metric AND period_start IS NULL) AS instant,
-                   (SELECT unit FROM financial_metrics WHERE name = :metric LIMIT 1) AS unit
+            SELECT k.name IS NOT NULL AS known, coalesce(k.instant, false) AS instant, k.unit
+            FROM (SELECT 1) one LEFT JOIN metric_kinds k ON k.name = :metric
         )
         SELECT w.id, w.ticker, k.known, k.instant, k.unit, b.bucket, b.value, b.n
         FROM kind k CROSS JOIN wanted w LEFT JOIN buckets b ON b.company_id = w.id

@@ -24,7 +24,7 @@ from sqlalchemy import event, text
 from starlette.testclient import TestClient
 
 from db.apikeys import create_key
-from db.engine import create_engine, ensure_database
+from db.engine import create_engine, create_maintenance_engine, ensure_database
 from db.migrate import migrate
 from db.seed import Size, seed
 from graph.app import create_app
@@ -61,7 +61,7 @@ async def seeded_database(url: str, size: Size = "small") -> None:
     """A new database at `url`, migrated and seeded (left as it is if it exists)."""
     if not await ensure_database(url):
         return
-    engine = create_engine(url)
+    engine = create_maintenance_engine(url)
     try:
         await migrate(engine)
         await seed(engine, size)
