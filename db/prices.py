@@ -72,7 +72,7 @@ async def store_prices(engine: AsyncEngine, prices: Sequence[PriceInput]) -> int
         found = await conn.execute(
             select(companies.c.ticker, companies.c.id).where(companies.c.ticker.in_(tickers))
         )
-        ids = dict(found.tuples().all())
+        ids = dict(found.all())
         unknown = [ticker for ticker in tickers if ticker not in ids]
         if unknown:
             raise InvalidPrices(f"no company has the ticker {', '.join(unknown)}")
