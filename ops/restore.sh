@@ -13,8 +13,8 @@ dump=${1:?usage: ops/restore.sh DUMP TARGET_DATABASE}
 target=${2:?usage: ops/restore.sh DUMP TARGET_DATABASE}
 [ -f "$dump" ] || { echo "restore: no such dump: $dump" >&2; exit 1; }
 
-# the whole listing first: `pg_restore --list | grep -q` would let grep stop at its first match
-# and pg_restore die of SIGPIPE, which pipefail turns into "no TimescaleDB" now and then
+# the whole listing first: piped into `grep -q`, which stops reading at its first match,
+# pg_restore would die of SIGPIPE now and then, and pipefail turn that into "no TimescaleDB"
 contents=$(pg_restore --list "$dump")
 createdb "$target"  # fails if it exists: a restore never merges into live data
 if grep -q 'EXTENSION - timescaledb' <<<"$contents"; then
