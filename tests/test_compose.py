@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 from opentelemetry.sdk import environment_variables as otel_variables
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from db.engine import ensure_database
+from db.engine import create_maintenance_engine, ensure_database
 from graph.settings import Settings
 from tests.conftest import REPO
 from tests.test_series import fetch
@@ -99,6 +100,18 @@ def test_the_migrate_service_succeeds_on_the_images_timescaledb(
         assert done.returncode == 0, done.stderr
     aggregates = fetch(url, "SELECT view_name FROM timescaledb_information.continuous_aggregates")
     assert sorted(row[0] for row in aggregates) == ["price_bars_month", "price_bars_week"]
+    assert fetch(url, "SHOW statement_timeout")[0][0] == "5s"  # kept on the role for PgBouncer
+    assert asyncio.run(maintenance_timeout(url)) == "0"  # what migrate's sessions run under
+
+
+async def maintenance_timeout(url: str) -> str | None:
+    engine = create_maintenance_engine(url)
+    try:
+        async with engine.connect() as conn:
+            timeout: str | None = await conn.scalar(text("SHOW statement_timeout"))
+            return timeout
+    finally:
+        await engine.dispose()
 
 
 VERSIONS = """SELECT current_setting('server_version_num')::int / 10000,

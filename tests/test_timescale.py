@@ -21,8 +21,10 @@ from starlette.testclient import TestClient
 
 from db.engine import create_maintenance_engine, ensure_database
 from db.migrate import MIGRATIONS, migrate
+from db.reader import DIALECT
 from graph.app import create_app
 from graph.settings import Settings
+from loaders.series import metric_series_statement
 from tests.conftest import TEMPLATE, run_timescale_jobs
 from tests.servers import corpgraph_environment
 from tests.test_series import BARS, SERIES, assert_same, fetch, first_day
@@ -319,3 +321,14 @@ def test_ingest_into_a_compressed_chunk_reads_back(
         {"day": period_end.isoformat()},
     )
     assert read["company"]["metrics"] == [{"value": 1.5e9, "fiscalPeriod": "FY"}]
+
+
+def test_a_metric_series_reads_no_chunk_outside_its_span(database_url: str) -> None:
+    """What kind a metric is comes from metric_kinds: no probe of every chunk of the facts
+    (which decompressed each compressed one), only the chunks of the span."""
+    statement = metric_series_statement("MONTH", "LAST", "QUARTERLY", True)
+    sql = str(statement.compile(dialect=DIALECT))
+    span = (date(2025, 6, 1), date(2026, 6, 30))  # in the uncompressed chunks
+    plan = fetch(database_url, f"EXPLAIN (ANALYZE) {sql}", ["AAPL", "MSFT"], "revenue", *span)
+    scanned = "\n".join(row[0] for row in plan)
+    assert "_hyper_" in scanned and "compress_hyper" not in scanned, scanned
