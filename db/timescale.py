@@ -8,7 +8,8 @@ An aggregate never answers differently from the raw rows for the same range:
   re-materializes the invalidated buckets of its window (only those: a refresh with nothing
   to do takes milliseconds). So `corpgraph migrate` refreshes the whole range, every writer of
   prices (the seed, db/prices.py) refreshes the buckets it wrote before it returns, and the
-  hourly policies refresh the whole range too (`start_offset` NULL), for writes made by hand.
+  hourly policies refresh the whole range too (`start_offset` and `end_offset` NULL: the
+  current bucket included), for writes made by hand.
 
 Continuous aggregates can be neither created nor refreshed inside a transaction: this runs in
 autocommit, after the migrations, on a maintenance engine (db/engine.py: no statement timeout).
@@ -27,7 +28,7 @@ INSTALLED = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'timescaled
 # any constant shared by every replica; "corpaggs" in ASCII
 AGGREGATES_LOCK = 0x636F727061676773
 POLICY_IS_CURRENT = """
-    SELECT config->>'start_offset' IS NULL AND config->>'end_offset' = '1 day'
+    SELECT config->>'start_offset' IS NULL AND config->>'end_offset' IS NULL
     FROM timescaledb_information.jobs
     WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_name = :view"""
 
@@ -45,8 +46,7 @@ def aggregate_sql(view: str, width: str) -> str:
 def policy_sql(view: str) -> str:
     return f"""
         SELECT add_continuous_aggregate_policy('{view}',
-            start_offset => NULL, end_offset => INTERVAL '1 day',
-            schedule_interval => INTERVAL '1 hour')"""
+            start_offset => NULL, end_offset => NULL, schedule_interval => INTERVAL '1 hour')"""
 
 
 @asynccontextmanager

@@ -42,7 +42,7 @@ CATALOG = {
     " WHERE NOT materialized_only",
     "refreshed": "SELECT hypertable_name FROM timescaledb_information.jobs"
     " WHERE proc_name = 'policy_refresh_continuous_aggregate'"
-    " AND config->>'start_offset' IS NULL",
+    " AND config->>'start_offset' IS NULL AND config->>'end_offset' IS NULL",
 }
 
 
