@@ -4,7 +4,8 @@ companies (keyed by ticker), and price bars per bucket (keyed by company).
 Buckets are calendar periods named by their first day (weeks start on Monday). On plain
 PostgreSQL they are `date_trunc`; with TimescaleDB `time_bucket`, whose default origins give
 the same buckets, and the continuous aggregates of weekly and monthly price bars
-(db/timescale.py) answer when the requested span covers whole buckets.
+(db/timescale.py, kept exact) answer when the requested span covers whole buckets. What kind
+a metric is (an instant: no SUM) and its unit come from metric_kinds, not from its values.
 """
 
 from collections.abc import Sequence
