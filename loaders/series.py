@@ -97,7 +97,7 @@ def metric_series_statement(
             SELECT DISTINCT ON (company_id, period_end, period_start)
                    company_id, period_end, period_start, value
             FROM financial_metrics
-            WHERE company_id IN (SELECT id FROM wanted) AND name = :metric
+            WHERE company_id = ANY(ARRAY(SELECT id FROM wanted)) AND name = :metric
               AND period_end BETWEEN :start AND :end AND {BASIS_SQL[basis]}
             ORDER BY company_id, period_end, period_start, filing_id DESC
         ), buckets AS (
