@@ -118,6 +118,20 @@ def count_checked_out(pool: Pool, in_use: Gauge) -> None:
     event.listen(pool, "checkin", checkin)
 
 
+def create_maintenance_engine(url: str | URL) -> AsyncEngine:
+    """For work that may take long: migrations, refreshes of continuous aggregates, bulk loads,
+    ANALYZE. No statement timeout (the API's is per request, not for these), sent when each
+    connection starts: so `url` must lead to PostgreSQL itself, never through PgBouncer, whose
+    transaction pooling would also split a refresh's session from its settings."""
+    return create_engine(
+        url,
+        pool_size=1,
+        max_overflow=1,
+        statement_timeout=timedelta(0),
+        application_name="corpgraph-maintenance",
+    )
+
+
 async def ensure_database(url: str | URL, *, template: str | None = None) -> bool:
     """Create the URL's database if missing (optionally from a template); True if created."""
     target = asyncpg_url(url)

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.documents import Document, DocumentStore
@@ -334,8 +334,9 @@ async def write(
     if filing.metrics:
         await conn.execute(
             insert(FinancialMetric),
-            [metric_row(m, company_id, inserted.id) for m in filing.metrics],
+            [metric_row(m, filing, company_id, inserted.id) for m in filing.metrics],
         )
+        await keep_metric_kinds(conn, [inserted.id])
     await refresh_company_embeddings(conn, [company_id])
     await conn.execute(select(func.pg_notify(FILINGS_CHANNEL, str(inserted.ingest_seq))))
     return filing.accession_number, True
@@ -355,8 +356,31 @@ def filing_row(filing: FilingInput, company_id: int) -> dict[str, Any]:
     }
 
 
-def metric_row(metric: MetricInput, company_id: int, filing_id: int) -> dict[str, Any]:
-    return {**asdict(metric), "company_id": company_id, "filing_id": filing_id}
+def metric_row(
+    metric: MetricInput, filing: FilingInput, company_id: int, filing_id: int
+) -> dict[str, Any]:
+    """A value for the filing's own period takes the filing's fiscal year and period unless it
+    names its own (a 10-K's total assets are its FY balance)."""
+    row = {**asdict(metric), "company_id": company_id, "filing_id": filing_id}
+    if metric.period_end == filing.period_end:
+        for name in ("fiscal_year", "fiscal_period"):
+            if row[name] is None:
+                row[name] = getattr(filing, name)
+    return row
+
+
+# The kinds of the metrics of some filings, folded into metric_kinds: a name once reported as
+# an instant (no period start) stays one, as series have always judged it.
+KEEP_METRIC_KINDS = text("""
+    INSERT INTO metric_kinds (name, instant, unit)
+    SELECT name, bool_or(period_start IS NULL), min(unit) FROM financial_metrics
+    WHERE filing_id = ANY(:filings) GROUP BY name
+    ON CONFLICT (name) DO UPDATE SET instant = true
+    WHERE excluded.instant AND NOT metric_kinds.instant""")
+
+
+async def keep_metric_kinds(conn: AsyncConnection, filing_ids: list[int]) -> None:
+    await conn.execute(KEEP_METRIC_KINDS, {"filings": filing_ids})
 
 
 async def prune_documents(

@@ -25,7 +25,8 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Upgrade to `revision` in one transaction; the lock is released at its end. Then, with
-    TimescaleDB, what cannot be made in a transaction (db/timescale.py)."""
+    TimescaleDB, what cannot be made in a transaction (db/timescale.py). `engine`: a
+    maintenance engine (db/engine.py), on PostgreSQL itself, with no statement timeout."""
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         await conn.execute(text("SET LOCAL statement_timeout = 0"))  # a rewrite takes long

@@ -119,10 +119,18 @@ class FinancialMetric(Base):
     fiscal_year: Mapped[int | None] = mapped_column(Integer)
     fiscal_period: Mapped[str | None] = mapped_column(String(4))
 
-    __table_args__ = (
-        Index(None, "company_id", "name", "period_end"),
-        Index(None, "name", "period_start"),  # is a metric known; is it an instant
-    )
+    __table_args__ = (Index(None, "company_id", "name", "period_end"),)
+
+
+class MetricKind(Base):
+    """What a metric name stands for, kept as metrics are stored (db/ingest.py, db/seed.py):
+    a balance at an instant (reported with no period start: never summed) or a flow."""
+
+    __tablename__ = "metric_kinds"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instant: Mapped[bool]
+    unit: Mapped[str] = mapped_column(String(16))
 
 
 class StockPrice(Base):
@@ -159,4 +167,5 @@ companies = Company.__table__
 filings = cast(Table, Filing.__table__)
 financial_metrics = FinancialMetric.__table__
 stock_prices = StockPrice.__table__
+metric_kinds = MetricKind.__table__
 api_keys = ApiKey.__table__

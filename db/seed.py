@@ -23,8 +23,10 @@ from db.embeddings import (
     mark_embeddings,
     refresh_company_embeddings,
 )
+from db.ingest import keep_metric_kinds
 from db.issuers import ISSUERS, NAME_STEMS, NAME_SUFFIXES, SECTOR_INDUSTRIES
 from db.models import filings
+from db.timescale import refresh_price_aggregates
 
 AS_OF = date(2026, 9, 30)
 Size = Literal["small", "default"]
@@ -371,7 +373,8 @@ async def seed(
     embedder: Embedder | None = None,
 ) -> dict[str, int]:
     """Load the demo data set into empty tables with COPY, filings with their embeddings;
-    returns row counts per table."""
+    returns row counts per table. `engine`: a maintenance engine (db/engine.py), since the
+    continuous aggregates are refreshed over the loaded prices."""
     data = Generator(size, seed).run()
     embedder = embedder or HashingEmbedder()
     vectors = await embed(embedder, [filing_text(*row[8:10]) for row in data.filings])
@@ -406,6 +409,9 @@ async def seed(
             await conn.execute(CreateIndex(index))
         await refresh_company_embeddings(conn)
         await mark_embeddings(conn, embedder)
-    async with engine.connect() as conn:
+        await keep_metric_kinds(conn, [row[0] for row in data.filings])
+    async with engine.begin() as conn:
+        await conn.execute(text("SET LOCAL statement_timeout = 0"))  # maintenance, not a request
         await conn.execute(text("ANALYZE"))
+    await refresh_price_aggregates(engine)
     return {table: len(rows) for table, rows in tables.items()}

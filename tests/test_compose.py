@@ -1,16 +1,24 @@
 """compose.yaml cannot run here (no Docker engine), so it is checked as data."""
 
+import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from opentelemetry.sdk import environment_variables as otel_variables
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from db.engine import create_maintenance_engine, ensure_database
 from graph.settings import Settings
 from tests.conftest import REPO
+from tests.test_series import fetch
 
 STACK = {
     "postgres", "pgbouncer", "redis", "redis-cache", "minio", "minio-setup", "migrate", "api",
@@ -57,6 +65,57 @@ def test_the_api_goes_through_pgbouncer_and_listens_past_it(compose: dict[str, A
     assert "@postgres:5432/" in migrate["CORPGRAPH_DATABASE_URL"]
     assert migrate["CORPGRAPH_DB_PGBOUNCER"] == "true"
     assert services["migrate"]["command"] == ["corpgraph", "migrate"]
+
+
+@pytest.mark.timescale
+def test_the_migrate_service_succeeds_on_the_images_timescaledb(
+    compose: dict[str, Any], timescale_postgres: Any, tmp_path: Path
+) -> None:
+    """The image's PostgreSQL major and TimescaleDB are those of the tested build, preloaded;
+    the migrate service's command with its environment (the URLs pointed at that build)
+    succeeds, and again, as on a restart: the role then keeps the API's statement timeout,
+    which maintenance must not run under."""
+    services = compose["services"]
+    found = re.search(r":pg(\d+)[.\d]*-ts([\d.]+)$", services["postgres"]["image"])
+    assert found, services["postgres"]["image"]
+    assert "shared_preload_libraries=timescaledb" in services["postgres"]["command"]
+    url: str = timescale_postgres.get_uri("t_compose_migrate")
+    assert asyncio.run(ensure_database(url))
+    (versions,) = fetch(url, VERSIONS)
+    assert (str(versions[0]), versions[1]) == found.groups()
+    service = services["migrate"]
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")},
+        **{name: str(value) for name, value in service["environment"].items()},
+        "CORPGRAPH_DATABASE_URL": url,
+        "CORPGRAPH_LISTEN_DATABASE_URL": url,
+        "CORPGRAPH_DATA_DIR": str(tmp_path),
+    }
+    assert service["command"][0] == "corpgraph"
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "graph", *service["command"][1:]],
+            env=environment, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    aggregates = fetch(url, "SELECT view_name FROM timescaledb_information.continuous_aggregates")
+    assert sorted(row[0] for row in aggregates) == ["price_bars_month", "price_bars_week"]
+    assert fetch(url, "SHOW statement_timeout")[0][0] == "5s"  # kept on the role for PgBouncer
+    assert asyncio.run(maintenance_timeout(url)) == "0"  # what migrate's sessions run under
+
+
+async def maintenance_timeout(url: str) -> str | None:
+    engine = create_maintenance_engine(url)
+    try:
+        async with engine.connect() as conn:
+            timeout: str | None = await conn.scalar(text("SHOW statement_timeout"))
+            return timeout
+    finally:
+        await engine.dispose()
+
+
+VERSIONS = """SELECT current_setting('server_version_num')::int / 10000,
+    (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb')"""
 
 
 def test_mounted_files_exist(compose: dict[str, Any]) -> None:

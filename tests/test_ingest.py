@@ -15,7 +15,9 @@ from starlette.testclient import TestClient
 
 from db.engine import create_engine
 from resolvers.subscriptions import position_of
-from tests.conftest import new_api_key
+from tests.conftest import BOTH_PATHS, Query, new_api_key
+
+STORAGE_PATHS = BOTH_PATHS  # tests/conftest.py: plain PostgreSQL, and TimescaleDB
 
 INGEST = """mutation($input: IngestFilingInput!) { ingestFiling(input: $input) {
     accessionNumber formType filedAt fiscalYear fiscalPeriod title ingestCursor
@@ -234,3 +236,56 @@ def test_json_lines_load_the_good_and_report_the_bad(tmp_path: Path, database_ur
     assert report[3].startswith(f"  {path}:5: ticker:")
     assert report[4] == f"  {path}:6: filedAt: is required"
     assert counts(database_url) == (before[0] + 2, before[1] + 2)
+
+
+SERIES = """query($metric: String!, $aggregate: Aggregate) {
+  metricSeries(tickers: ["MSFT"], metric: $metric, interval: YEAR, basis: ANNUAL,
+               aggregate: $aggregate, from: "2026-10-15", to: "2026-10-15") {
+    unit points { periodStart value count } } }"""
+
+
+def annual_report(accession: str, **metric: Any) -> dict[str, Any]:
+    """A 10-K of MSFT for a period no demo filing has, with one balance."""
+    balance = {"name": "total_assets", "value": 512e9, "unit": "USD", "periodEnd": "2026-10-15"}
+    return filing(ticker="MSFT", accessionNumber=accession, formType="10-K",
+                  filedAt="2026-11-20T21:05:00Z", periodEnd="2026-10-15", fiscalYear=2026,
+                  fiscalPeriod="FY", metrics=[{**balance, **metric}])  # fmt: skip
+
+
+def test_an_ingested_annual_report_counts_in_annual_series(ingest: Ingest, gql: Query) -> None:
+    """Its metrics take its fiscal year and period: the balance is a fiscal-year-end one."""
+    assert "errors" not in ingest(annual_report("0000789019-26-900301"))
+    answer = gql(SERIES, {"metric": "total_assets"})
+    (series,) = answer["data"]["metricSeries"]
+    assert series["points"] == [{"periodStart": "2026-01-01", "value": 512e9, "count": 1}]
+    metrics = gql("""{ company(ticker: "MSFT") { metrics(names: ["total_assets"],
+        from: "2026-10-15", to: "2026-10-15") { fiscalYear fiscalPeriod } } }""")
+    assert metrics["data"]["company"]["metrics"] == [{"fiscalYear": 2026, "fiscalPeriod": "FY"}]
+
+
+def test_a_restatement_comes_after_the_first_report_every_time(ingest: Ingest, gql: Query) -> None:
+    """Two filings report the same value for the same period: both are listed, in the order
+    they were filed, whatever plan PostgreSQL chooses."""
+    restated = {"name": "goodwill", "value": 70e9, "unit": "USD", "periodEnd": "2026-10-15"}
+    for accession, value in (("0000789019-26-900302", 69e9), ("0000789019-26-900303", 70e9)):
+        body = ingest(annual_report(accession, **{**restated, "value": value}))
+        assert "errors" not in body, body
+    query = """{ company(ticker: "MSFT") { metrics(names: ["goodwill"]) {
+        value filing { accessionNumber } } } }"""
+    expected = [
+        {"value": 69e9, "filing": {"accessionNumber": "0000789019-26-900302"}},
+        {"value": 70e9, "filing": {"accessionNumber": "0000789019-26-900303"}},
+    ]
+    for _ in range(5):
+        assert gql(query)["data"]["company"]["metrics"] == expected
+
+
+def test_a_new_metric_has_its_kind_from_its_first_report(ingest: Ingest, gql: Query) -> None:
+    """A balance no one reported before: known at once, never summed (metric_kinds)."""
+    backlog = {"name": "order_backlog", "value": 3e9, "unit": "USD"}
+    assert "errors" not in ingest(annual_report("0000789019-26-900304", **backlog))
+    last = gql(SERIES, {"metric": "order_backlog"})["data"]["metricSeries"]
+    assert last == [{"unit": "USD", "points": [
+        {"periodStart": "2026-01-01", "value": 3e9, "count": 1}]}]  # fmt: skip
+    summed = gql(SERIES, {"metric": "order_backlog", "aggregate": "SUM"})
+    assert [e["extensions"]["code"] for e in summed["errors"]] == ["BAD_USER_INPUT"]

@@ -35,7 +35,9 @@ from graph.app import create_app
 from graph.settings import Settings
 from loaders.filings import FilingFilter
 from loaders.search import SearchRequest, search_filings
-from tests.conftest import Query, StatementLog, seeded_database
+from tests.conftest import BOTH_PATHS, Query, StatementLog, seeded_database
+
+STORAGE_PATHS = BOTH_PATHS  # tests/conftest.py: plain PostgreSQL, and TimescaleDB
 
 SEARCH = """query($query: String!, $first: Int, $mode: SearchMode, $tickers: [String!],
                   $formTypes: [String!], $filedAfter: DateTime) {
@@ -53,9 +55,9 @@ def pg(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_url(postgres: Any) -> str:
+def demo_url(cluster: Any) -> str:
     """The default demo data set (about 20,000 filings), as `corpgraph serve` loads it."""
-    url: str = postgres.get_uri("corpgraph_demo")
+    url: str = cluster.get_uri("corpgraph_demo")
     asyncio.run(seeded_database(url, "default"))
     return url
 

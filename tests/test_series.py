@@ -13,7 +13,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import Query, StatementLog
+from tests.conftest import BOTH_PATHS, Query, StatementLog
+
+STORAGE_PATHS = BOTH_PATHS  # tests/conftest.py: plain PostgreSQL, and TimescaleDB
 
 TICKERS = ["AAPL", "MSFT", "JPM", "NVDA", "AVGO"]
 INTERVALS = ["WEEK", "MONTH", "QUARTER", "YEAR"]

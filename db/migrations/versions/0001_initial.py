@@ -144,5 +144,7 @@ def make_hypertables() -> None:
 
 
 def downgrade() -> None:
+    # TimescaleDB's continuous aggregates over stock_prices (db/timescale.py) depend on it
+    op.execute("DROP MATERIALIZED VIEW IF EXISTS price_bars_week, price_bars_month")
     for table in ("api_keys", "stock_prices", "financial_metrics", "filings", "companies"):
         op.drop_table(table)
