@@ -14,6 +14,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from db.engine import create_engine
+from db.ingest import from_json, problems_of
 from resolvers.subscriptions import position_of
 from tests.conftest import BOTH_PATHS, Query, new_api_key
 
@@ -148,11 +149,7 @@ REVENUE = {"name": "revenue", "value": 1.0, "unit": "USD", "periodEnd": "2026-09
         ({"metrics": [{**REVENUE, "name": "Revenue!"}]}, "metrics[0].name"),
         ({"metrics": [{**REVENUE, "periodStart": "2027-01-01"}]}, "metrics[0].periodStart"),
         ({"metrics": [{**REVENUE, "unit": ""}]}, "metrics[0].unit"),
-        # NUL characters (PostgreSQL's text has none) and implausible values
-        ({"ticker": "AA\x00PL"}, "ticker"),
-        ({"title": "Quarterly\x00report"}, "title"),
-        ({"summary": "\x00"}, "summary"),
-        ({"metrics": [{**REVENUE, "unit": "US\x00D"}]}, "metrics[0].unit"),
+        # implausible values
         ({"metrics": [{**REVENUE, "value": 1.797e308}]}, "metrics[0].value"),
         ({"metrics": [{**REVENUE, "value": -2e15}]}, "metrics[0].value"),
         ({"metrics": [{**REVENUE, "periodEnd": "0001-01-01"}]}, "metrics[0].periodEnd"),
@@ -173,6 +170,29 @@ def test_bad_input_is_refused_by_field(
     assert field in error["extensions"]["fields"], error
     assert field in error["message"]
     assert counts(database_url) == before
+
+
+NUL_CASES = [
+    ({"ticker": "AA\x00PL"}, "ticker"),
+    ({"title": "Quarterly\x00report"}, "title"),
+    ({"summary": "\x00"}, "summary"),
+    ({"metrics": [{**REVENUE, "unit": "US\x00D"}]}, "metrics[0].unit"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field"), NUL_CASES)
+def test_nul_characters_are_refused_by_field(
+    ingest: Ingest, database_url: str, overrides: dict[str, Any], field: str
+) -> None:
+    """PostgreSQL's text holds no NUL: refused before anything runs over GraphQL (naming the
+    variable), and by field when the same input comes from a file (`corpgraph ingest`)."""
+    before = counts(database_url)
+    input = filing(**{"accessionNumber": "0000320193-26-900096", **overrides})
+    body = ingest(input)
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "variable": "input"}, body
+    assert counts(database_url) == before
+    assert field in problems_of(from_json(input), max_document_bytes=0)
 
 
 @pytest.mark.parametrize("value", ["1e999", "-1e999", "NaN", "Infinity"])
