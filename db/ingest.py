@@ -12,6 +12,7 @@ import hashlib
 import math
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.documents import Document, DocumentStore
 from db.embeddings import Vector, filing_text, refresh_company_embeddings
-from db.models import Filing, FinancialMetric, companies, filings
+from db.models import Filing, FinancialMetric, companies, filings, metric_kinds
 
 INGEST_LOCK = 0x636F7270_696E6773  # "corpings": one advisory lock for all of ingestion
 # NOTIFY'd inside the ingest transaction, so delivered only on commit; the payload is the
@@ -320,6 +321,7 @@ async def write(
         if existing.content_sha256 != fingerprint:
             raise Conflict(f"{filing.accession_number} was ingested before with other content")
         return filing.accession_number, False
+    await check_metric_kinds(conn, filing.metrics)
     row = {
         **filing_row(filing, company_id),
         "embedding": embedding,
@@ -369,14 +371,43 @@ def metric_row(
     return row
 
 
-# The kinds of the metrics of some filings, folded into metric_kinds: a name once reported as
-# an instant (no period start) stays one, as series have always judged it.
+# The kinds of the metrics of some filings that metric_kinds does not know yet: the first
+# report of a name fixes its kind (ingestion refuses a later one of the other shape).
 KEEP_METRIC_KINDS = text("""
     INSERT INTO metric_kinds (name, instant, unit)
     SELECT name, bool_or(period_start IS NULL), min(unit) FROM financial_metrics
     WHERE filing_id = ANY(:filings) GROUP BY name
-    ON CONFLICT (name) DO UPDATE SET instant = true
-    WHERE excluded.instant AND NOT metric_kinds.instant""")
+    ON CONFLICT (name) DO NOTHING""")
+
+
+def kind_problems(metrics: Sequence[MetricInput], instants: dict[str, bool]) -> dict[str, str]:
+    """Metrics of the wrong shape for their kind: a balance (an instant) takes no periodStart,
+    a flow needs one. `instants` holds the known kinds; a new name takes the kind its first
+    value here has. One client's input never changes how every company's data is read."""
+    known = dict(instants)
+    problems = {}
+    for index, metric in enumerate(metrics):
+        instant = known.setdefault(metric.name, metric.period_start is None)
+        if instant and metric.period_start is not None:
+            problems[f"metrics[{index}].periodStart"] = (
+                f"{metric.name} is a balance at an instant: it takes no periodStart"
+            )
+        elif not instant and metric.period_start is None:
+            problems[f"metrics[{index}].periodStart"] = (
+                f"{metric.name} is a flow over a period: it needs periodStart"
+            )
+    return problems
+
+
+async def check_metric_kinds(conn: AsyncConnection, metrics: Sequence[MetricInput]) -> None:
+    if not metrics:
+        return
+    names = sorted({metric.name for metric in metrics})
+    rows = await conn.execute(
+        select(metric_kinds.c.name, metric_kinds.c.instant).where(metric_kinds.c.name.in_(names))
+    )
+    if problems := kind_problems(metrics, {row.name: row.instant for row in rows}):
+        raise InvalidFiling(problems)
 
 
 async def keep_metric_kinds(conn: AsyncConnection, filing_ids: list[int]) -> None:

@@ -309,3 +309,24 @@ def test_a_new_metric_has_its_kind_from_its_first_report(ingest: Ingest, gql: Qu
         {"periodStart": "2026-01-01", "value": 3e9, "count": 1}]}]  # fmt: skip
     summed = gql(SERIES, {"metric": "order_backlog", "aggregate": "SUM"})
     assert [e["extensions"]["code"] for e in summed["errors"]] == ["BAD_USER_INPUT"]
+
+
+def test_a_fact_of_the_wrong_shape_is_refused(
+    ingest: Ingest, gql: Query, database_url: str
+) -> None:
+    """A revenue without periodStart (or a balance with one) is refused by field: one client's
+    input never turns revenue into a balance for every company (SUM still works for AAPL)."""
+    before = counts(database_url)
+    flow = {"name": "revenue", "value": 1e9, "unit": "USD", "periodEnd": "2026-10-15"}
+    balance = {"periodStart": "2026-07-01"}  # total_assets over a period
+    for number, metric in (("900305", flow), ("900306", balance)):
+        body = ingest(annual_report(f"0000789019-26-{number}", **metric))
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", body
+        assert "metrics[0].periodStart" in error["extensions"]["fields"], body
+    assert counts(database_url) == before
+    summed = gql(
+        '{ metricSeries(tickers: ["AAPL"], metric: "revenue", interval: YEAR, aggregate: SUM) '
+        "{ points { value } } }"
+    )
+    assert "errors" not in summed and summed["data"]["metricSeries"][0]["points"], summed
