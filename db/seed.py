@@ -5,13 +5,13 @@ Generated in Python from a fixed seed and loaded with COPY. `small` keeps the te
 
 import random
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pgvector.asyncpg import register_vector
-from sqlalchemy import Index, text
+from sqlalchemy import Index, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateIndex, DropIndex
 
@@ -24,7 +24,7 @@ from db.embeddings import (
     refresh_company_embeddings,
 )
 from db.issuers import ISSUERS, NAME_STEMS, NAME_SUFFIXES, SECTOR_INDUSTRIES
-from db.models import filings
+from db.models import companies, filings
 
 AS_OF = date(2026, 9, 30)
 Size = Literal["small", "default"]
@@ -353,9 +353,13 @@ COLUMNS = {
 }
 
 
-# Built after the load: one HNSW build takes a fraction of the time of as many inserts.
+# Built after the load (companies': after their embeddings are averaged): one HNSW build
+# takes a fraction of the time of as many insertions.
 BUILT_AFTER: list[Index] = [
-    index for index in filings.indexes if index.dialect_options["postgresql"]["using"] == "hnsw"
+    index
+    for table in (filings, cast(Table, companies))
+    for index in table.indexes
+    if index.dialect_options["postgresql"]["using"] == "hnsw"
 ]
 
 
@@ -364,16 +368,30 @@ async def is_seeded(engine: AsyncEngine) -> bool:
         return bool(await conn.scalar(text("SELECT EXISTS (SELECT 1 FROM companies)")))
 
 
+# what seed() does, in order: `begin(step)` is called as each starts
+STEPS = (
+    "generating",
+    "embedding filings",
+    "copying rows",
+    "embedding companies",
+    "indexing embeddings",
+    "analyzing",
+)
+
+
 async def seed(
     engine: AsyncEngine,
     size: Size = "default",
     seed: int = 20240101,
     embedder: Embedder | None = None,
+    begin: Callable[[str], None] = lambda step: None,
 ) -> dict[str, int]:
     """Load the demo data set into empty tables with COPY, filings with their embeddings;
     returns row counts per table."""
+    begin("generating")
     data = Generator(size, seed).run()
     embedder = embedder or HashingEmbedder()
+    begin("embedding filings")
     vectors = await embed(embedder, [filing_text(*row[8:10]) for row in data.filings])
     tables = {
         "companies": [
@@ -391,6 +409,7 @@ async def seed(
         for index in BUILT_AFTER:
             await conn.execute(DropIndex(index))
         await register_vector(raw)  # COPY is binary: it needs the vector codec
+        begin("copying rows")
         try:
             for table, rows in tables.items():
                 await raw.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
@@ -402,10 +421,13 @@ async def seed(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
                 )
             )
-        for index in BUILT_AFTER:
-            await conn.execute(CreateIndex(index))
+        begin("embedding companies")
         await refresh_company_embeddings(conn)
         await mark_embeddings(conn, embedder)
+        begin("indexing embeddings")
+        for index in BUILT_AFTER:
+            await conn.execute(CreateIndex(index))
+    begin("analyzing")
     async with engine.connect() as conn:
         await conn.execute(text("ANALYZE"))
     return {table: len(rows) for table, rows in tables.items()}
