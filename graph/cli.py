@@ -66,7 +66,8 @@ def serve(
         raise typer.BadParameter(f"--seed-size takes small or default, received {seed_size!r}")
     from graph import serving
     from graph.logs import configure_logging
-    from graph.running import prepare_database, servers
+    from graph.prepare import prepare_database
+    from graph.running import servers
 
     settings = settings_for(data_dir, host=host, port=port, workers=workers)
     configure_logging(settings.json_logs, settings.log_level)
@@ -81,7 +82,8 @@ def serve(
 @app.command("migrate")
 def migrate_command(data_dir: DataDir = None) -> None:
     """Upgrade the database schema (safe to run from many replicas at once)."""
-    from graph.running import prepare_database, servers
+    from graph.prepare import prepare_database
+    from graph.running import servers
 
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
@@ -99,7 +101,8 @@ def seed_command(
     is left as it is)."""
     if size not in ("small", "default"):
         raise typer.BadParameter(f"--size takes small or default, received {size!r}")
-    from graph.running import prepare_database, servers
+    from graph.prepare import prepare_database
+    from graph.running import servers
 
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, size))  # type: ignore[arg-type]
@@ -131,7 +134,8 @@ def apikey_create(
         raise typer.BadParameter(f"unknown scopes {sorted(unknown)}: use filings:write, admin")
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
     from db.apikeys import create_key
-    from graph.running import prepare_database, servers, with_engine
+    from graph.prepare import prepare_database
+    from graph.running import servers, with_engine
 
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
@@ -191,7 +195,8 @@ def ingest_command(
     from graph.console import progress_bar
     from graph.documents import document_store
     from graph.ingest_files import ingest_files
-    from graph.running import prepare_database, servers, with_engine
+    from graph.prepare import prepare_database
+    from graph.running import servers, with_engine
 
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))

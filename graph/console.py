@@ -4,9 +4,10 @@
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 Advance = Callable[[int, int], None]  # (done, total)
 
@@ -15,7 +16,11 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def bar() -> Progress:
+def bar() -> "Progress":
+    # imported here: most commands show no bar
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     return Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True))
 

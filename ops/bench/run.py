@@ -55,7 +55,7 @@ sys.path.insert(0, str(REPO))
 
 from graph.embedded import embedded_servers  # noqa: E402
 from graph.persisted import sha256  # noqa: E402
-from graph.running import prepare_database  # noqa: E402
+from graph.prepare import prepare_database  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from graph.span_export import JSON_PROTOCOL  # noqa: E402
 
