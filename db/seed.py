@@ -24,7 +24,7 @@ from db.embeddings import (
     refresh_company_embeddings,
 )
 from db.issuers import ISSUERS, NAME_STEMS, NAME_SUFFIXES, SECTOR_INDUSTRIES
-from db.models import companies, filings
+from db.models import companies, filings, financial_metrics, stock_prices
 
 AS_OF = date(2026, 9, 30)
 Size = Literal["small", "default"]
@@ -353,13 +353,14 @@ COLUMNS = {
 }
 
 
-# Built after the load (companies': after their embeddings are averaged): one HNSW build
-# takes a fraction of the time of as many insertions.
+# The loaded tables' indexes but their keys, built after the load (and after the companies'
+# embeddings are averaged): one build takes a fraction of the time of as many insertions,
+# most of all for HNSW.
 BUILT_AFTER: list[Index] = [
     index
-    for table in (filings, cast(Table, companies))
-    for index in table.indexes
-    if index.dialect_options["postgresql"]["using"] == "hnsw"
+    for table in (companies, filings, financial_metrics, stock_prices)
+    for index in sorted(cast(Table, table).indexes, key=lambda index: str(index.name))
+    if not index.unique
 ]
 
 
@@ -374,7 +375,7 @@ STEPS = (
     "embedding filings",
     "copying rows",
     "embedding companies",
-    "indexing embeddings",
+    "indexing",
     "analyzing",
 )
 
@@ -403,7 +404,7 @@ async def seed(
     }
     async with engine.begin() as conn:
         await conn.execute(text("SET LOCAL statement_timeout = 0"))  # a bulk load
-        await conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))  # HNSW builds
+        await conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))  # index builds
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
         for index in BUILT_AFTER:
@@ -424,7 +425,7 @@ async def seed(
         begin("embedding companies")
         await refresh_company_embeddings(conn)
         await mark_embeddings(conn, embedder)
-        begin("indexing embeddings")
+        begin("indexing")
         for index in BUILT_AFTER:
             await conn.execute(CreateIndex(index))
     begin("analyzing")
