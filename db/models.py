@@ -31,17 +31,14 @@ SEARCH_TEXT = (
 
 
 def nearest_neighbours_index() -> Index:
-    """HNSW over the embedding, by cosine distance (the `<=>` operator). Filings that share
-    most of their words (a company's reports) crowd together: m 24 (pgvector's default is 16)
-    keeps recall@10 at 0.96 on the demo set (0.94 at 16), with pgvector's ef_construction 64.
-    Migration 0005 built m 32, ef_construction 200 (0.97): the same recall within the test's
-    0.95, at more than twice the build time, which was most of the first `corpgraph serve`."""
+    """HNSW over the embedding, by cosine distance (the `<=>` operator); denser than
+    pgvector's defaults (m 16, ef_construction 64): see migration 0005."""
     return Index(
         None,
         "embedding",
         postgresql_using="hnsw",
         postgresql_ops={"embedding": "vector_cosine_ops"},
-        postgresql_with={"m": 24, "ef_construction": 64},
+        postgresql_with={"m": 32, "ef_construction": 200},
     )
 
 
