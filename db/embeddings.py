@@ -15,6 +15,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Hashable, Sequence
+from datetime import timedelta
 from functools import lru_cache
 from hashlib import blake2b
 from itertools import pairwise
@@ -126,9 +127,11 @@ COLUMN = text(
     "SELECT atttypmod, col_description(attrelid, attnum) FROM pg_attribute "
     "WHERE attrelid = to_regclass('filings') AND attname = 'embedding'"
 )
+# one pass over the filings (a subquery per company scanned them once per company)
 COMPANY_EMBEDDINGS = (
-    "UPDATE companies SET embedding = ("
-    " SELECT avg(embedding) FROM filings WHERE company_id = companies.id)"
+    "UPDATE companies SET embedding = means.embedding FROM ("
+    " SELECT company_id, avg(embedding) AS embedding FROM filings {filings} GROUP BY company_id"
+    ") AS means WHERE companies.id = means.company_id"
 )
 UPDATE_EMBEDDINGS = text(
     "UPDATE filings SET embedding = CAST(given.embedding AS vector) "
@@ -172,28 +175,56 @@ async def refresh_company_embeddings(
 ) -> None:
     """Each company's embedding: the mean of its filings' (all companies when None)."""
     if company_ids is None:
-        await conn.execute(text(COMPANY_EMBEDDINGS))
+        await conn.execute(text(COMPANY_EMBEDDINGS.format(filings="")))
     else:
-        await conn.execute(
-            text(COMPANY_EMBEDDINGS + " WHERE id = ANY(:ids)"), {"ids": list(company_ids)}
-        )
+        subset = COMPANY_EMBEDDINGS.format(filings="WHERE company_id = ANY(:ids)")
+        await conn.execute(text(subset), {"ids": list(company_ids)})
+
+
+# Each reindex batch is one transaction under this timeout, whatever the engine's (the API's
+# 5 s is for requests): a batch of REINDEX_BATCH filings takes about a second on 2 cores.
+REINDEX_STATEMENT_TIMEOUT = timedelta(minutes=2)
+REINDEX_BATCH = 256
+# how far an unfinished reindex got, kept in the column's comment with each batch
+REMAKING = re.compile(r"being remade by the (\w+) embedder, up to filing (\d+)")
+PAGE = text(
+    "SELECT id, title, summary FROM filings WHERE id > :last AND id <= :end ORDER BY id LIMIT :size"
+)
+REMAINING = text("SELECT count(*) FILTER (WHERE id > :last), max(id) FROM filings")
+
+
+async def maintenance(conn: AsyncConnection) -> None:
+    milliseconds = int(REINDEX_STATEMENT_TIMEOUT.total_seconds() * 1000)
+    await conn.execute(text(f"SET LOCAL statement_timeout = {milliseconds}"))
+
+
+async def resume_after(conn: AsyncConnection, embedder: Embedder) -> int:
+    """The last filing an unfinished reindex by this embedder re-embedded; 0 if none."""
+    comment = (await conn.execute(COLUMN)).one()[1] or ""
+    remaking = REMAKING.fullmatch(comment)
+    return int(remaking[2]) if remaking and remaking[1] == embedder.name else 0
 
 
 async def reindex(
     engine: AsyncEngine,
     embedder: Embedder,
-    batch_size: int = 512,
+    batch_size: int = REINDEX_BATCH,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> int:
-    """Re-embeds every filing, a batch per transaction, then every company; returns the
-    number of filings. `progress(done, total)` follows it."""
-    async with engine.connect() as conn:
-        total = int(await conn.scalar(text("SELECT count(*) FROM filings")) or 0)
-    done, last_id = 0, 0
-    page = text("SELECT id, title, summary FROM filings WHERE id > :last ORDER BY id LIMIT :size")
-    while True:
+    """Re-embeds the filings, a batch per transaction, then every company; returns the number
+    of filings re-embedded. An interrupted run is resumed by the next with the same embedder.
+    `progress(done, total)` follows it."""
+    async with engine.begin() as conn:
+        await maintenance(conn)
+        last_id = await resume_after(conn, embedder)
+        remaining, end = (await conn.execute(REMAINING, {"last": last_id})).one()
+    done = 0
+    for _ in range(math.ceil(remaining / batch_size)):  # filings ingested later are not redone
         async with engine.begin() as conn:
-            rows = (await conn.execute(page, {"last": last_id, "size": batch_size})).all()
+            await maintenance(conn)
+            rows = (
+                await conn.execute(PAGE, {"last": last_id, "end": end, "size": batch_size})
+            ).all()
             if not rows:
                 break
             vectors = await embed(embedder, [filing_text(r.title, r.summary) for r in rows])
@@ -201,9 +232,16 @@ async def reindex(
                 UPDATE_EMBEDDINGS,
                 {"ids": [r.id for r in rows], "embeddings": [literal(v) for v in vectors]},
             )
-        done, last_id = done + len(rows), rows[-1].id
-        progress(done, total)
+            done, last_id = done + len(rows), rows[-1].id
+            await note_progress(conn, embedder, last_id)
+        progress(done, remaining)
     async with engine.begin() as conn:
+        await maintenance(conn)
         await refresh_company_embeddings(conn)
         await mark_embeddings(conn, embedder)
     return done
+
+
+async def note_progress(conn: AsyncConnection, embedder: Embedder, last_id: int) -> None:
+    note = f"being remade by the {embedder.name} embedder, up to filing {last_id}"
+    await conn.execute(text(f"COMMENT ON COLUMN filings.embedding IS '{note}'"))

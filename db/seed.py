@@ -5,13 +5,13 @@ Generated in Python from a fixed seed and loaded with COPY. `small` keeps the te
 
 import random
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pgvector.asyncpg import register_vector
-from sqlalchemy import Index, text
+from sqlalchemy import Index, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateIndex, DropIndex
 
@@ -25,7 +25,7 @@ from db.embeddings import (
 )
 from db.ingest import keep_metric_kinds
 from db.issuers import ISSUERS, NAME_STEMS, NAME_SUFFIXES, SECTOR_INDUSTRIES
-from db.models import filings
+from db.models import companies, filings, financial_metrics, stock_prices
 from db.timescale import refresh_price_aggregates
 
 AS_OF = date(2026, 9, 30)
@@ -355,9 +355,14 @@ COLUMNS = {
 }
 
 
-# Built after the load: one HNSW build takes a fraction of the time of as many inserts.
+# The loaded tables' indexes but their keys, built after the load (and after the companies'
+# embeddings are averaged): one build takes a fraction of the time of as many insertions,
+# most of all for HNSW.
 BUILT_AFTER: list[Index] = [
-    index for index in filings.indexes if index.dialect_options["postgresql"]["using"] == "hnsw"
+    index
+    for table in (companies, filings, financial_metrics, stock_prices)
+    for index in sorted(cast(Table, table).indexes, key=lambda index: str(index.name))
+    if not index.unique
 ]
 
 
@@ -366,17 +371,31 @@ async def is_seeded(engine: AsyncEngine) -> bool:
         return bool(await conn.scalar(text("SELECT EXISTS (SELECT 1 FROM companies)")))
 
 
+# what seed() does, in order: `begin(step)` is called as each starts
+STEPS = (
+    "generating",
+    "embedding filings",
+    "copying rows",
+    "embedding companies",
+    "indexing",
+    "analyzing",
+)
+
+
 async def seed(
     engine: AsyncEngine,
     size: Size = "default",
     seed: int = 20240101,
     embedder: Embedder | None = None,
+    begin: Callable[[str], None] = lambda step: None,
 ) -> dict[str, int]:
     """Load the demo data set into empty tables with COPY, filings with their embeddings;
     returns row counts per table. `engine`: a maintenance engine (db/engine.py), since the
     continuous aggregates are refreshed over the loaded prices."""
+    begin("generating")
     data = Generator(size, seed).run()
     embedder = embedder or HashingEmbedder()
+    begin("embedding filings")
     vectors = await embed(embedder, [filing_text(*row[8:10]) for row in data.filings])
     tables = {
         "companies": [
@@ -388,12 +407,13 @@ async def seed(
     }
     async with engine.begin() as conn:
         await conn.execute(text("SET LOCAL statement_timeout = 0"))  # a bulk load
-        await conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))  # HNSW builds
+        await conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))  # index builds
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
         for index in BUILT_AFTER:
             await conn.execute(DropIndex(index))
         await register_vector(raw)  # COPY is binary: it needs the vector codec
+        begin("copying rows")
         try:
             for table, rows in tables.items():
                 await raw.copy_records_to_table(table, records=rows, columns=COLUMNS[table])
@@ -405,13 +425,15 @@ async def seed(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
                 )
             )
-        for index in BUILT_AFTER:
-            await conn.execute(CreateIndex(index))
+        begin("embedding companies")
         await refresh_company_embeddings(conn)
         await mark_embeddings(conn, embedder)
         await keep_metric_kinds(conn, [row[0] for row in data.filings])
-    async with engine.begin() as conn:
-        await conn.execute(text("SET LOCAL statement_timeout = 0"))  # maintenance, not a request
+        begin("indexing")
+        for index in BUILT_AFTER:
+            await conn.execute(CreateIndex(index))
+    begin("analyzing")
+    async with engine.connect() as conn:
         await conn.execute(text("ANALYZE"))
     await refresh_price_aggregates(engine)
     return {table: len(rows) for table, rows in tables.items()}

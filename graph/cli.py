@@ -1,38 +1,27 @@
-"""The `corpgraph` command: serve, migrate, seed, ingest, prices, schema and apikey."""
+"""The `corpgraph` command: serve, migrate, seed, ingest, prices, reindex, schema and apikey.
+
+Imports stay light at the top (typer and the standard library): each command imports what
+it needs when it runs, so that `corpgraph --help` starts in a fraction of a second.
+"""
 
 import asyncio
+import importlib
 import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import orjson
 import typer
-from graphql import GraphQLError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.apikeys import create_key, list_keys, revoke_key
-from db.documents import DocumentStore
-from db.embeddings import Embedder, embed, embedder_named, reindex
-from db.engine import create_engine, create_maintenance_engine, kept_settings
-from db.ingest import Conflict, FilingInput, InvalidFiling, from_json, ingest, prune_documents
-from db.migrate import keep_role_settings, migrate
-from db.prices import InvalidPrices, read_csv, store_prices
-from db.reader import SEARCH_SETTINGS
-from db.seed import is_seeded, seed
-from graph import serving
-from graph.documents import document_store
-from graph.embedded import embedded_servers
-from graph.logs import configure_logging
-from graph.settings import Settings
-from resolvers.context import TIERS
+from db.tiers import TIERS
+
+if TYPE_CHECKING:
+    from graph.settings import Settings
 
 log = logging.getLogger("corpgraph")
 app = typer.Typer(
@@ -54,45 +43,13 @@ DataDir = Annotated[
 SeedSize = Literal["small", "default"]
 
 
-def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
+def settings_for(data_dir: Path | None, **overrides: Any) -> "Settings":
+    from graph.settings import Settings
+
     given = {key: value for key, value in overrides.items() if value is not None}
     if data_dir is not None:
         given["data_dir"] = data_dir
     return Settings(**given)
-
-
-@contextmanager
-def servers(settings: Settings) -> Iterator[Settings]:
-    """Settings pointing at real servers: the configured ones, or embedded ones started here."""
-    if not settings.embedded:
-        yield settings
-        return
-    with embedded_servers(settings.data_dir) as embedded:
-        yield settings.replace(database_url=embedded.database_url, redis_url=embedded.redis_url)
-
-
-def database_url(settings: Settings) -> str:
-    assert settings.database_url is not None
-    return settings.database_url.get_secret_value()
-
-
-async def prepare_database(settings: Settings, seed_size: SeedSize | None) -> None:
-    """Migrations, the session settings kept for PgBouncer, the demo data: maintenance, on
-    PostgreSQL itself (the listen URL is never PgBouncer), under no statement timeout."""
-    assert settings.listen_url is not None
-    engine = create_maintenance_engine(settings.listen_url)
-    try:
-        await migrate(engine)
-        if settings.db_pgbouncer:
-            kept = kept_settings(settings.statement_timeout, **SEARCH_SETTINGS)
-            await keep_role_settings(engine, kept)
-        if seed_size is not None and not await is_seeded(engine):
-            typer.echo(f"Loading the {seed_size} demo data set...", err=True)
-            embedder = embedder_named(settings.embedder)
-            counts = await seed(engine, seed_size, embedder=embedder)
-            typer.echo(f"Loaded {counts}.", err=True)
-    finally:
-        await engine.dispose()
 
 
 @app.command()
@@ -107,13 +64,23 @@ def serve(
     ] = "default",
 ) -> None:
     """Serve GraphQL and GraphiQL on /graphql; embedded PostgreSQL and Redis unless configured."""
-    settings = settings_for(data_dir, host=host, port=port, workers=workers)
     if seed_size not in ("small", "default"):
         raise typer.BadParameter(f"--seed-size takes small or default, received {seed_size!r}")
+    # the app's modules (seconds of imports) load on the second core while the servers start
+    loading = threading.Thread(target=importlib.import_module, args=("graph.serving",))
+    loading.start()
+    from graph.logs import configure_logging
+    from graph.prepare import prepare_database
+    from graph.running import servers
+
+    settings = settings_for(data_dir, host=host, port=port, workers=workers)
     configure_logging(settings.json_logs, settings.log_level)
-    with servers(settings) as running:
+    with servers(settings, with_redis=True) as running:
         if settings.embedded:
             asyncio.run(prepare_database(running, seed_size))  # type: ignore[arg-type]
+        loading.join()
+        from graph import serving
+
         log.info("GraphiQL on http://%s:%s/graphql", settings.host, settings.port)
         exit_code = serving.serve(running)
     raise typer.Exit(exit_code)
@@ -122,6 +89,9 @@ def serve(
 @app.command("migrate")
 def migrate_command(data_dir: DataDir = None) -> None:
     """Upgrade the database schema (safe to run from many replicas at once)."""
+    from graph.prepare import prepare_database
+    from graph.running import servers
+
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
     typer.echo("Database schema is up to date.")
@@ -134,9 +104,13 @@ def seed_command(
         str, typer.Option(help="small (tests) or default (about 500 companies).")
     ] = "default",
 ) -> None:
-    """Load the deterministic demo data set into an empty database."""
+    """Load the deterministic demo data set into an empty database (one that holds companies
+    is left as it is)."""
     if size not in ("small", "default"):
         raise typer.BadParameter(f"--size takes small or default, received {size!r}")
+    from graph.prepare import prepare_database
+    from graph.running import servers
+
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, size))  # type: ignore[arg-type]
 
@@ -148,14 +122,6 @@ def schema_command(data_dir: DataDir = None) -> None:
     from schema.schema import build_schema, sdl
 
     typer.echo(sdl(build_schema()), nl=False)
-
-
-async def _with_engine(settings: Settings, work: Any) -> Any:
-    engine = create_engine(database_url(settings))
-    try:
-        return await work(engine)
-    finally:
-        await engine.dispose()
 
 
 @apikey_app.command("create")
@@ -176,10 +142,14 @@ def apikey_create(
     if unknown:
         raise typer.BadParameter(f"unknown scopes {sorted(unknown)}: use filings:write, admin")
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    from db.apikeys import create_key
+    from graph.prepare import prepare_database
+    from graph.running import servers, with_engine
+
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
         key_id, key = asyncio.run(
-            _with_engine(running, lambda db: create_key(db, tier, scope_list, name, expires))
+            with_engine(running, lambda db: create_key(db, tier, scope_list, name, expires))
         )
     typer.echo(
         f"Created API key {key_id} (tier {tier}, scopes {scope_list or 'none'}). Keep it secret:"
@@ -190,8 +160,11 @@ def apikey_create(
 @apikey_app.command("list")
 def apikey_list(data_dir: DataDir = None) -> None:
     """List keys (prefixes only; keys themselves are never stored)."""
+    from db.apikeys import list_keys
+    from graph.running import servers, with_engine
+
     with servers(settings_for(data_dir)) as running:
-        rows = asyncio.run(_with_engine(running, list_keys))
+        rows = asyncio.run(with_engine(running, list_keys))
     for row in rows:
         expired = row.expires_at is not None and row.expires_at < datetime.now(UTC)
         state = "revoked" if row.revoked_at else "expired" if expired else "active"
@@ -205,8 +178,11 @@ def apikey_revoke(
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a key: requests that present it are refused from now on."""
+    from db.apikeys import revoke_key
+    from graph.running import servers, with_engine
+
     with servers(settings_for(data_dir)) as running:
-        revoked = asyncio.run(_with_engine(running, lambda db: revoke_key(db, key_id)))
+        revoked = asyncio.run(with_engine(running, lambda db: revoke_key(db, key_id)))
     if not revoked:
         typer.echo(f"No active key with id {key_id}.", err=True)
         raise typer.Exit(1)
@@ -224,13 +200,23 @@ def ingest_command(
     data_dir: DataDir = None,
 ) -> None:
     """Load filings from JSON Lines files (as `ingestFiling` would); report what was refused."""
+    from db.embeddings import embedder_named
+    from graph.console import progress_bar
+    from graph.documents import document_store
+    from graph.ingest_files import ingest_files
+    from graph.prepare import prepare_database
+    from graph.running import servers, with_engine
+
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
         documents = document_store(running)
         embedder = embedder_named(running.embedder)
-        summary = asyncio.run(
-            _with_engine(running, lambda db: ingest_files(db, files, embedder, documents))
-        )
+        with progress_bar("Ingesting") as progress:
+            summary = asyncio.run(
+                with_engine(
+                    running, lambda db: ingest_files(db, files, embedder, documents, progress)
+                )
+            )
     typer.echo(
         f"{summary.accepted} accepted, {summary.unchanged} unchanged, "
         f"{len(summary.rejected)} rejected"
@@ -255,24 +241,28 @@ def prices_command(
 ) -> None:
     """Load daily prices (a backfill, corrections): upserted by ticker and day, all or none;
     with TimescaleDB the weekly and monthly aggregates are refreshed over them at once."""
+    from db.engine import create_maintenance_engine
+    from db.prices import InvalidPrices, read_csv, store_prices
+    from graph.prepare import prepare_database
+    from graph.running import servers
+
+    async def store(listen_url: str, bars: list[Any]) -> int:
+        engine = create_maintenance_engine(listen_url)
+        try:
+            return await store_prices(engine, bars)
+        finally:
+            await engine.dispose()
+
     try:
         bars = [bar for path in files for bar in read_csv(path)]
         with servers(settings_for(data_dir)) as running:
             asyncio.run(prepare_database(running, None))
             assert running.listen_url is not None
-            engine = create_maintenance_engine(running.listen_url)
-            stored = asyncio.run(_disposed(engine, store_prices(engine, bars)))
+            stored = asyncio.run(store(running.listen_url, bars))
     except InvalidPrices as error:
         typer.echo(f"Nothing stored: {error}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{stored} daily prices stored.")
-
-
-async def _disposed(engine: AsyncEngine, work: Awaitable[int]) -> int:
-    try:
-        return await work
-    finally:
-        await engine.dispose()
 
 
 @app.command("prune-documents")
@@ -283,83 +273,33 @@ def prune_documents_command(
     data_dir: DataDir = None,
 ) -> None:
     """Remove stored documents that no filing points at (left by a crashed ingestion)."""
+    from db.ingest import prune_documents
+    from graph.documents import document_store
+    from graph.running import servers, with_engine
+
     with servers(settings_for(data_dir)) as running:
         documents = document_store(running)
         age = timedelta(minutes=older_than_minutes)
-        removed = asyncio.run(_with_engine(running, lambda db: prune_documents(db, documents, age)))
+        removed = asyncio.run(with_engine(running, lambda db: prune_documents(db, documents, age)))
     typer.echo(f"Removed {len(removed)} orphaned documents.")
     for key in removed:
         typer.echo(f"  {key}")
 
 
-EMBEDDING_BATCH = 64  # filings embedded together when ingesting files
-
-
-@dataclass
-class IngestSummary:
-    accepted: int = 0
-    unchanged: int = 0
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-
-
-async def ingest_files(
-    db: AsyncEngine, files: list[Path], embedder: Embedder, documents: DocumentStore
-) -> IngestSummary:
-    summary = IngestSummary()
-    lines = [
-        (f"{path}:{number}", text)
-        for path in files
-        for number, text in enumerate(path.read_text().splitlines(), 1)
-        if text.strip()
-    ]
-    with typer.progressbar(length=len(lines), label="Ingesting", file=sys.stderr) as progress:
-        for start in range(0, len(lines), EMBEDDING_BATCH):
-            batch = lines[start : start + EMBEDDING_BATCH]
-            filings = [parsed(where, text, summary) for where, text in batch]
-            valid = [
-                (where, filing)
-                for (where, _), filing in zip(batch, filings, strict=True)
-                if filing is not None
-            ]
-            embeddings = await embed(embedder, [filing.text for _, filing in valid])
-            for (where, filing), embedding in zip(valid, embeddings, strict=True):
-                try:
-                    _, created = await ingest(db, filing, embedding, documents)
-                except (InvalidFiling, Conflict) as error:
-                    summary.rejected.append((where, str(error)))
-                else:
-                    summary.accepted += created
-                    summary.unchanged += not created
-            progress.update(len(batch))
-    position = {where: index for index, (where, _) in enumerate(lines)}
-    summary.rejected.sort(key=lambda rejected: position[rejected[0]])
-    return summary
-
-
-def parsed(where: str, text: str, summary: IngestSummary) -> FilingInput | None:
-    try:
-        return from_json(orjson.loads(text))
-    except orjson.JSONDecodeError as error:
-        summary.rejected.append((where, f"not JSON: {error}"))
-    except InvalidFiling as error:
-        summary.rejected.append((where, str(error)))
-    return None
-
-
 @app.command("reindex")
 def reindex_command(data_dir: DataDir = None) -> None:
     """Re-embed every filing (and company) with the configured embedder, e.g. after
-    changing CORPGRAPH_EMBEDDER. Search keeps working meanwhile, on a mix of old and new."""
+    changing CORPGRAPH_EMBEDDER. Search keeps working meanwhile, on a mix of old and new; an
+    interrupted run is resumed by the next."""
+    from db.embeddings import embedder_named, reindex
+    from graph.console import progress_bar
+    from graph.running import servers, with_engine
+
     with servers(settings_for(data_dir)) as running:
         embedder = embedder_named(running.embedder)
-        with typer.progressbar(length=1, label="Embedding filings", file=sys.stderr) as bar:
-
-            def progress(done: int, total: int) -> None:
-                bar.length = total
-                bar.update(done - bar.pos)
-
+        with progress_bar("Embedding filings") as progress:
             count = asyncio.run(
-                _with_engine(running, lambda db: reindex(db, embedder, progress=progress))
+                with_engine(running, lambda db: reindex(db, embedder, progress=progress))
             )
     typer.echo(f"Re-embedded {count} filings with the {embedder.name} embedder.")
 
@@ -419,6 +359,9 @@ def persisted_build(
 ) -> None:
     """Write an Apollo persisted-query manifest of the operations: the trusted documents of
     CORPGRAPH_PERSISTED_MANIFESTS."""
+    import orjson
+    from graphql import GraphQLError
+
     from graph.persisted import build_manifest
     from schema.schema import build_schema
 

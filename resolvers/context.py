@@ -13,8 +13,6 @@ from db.documents import DocumentStore
 from loaders.filings import FilingRow
 from loaders.request import Loaders
 
-TIERS = ("anonymous", "free", "pro", "enterprise")
-
 
 @dataclass(frozen=True)
 class Viewer:

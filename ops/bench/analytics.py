@@ -38,8 +38,8 @@ from run import ROOMY, start_corpgraph, wait_up  # noqa: E402  (ops/bench/run.py
 from db.embeddings import HashingEmbedder, literal  # noqa: E402
 from db.reader import DIALECT, SEARCH_SETTINGS  # noqa: E402
 from db.seed import TOPICS  # noqa: E402
-from graph.cli import prepare_database  # noqa: E402
 from graph.embedded import embedded_servers  # noqa: E402
+from graph.prepare import prepare_database  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from loaders.search import SearchMode, search_statement  # noqa: E402
 from loaders.series import metric_series_statement, price_bars_statement  # noqa: E402
@@ -155,7 +155,9 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    with embedded_servers(Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))) as embedded:
+    data_dir = Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
+    with embedded_servers(data_dir, print, with_redis=True) as embedded:
+        assert embedded.redis_url is not None
         asyncio.run(prepare_database(Settings(database_url=embedded.database_url), "default"))
         env = {**os.environ, "CORPGRAPH_DATABASE_URL": embedded.database_url,
                "CORPGRAPH_REDIS_URL": embedded.redis_url,

@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from run import HEAVY, LIGHT, ROOMY, cpu_seconds, start_corpgraph, wait_up  # noqa: E402
 
-from graph.cli import prepare_database  # noqa: E402
 from graph.embedded import embedded_servers  # noqa: E402
+from graph.prepare import prepare_database  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 
 MARGINAL_FROM = 10  # points
@@ -119,7 +119,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--seed-size", choices=("small", "default"), default="default")
     args = parser.parse_args()
-    with embedded_servers(Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))) as embedded:
+    with embedded_servers(
+        Path(tempfile.mkdtemp(prefix="corpgraph-bench-")), print, with_redis=True
+    ) as embedded:
+        assert embedded.redis_url is not None
         settings = Settings(database_url=embedded.database_url)
         asyncio.run(prepare_database(settings, args.seed_size))
         env = {**os.environ, "CORPGRAPH_DATABASE_URL": embedded.database_url,

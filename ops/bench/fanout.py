@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from db.apikeys import create_key  # noqa: E402
 from db.engine import create_engine  # noqa: E402
-from graph.cli import prepare_database  # noqa: E402
 from graph.embedded import embedded_servers  # noqa: E402
+from graph.prepare import prepare_database  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from tests.servers import corpgraph_processes  # noqa: E402
 
@@ -105,7 +105,8 @@ def main() -> None:
     subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=CLIENTS, check=True)
     data_dir = Path(tempfile.mkdtemp(prefix="corpgraph-fanout-"))
     try:
-        with embedded_servers(data_dir) as embedded:
+        with embedded_servers(data_dir, print, with_redis=True) as embedded:
+            assert embedded.redis_url is not None
             asyncio.run(prepare_database(Settings(database_url=embedded.database_url), "small"))
             key = asyncio.run(writer_key(embedded.database_url))
             roomy = {"anonymous": {"ceiling": 10**6, "capacity": 10**9, "restore_rate": 10**6}}

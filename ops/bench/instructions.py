@@ -126,7 +126,11 @@ def main() -> None:
     parser.add_argument("--observability", action="store_true")
     args = parser.parse_args()
     counts = {"LIGHT": args.light, "HEAVY": args.heavy}
-    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir)) as embedded:
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        embedded_servers(Path(workdir), print, with_redis=True) as embedded,
+    ):
+        assert embedded.redis_url is not None
         env = servers_env(embedded.database_url, embedded.redis_url)
         servers = starters(env, args)
         print(f"{'server':<34}{'request':<8}{'instr/req':>14}{'vs raw':>9}")

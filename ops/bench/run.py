@@ -53,9 +53,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 
-from graph.cli import prepare_database  # noqa: E402
 from graph.embedded import embedded_servers  # noqa: E402
 from graph.persisted import sha256  # noqa: E402
+from graph.prepare import prepare_database  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from graph.span_export import JSON_PROTOCOL  # noqa: E402
 
@@ -366,7 +366,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="medians of this many k6 runs")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
-    with embedded_servers(data_dir) as embedded:
+    with embedded_servers(data_dir, print, with_redis=True) as embedded:
+        assert embedded.redis_url is not None
         env = servers_env(embedded.database_url, embedded.redis_url)
         servers = [start_corpgraph(env, int(w)) for w in args.workers.split(",")]
         if args.cost_off:
