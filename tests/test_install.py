@@ -76,3 +76,13 @@ def test_a_fresh_venv_installs_as_the_readme_says(tmp_path: Path) -> None:
     run(*INSTALL, timeout=900)
     run("pip", "check")
     assert "serve" in run("corpgraph", "--help")
+
+
+def test_the_readme_the_docs_and_ci_install_the_same_way() -> None:
+    """What this module runs is what the README and docs/install.md say and what CI does."""
+    command = " ".join(arg for arg in INSTALL if arg != "--quiet").replace(".[dev]", '".[dev]"')
+    for page in ("README.md", "docs/install.md"):
+        assert command in (REPO / page).read_text(), page
+    ci = (REPO / ".ci" / "run").read_text()
+    assert " ".join(INSTALL).replace(".[dev]", '".[dev]"') in ci
+    assert "upgrade pip" not in ci  # a newcomer's pip is the one its Python bundles
