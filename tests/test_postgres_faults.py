@@ -69,7 +69,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running = Cluster(tmp_path_factory.mktemp("faults") / "pg")
     asyncio.run(seeded_database(running.url("corpgraph")))
     yield running
@@ -82,18 +82,18 @@ def write_pool_in_use() -> float:
     return value
 
 
-def test_pool_gauge_counts_no_checkin_it_did_not_count_out(cluster: Cluster) -> None:
+def test_pool_gauge_counts_no_checkin_it_did_not_count_out(own_cluster: Cluster) -> None:
     """A pooled connection that fails to reconnect while PostgreSQL is down is checked back
     in by SQLAlchemy without having been out: the gauge must not count it."""
 
     async def through_an_outage() -> list[float]:
-        engine = create_engine(cluster.url("corpgraph"))
+        engine = create_engine(own_cluster.url("corpgraph"))
         readings = []
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             readings.append(write_pool_in_use())
-            cluster.stop()
+            own_cluster.stop()
             for _ in range(3):
                 with pytest.raises((DBAPIError, OSError)):
                     async with engine.connect() as conn:
@@ -101,24 +101,24 @@ def test_pool_gauge_counts_no_checkin_it_did_not_count_out(cluster: Cluster) -> 
                 readings.append(write_pool_in_use())
         finally:
             await engine.dispose()
-            cluster.start()  # a no-op if it runs
+            own_cluster.start()  # a no-op if it runs
         return readings
 
     before, *during = asyncio.run(through_an_outage())
     assert during == [before] * 3
 
 
-def test_write_pool_replaces_connections_closed_by_a_restart(cluster: Cluster) -> None:
+def test_write_pool_replaces_connections_closed_by_a_restart(own_cluster: Cluster) -> None:
     """The write pool (mutations, health) hands out no connection the restart closed."""
 
     async def across_a_restart() -> int:
-        engine = create_engine(cluster.url("corpgraph"), pool_size=2)
+        engine = create_engine(own_cluster.url("corpgraph"), pool_size=2)
         try:
             async with engine.connect() as first, engine.connect() as second:
                 for conn in (first, second):
                     await conn.execute(text("SELECT 1"))
-            cluster.stop()
-            cluster.start()
+            own_cluster.stop()
+            own_cluster.start()
             await asyncio.sleep(0.2)  # between two requests
             answered = 0
             for _ in range(2):
@@ -154,9 +154,9 @@ def test_failing_statement_is_logged_without_its_parameters(
 
 
 @pytest.fixture(scope="module")
-def corpgraph(cluster: Cluster, redis_url: str) -> Iterator[tuple[str, str]]:
-    """A `corpgraph serve` process on the cluster: its base URL and an API key."""
-    url = cluster.url("corpgraph")
+def corpgraph(own_cluster: Cluster, redis_url: str) -> Iterator[tuple[str, str]]:
+    """A `corpgraph serve` process on the own_cluster: its base URL and an API key."""
+    url = own_cluster.url("corpgraph")
     key = new_api_key(url)
     data_dir = tempfile.mkdtemp(prefix="corpgraph-faults-")
     environment = corpgraph_environment(
@@ -241,11 +241,11 @@ def recovered(server: str, key: str, seconds: float = 15) -> None:
 
 @pytest.mark.e2e
 def test_stalled_postgres_answers_within_the_deadline(
-    cluster: Cluster, corpgraph: tuple[str, str]
+    own_cluster: Cluster, corpgraph: tuple[str, str]
 ) -> None:
     server, key = corpgraph
     assert {answer.status for answer in asyncio.run(load(server, key, 0.5))} == {200}
-    with cluster.stalled():
+    with own_cluster.stalled():
         answers = asyncio.run(load(server, key, 2 * DEADLINE_SECONDS))
     within_deadline(answers)
     for answer in answers:
@@ -269,10 +269,12 @@ async def connection_init(server: str, key: str, protocol: str) -> ConnectionClo
 
 
 @pytest.mark.e2e
-def test_postgres_down_is_503_and_comes_back(cluster: Cluster, corpgraph: tuple[str, str]) -> None:
+def test_postgres_down_is_503_and_comes_back(
+    own_cluster: Cluster, corpgraph: tuple[str, str]
+) -> None:
     server, key = corpgraph
     recovered(server, key)
-    cluster.stop()
+    own_cluster.stop()
     try:
         answers = asyncio.run(load(server, key, DEADLINE_SECONDS))
         within_deadline(answers)
@@ -288,19 +290,19 @@ def test_postgres_down_is_503_and_comes_back(cluster: Cluster, corpgraph: tuple[
             assert closed.rcvd.code == 1013, (protocol, closed.rcvd)
             assert "database" in closed.rcvd.reason.lower()
     finally:
-        cluster.start()
+        own_cluster.start()
     recovered(server, key)
 
 
 @pytest.mark.e2e
 def test_connections_that_died_with_postgres_are_not_handed_out(
-    cluster: Cluster, corpgraph: tuple[str, str]
+    own_cluster: Cluster, corpgraph: tuple[str, str]
 ) -> None:
     """A restart between two requests: the next ones get fresh connections, not dead ones."""
     server, key = corpgraph
     recovered(server, key)
-    cluster.stop()
-    cluster.start()
+    own_cluster.stop()
+    own_cluster.start()
     answers = asyncio.run(load(server, key, 0.5))
     assert len(answers) >= CLIENTS
     assert {(answer.status, answer.media_type) for answer in answers} == {
