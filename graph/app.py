@@ -60,7 +60,6 @@ def create_app(settings: Settings) -> Starlette:
         settings.default_list_size,
         settings.mutation_cost,
         settings.introspection_cost,
-        settings.max_page_size,
     )
 
     manifest = load_manifests(settings.persisted_manifests)

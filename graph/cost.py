@@ -58,6 +58,8 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 
+from resolvers.pagination import MAX_PAGE_SIZE
+
 INTROSPECTION = frozenset({"__schema", "__type"})
 
 
@@ -127,7 +129,7 @@ class CostModel:
     default_list_size: int = 10
     mutation_cost: int = 10
     introspection_cost: int = 100
-    max_list_size: int = 100
+    max_list_size: int = MAX_PAGE_SIZE
 
     def costing(
         self,

@@ -422,12 +422,10 @@ def stream_refused(outcome: Outcome) -> Response:
 def new_context(state: State, viewer: Viewer, **extra: Any) -> Context:
     """A request's (or WebSocket connection's) context: fresh loaders, the app's stores."""
     loaders = Loaders(state.reader, state.entity_cache, state.embedder, state.company_memory)
-    settings: Settings = state.settings
     response_cache: ResponseCache | None = state.response_cache
     return Context(
         loaders,
         viewer,
-        settings.max_page_size,
         writer=state.db,
         documents=state.documents,
         forget_answers=response_cache.drop if response_cache else None,

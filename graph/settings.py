@@ -114,8 +114,6 @@ class Settings(BaseSettings):
     """From the end of a request's headers until its whole body has arrived; later: 408. A body
     still arriving holds a connection but no in-flight slot (`CORPGRAPH_MAX_IN_FLIGHT`):
     Hypercorn times out slow headers, not slow bodies."""
-    max_page_size: int = Field(default=100, ge=1)
-    """The upper bound of `first` and `last`."""
     max_depth: int = Field(default=15, ge=1)
     """The deepest selection a document may have."""
     max_aliases: int = Field(default=30, ge=0)

@@ -71,7 +71,6 @@ async def companies(
         last,
         before,
         default=DEFAULT_PAGE,
-        maximum=context.max_page_size,
         decode=_decode,
     )
     db = context.loaders.db

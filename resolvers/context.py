@@ -69,7 +69,6 @@ class Connection(Protocol):
 class Context:
     loaders: Loaders
     viewer: Viewer = field(default_factory=Viewer)
-    max_page_size: int = 100
     budget: Budget | None = None  # set before execution when cost control is on
     writer: AsyncEngine | None = None  # the write path (mutations); reads go through loaders
     documents: DocumentStore | None = None  # filing documents

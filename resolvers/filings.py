@@ -61,7 +61,6 @@ async def filings(
         last,
         before,
         default=ROOT_PAGE,
-        maximum=info.context.max_page_size,
         decode=_decode,
     )
     db = info.context.loaders.db
@@ -87,7 +86,6 @@ async def company_filings(
         last,
         before,
         default=COMPANY_PAGE,
-        maximum=info.context.max_page_size,
         decode=_decode,
     )
     page = await loaders.filings_by_company(page_window, where).load(company_id)

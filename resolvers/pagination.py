@@ -11,6 +11,9 @@ from loaders.pagination import Window
 from resolvers.errors import UserInputError
 
 Cursor = tuple[Any, ...]
+# the most items one `first`, `last` or other slicing argument may ask for: the resolvers, the
+# schema's descriptions and the cost model (graph/cost.py) all read it here
+MAX_PAGE_SIZE = 100
 
 
 def encode_cursor(kind: str, key: Cursor) -> str:
@@ -39,16 +42,15 @@ def window(
     before: str | None,
     *,
     default: int,
-    maximum: int,
     decode: Callable[[str, str], Cursor],
 ) -> Window:
     """`first`/`after` pages forward, `last`/`before` backward; mixing the two is refused."""
     if first is not None and last is not None:
         raise UserInputError("Pass `first` or `last`, not both.", argument="last")
     for name, value in (("first", first), ("last", last)):
-        if value is not None and not 1 <= value <= maximum:
+        if value is not None and not 1 <= value <= MAX_PAGE_SIZE:
             raise UserInputError(
-                f"`{name}` must be between 1 and {maximum}, received {value}.",
+                f"`{name}` must be between 1 and {MAX_PAGE_SIZE}, received {value}.",
                 argument=name,
             )
     if last is not None or (before is not None and first is None):

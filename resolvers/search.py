@@ -8,8 +8,8 @@ from loaders.search import FilingHit, SearchMode, SearchRequest
 from resolvers.companies import ticker_list
 from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
+from resolvers.pagination import MAX_PAGE_SIZE
 
-MAX_FIRST = 100
 MAX_QUERY = 1_000  # characters
 SEARCH_FIRST, SIMILAR_FIRST = 10, 5  # the schema's defaults (schema/), also for an explicit null
 
@@ -17,9 +17,9 @@ SEARCH_FIRST, SIMILAR_FIRST = 10, 5  # the schema's defaults (schema/), also for
 def check_first(first: int | None, default: int) -> int:
     if first is None:
         return default
-    if not 1 <= first <= MAX_FIRST:
+    if not 1 <= first <= MAX_PAGE_SIZE:
         raise UserInputError(
-            f"`first` must be between 1 and {MAX_FIRST}, received {first}.", argument="first"
+            f"`first` must be between 1 and {MAX_PAGE_SIZE}, received {first}.", argument="first"
         )
     return first
 

@@ -7,6 +7,7 @@ import strawberry
 from loaders.companies import CompanyRow
 from resolvers import companies, filings, metrics, search, series
 from resolvers.context import Info
+from resolvers.pagination import MAX_PAGE_SIZE
 from schema.costs import Cost, assumed, paged, sliced
 from schema.metrics import DaysFrom, DaysTo, Metric, PeriodsFrom, PeriodsTo, PriceBar
 from schema.node import Node, key_in, to_global_id
@@ -70,7 +71,8 @@ class Company(Node):
         self,
         info: Info,
         first: Annotated[
-            int | None, strawberry.argument(description="Page size forward (1-100, default 10).")
+            int | None,
+            strawberry.argument(description=f"Page size forward (1-{MAX_PAGE_SIZE}, default 10)."),
         ] = None,
         after: After = None,
         last: Last = None,
@@ -148,7 +150,7 @@ class Company(Node):
         self,
         info: Info,
         first: Annotated[
-            int | None, strawberry.argument(description="How many (1-100).")
+            int | None, strawberry.argument(description=f"How many (1-{MAX_PAGE_SIZE}).")
         ] = search.SIMILAR_FIRST,
     ) -> list["Company"]:
         rows = await search.similar_companies(info, self.db_id, first)

@@ -8,6 +8,7 @@ import strawberry
 from loaders.filings import FilingRow
 from resolvers import companies, filings, metrics, search
 from resolvers.context import Info
+from resolvers.pagination import MAX_PAGE_SIZE
 from resolvers.subscriptions import to_ingest_cursor
 from schema.costs import Cost, assumed, sliced
 from schema.metrics import Metric
@@ -127,7 +128,7 @@ class Filing(Node):
         self,
         info: Info,
         first: Annotated[
-            int | None, strawberry.argument(description="How many (1-100).")
+            int | None, strawberry.argument(description=f"How many (1-{MAX_PAGE_SIZE}).")
         ] = search.SIMILAR_FIRST,
     ) -> list[Annotated["FilingSearchHit", strawberry.lazy("schema.search")]]:
         from schema.search import FilingSearchHit

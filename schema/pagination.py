@@ -6,6 +6,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import strawberry
 
 from loaders.pagination import Page
+from resolvers.pagination import MAX_PAGE_SIZE
 from schema.costs import Cost
 
 T = TypeVar("T")
@@ -13,7 +14,9 @@ R = TypeVar("R")
 
 # Relay arguments shared by every connection field (`first` says its own default)
 After = Annotated[str | None, strawberry.argument(description="Return items after this cursor.")]
-Last = Annotated[int | None, strawberry.argument(description="Page size backward (1-100).")]
+Last = Annotated[
+    int | None, strawberry.argument(description=f"Page size backward (1-{MAX_PAGE_SIZE}).")
+]
 Before = Annotated[str | None, strawberry.argument(description="Return items before this cursor.")]
 
 

@@ -8,6 +8,7 @@ import strawberry
 from resolvers import companies, filings, search, series
 from resolvers.context import Info
 from resolvers.errors import UserInputError
+from resolvers.pagination import MAX_PAGE_SIZE
 from schema.companies import Company, CompanyConnection
 from schema.costs import Cost, assumed, paged, sliced
 from schema.entities import ENTITY_TYPES
@@ -22,7 +23,8 @@ from schema.series import Aggregate, Basis, Interval, MetricSeries, named
 FilingConnection = Connection[Filing]
 
 First = Annotated[
-    int | None, strawberry.argument(description="Page size forward (1-100, default 20).")
+    int | None,
+    strawberry.argument(description=f"Page size forward (1-{MAX_PAGE_SIZE}, default 20)."),
 ]
 
 
@@ -144,7 +146,7 @@ class Query:
             str, strawberry.argument(description="What to look for: up to 1,000 characters.")
         ],
         first: Annotated[
-            int | None, strawberry.argument(description="How many hits (1-100).")
+            int | None, strawberry.argument(description=f"How many hits (1-{MAX_PAGE_SIZE}).")
         ] = search.SEARCH_FIRST,
         tickers: OfTickers = None,
         form_types: OfFormTypes = None,

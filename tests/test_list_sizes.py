@@ -26,6 +26,7 @@ from starlette.testclient import TestClient
 from graph.app import create_app
 from graph.cost import ListSizeError
 from graph.settings import Settings, Tier
+from resolvers.pagination import MAX_PAGE_SIZE
 from tests.conftest import StatementLog, new_api_key
 from tests.test_cost import MODEL
 
@@ -227,3 +228,16 @@ def test_a_negative_size_is_refused_over_websocket(slow: TestClient) -> None:
         payload = message["payload"]
         (error,) = payload["errors"] if isinstance(payload, dict) else payload
         assert error["extensions"]["code"] == "BAD_USER_INPUT", message
+
+
+@pytest.mark.parametrize(("type_name", "field_name", "argument"), CASES)
+def test_the_schema_states_the_bound_that_is_enforced(
+    type_name: str, field_name: str, argument: str
+) -> None:
+    """Each slicing argument's description names the range the cost model and the resolvers
+    hold it to (one constant, resolvers/pagination.MAX_PAGE_SIZE)."""
+    parent = SCHEMA.get_type(type_name)
+    assert isinstance(parent, GraphQLObjectType)
+    description = parent.fields[field_name].args[argument].description or ""
+    assert f"(1-{MAX_PAGE_SIZE}" in description, (type_name, field_name, argument, description)
+    assert MODEL.max_list_size == MAX_PAGE_SIZE
