@@ -57,6 +57,7 @@ async def company_by_id(info: Info, company_id: int) -> CompanyRow:
 
 async def companies(
     info: Info,
+    *,
     first: int | None,
     after: str | None,
     last: int | None,

@@ -41,6 +41,7 @@ async def filing_by_id(info: Info, filing_id: int) -> FilingRow | None:
 
 async def filings(
     info: Info,
+    *,
     first: int | None,
     after: str | None,
     last: int | None,
@@ -72,6 +73,7 @@ async def filings(
 async def company_filings(
     info: Info,
     company_id: int,
+    *,
     first: int | None,
     after: str | None,
     last: int | None,

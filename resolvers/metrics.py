@@ -19,13 +19,13 @@ async def filing_metrics(info: Info, filing_id: int, names: list[str] | None) ->
 
 
 async def company_metrics(
-    info: Info, company_id: int, names: list[str] | None, start: date | None, end: date | None
+    info: Info, company_id: int, *, names: list[str] | None, start: date | None, end: date | None
 ) -> list[MetricRow]:
     where = MetricFilter(limit_list("names", names), *span(start, end))
     return await info.context.loaders.metrics_by_company(where).load(company_id)
 
 
 async def company_prices(
-    info: Info, company_id: int, start: date | None, end: date | None
+    info: Info, company_id: int, *, start: date | None, end: date | None
 ) -> list[PriceRow]:
     return await info.context.loaders.prices_by_company(span(start, end)).load(company_id)

@@ -27,6 +27,7 @@ def check_first(first: int | None, default: int) -> int:
 async def search_filings(
     info: Info,
     query: str,
+    *,
     first: int | None,
     tickers: list[str] | None,
     form_types: list[str] | None,

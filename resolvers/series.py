@@ -17,6 +17,7 @@ async def metric_series(
     info: Info,
     tickers: list[str],
     metric: str,
+    *,
     start: date | None,
     end: date | None,
     interval: Interval,
@@ -54,7 +55,7 @@ async def metric_series(
 
 
 async def price_series(
-    info: Info, company_id: int, start: date | None, end: date | None, interval: Interval
+    info: Info, company_id: int, *, start: date | None, end: date | None, interval: Interval
 ) -> list[PriceRow]:
     loader = info.context.loaders.price_bars(interval, span(start, end))
     return await loader.load(company_id)

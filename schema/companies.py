@@ -85,7 +85,13 @@ class Company(Node):
         from schema.filings import Filing
 
         page, count = await filings.company_filings(
-            info, self.db_id, first, after, last, before, form_types
+            info,
+            self.db_id,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            form_types=form_types,
         )
         return Connection.build(page, count, Filing.from_row, filings.cursor_of)
 
@@ -106,7 +112,7 @@ class Company(Node):
         from_: PeriodsFrom = None,
         to: PeriodsTo = None,
     ) -> list[Metric]:
-        rows = await metrics.company_metrics(info, self.db_id, names, from_, to)
+        rows = await metrics.company_metrics(info, self.db_id, names=names, start=from_, end=to)
         return Metric.served(rows)
 
     @strawberry.field(
@@ -122,7 +128,7 @@ class Company(Node):
         from_: DaysFrom = None,
         to: DaysTo = None,
     ) -> list[PriceBar]:
-        rows = await metrics.company_prices(info, self.db_id, from_, to)
+        rows = await metrics.company_prices(info, self.db_id, start=from_, end=to)
         return [PriceBar.from_row(row) for row in rows]
 
     @strawberry.field(
@@ -138,7 +144,9 @@ class Company(Node):
         from_: DaysFrom = None,
         to: DaysTo = None,
     ) -> list[PriceBar]:
-        rows = await series.price_series(info, self.db_id, from_, to, named(interval))
+        rows = await series.price_series(
+            info, self.db_id, start=from_, end=to, interval=named(interval)
+        )
         return [PriceBar.from_row(row) for row in rows]
 
     @strawberry.field(

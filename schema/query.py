@@ -70,7 +70,9 @@ class Query:
             strawberry.argument(description="Ticker prefix or part of the name, case-insensitive."),
         ] = None,
     ) -> CompanyConnection:
-        page, count = await companies.companies(info, first, after, last, before, sector, search)
+        page, count = await companies.companies(
+            info, first=first, after=after, last=last, before=before, sector=sector, search=search
+        )
         return Connection.build(page, count, Company.from_row, companies.cursor_of)
 
     @strawberry.field(description="A filing by accession number; null if unknown.")
@@ -102,7 +104,15 @@ class Query:
         ] = None,
     ) -> FilingConnection:
         page, count = await filings.filings(
-            info, first, after, last, before, tickers, form_types, filed_after, filed_before
+            info,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            tickers=tickers,
+            form_types=form_types,
+            filed_after=filed_after,
+            filed_before=filed_before,
         )
         return Connection.build(page, count, Filing.from_row, filings.cursor_of)
 
@@ -129,7 +139,14 @@ class Query:
         ] = Basis.QUARTERLY,
     ) -> list[MetricSeries]:
         found = await series.metric_series(
-            info, tickers, metric, from_, to, named(interval), named(aggregate), named(basis)
+            info,
+            tickers,
+            metric,
+            start=from_,
+            end=to,
+            interval=named(interval),
+            aggregate=named(aggregate),
+            basis=named(basis),
         )
         return [MetricSeries.from_series(one, metric) for one in found]
 
@@ -156,6 +173,12 @@ class Query:
         ] = SearchMode.HYBRID,
     ) -> list[FilingSearchHit]:
         hits = await search.search_filings(
-            info, query, first, tickers, form_types, filed_after, named(mode)
+            info,
+            query,
+            first=first,
+            tickers=tickers,
+            form_types=form_types,
+            filed_after=filed_after,
+            mode=named(mode),
         )
         return [FilingSearchHit.from_hit(hit) for hit in hits]
