@@ -27,8 +27,9 @@ def default_data_dir() -> Path:
 class Tier(BaseModel, frozen=True):
     """What one tier of clients may spend: per request, and from its bucket over time."""
 
-    ceiling: int = Field(ge=1)  # the most one request may cost
-    capacity: int = Field(ge=1)  # bucket size in points
+    # points are GraphQL Ints in `Query.rateLimit`: 32-bit
+    ceiling: int = Field(ge=1, le=2**31 - 1)  # the most one request may cost
+    capacity: int = Field(ge=1, le=2**31 - 1)  # bucket size in points
     restore_rate: float = Field(gt=0)  # points per second
 
 

@@ -327,3 +327,9 @@ def test_without_redis_the_difference_is_charged_as_well() -> None:
     available, admitted = asyncio.run(settle())
     assert available == pytest.approx(100 - 150, abs=0.1)
     assert not admitted  # in debt until restored
+
+
+def test_tiers_stay_within_what_rate_limit_can_say() -> None:
+    """`Query.rateLimit` answers in GraphQL Ints (32-bit): a larger tier is refused at start."""
+    with pytest.raises(ValueError, match="capacity"):
+        Tier(ceiling=1, capacity=10**12, restore_rate=1)

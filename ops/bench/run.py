@@ -62,7 +62,7 @@ from graph.span_export import JSON_PROTOCOL  # noqa: E402
 LIGHT = (HERE / "light.graphql").read_text()
 HEAVY = (HERE / "heavy.graphql").read_text()
 REQUESTS = {"LIGHT": LIGHT, "HEAVY": HEAVY}
-ROOMY = {"ceiling": 10**9, "capacity": 10**12, "restore_rate": 10**9}  # costed, never throttled
+ROOMY = {"ceiling": 10**9, "capacity": 2**31 - 1, "restore_rate": 10**9}  # costed, never throttled
 COST_OFF = " -cost"
 APQ, CACHE_HIT = " apq", " cache hit"
 BARE, TRACED = " bare", " traced"
