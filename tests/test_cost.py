@@ -243,15 +243,17 @@ def test_subscriptions_are_charged_when_they_start(settings: Settings, key: str)
         charged_at_start(client, key)
 
 
-def charged_at_start(client: TestClient, key: str) -> None:
-    def remaining() -> int:
-        body = client.post(
-            "/graphql",
-            json={"query": "{ rateLimit { remaining } }"},
-            headers={"authorization": f"Bearer {key}"},
-        ).json()
-        return int(body["data"]["rateLimit"]["remaining"])
+def remaining(client: TestClient, key: str) -> int:
+    """What the key's bucket holds, after this probe's point."""
+    body = client.post(
+        "/graphql",
+        json={"query": "{ rateLimit { remaining } }"},
+        headers={"authorization": f"Bearer {key}"},
+    ).json()
+    return int(body["data"]["rateLimit"]["remaining"])
 
+
+def charged_at_start(client: TestClient, key: str) -> None:
     alert = "subscription { filingAdded { accessionNumber company { name } } }"  # 2 points
     # 1 + 1 + 1 + 100 points, over the ceiling of 60
     too_dear = (
@@ -264,11 +266,11 @@ def charged_at_start(client: TestClient, key: str) -> None:
         refused = ws.receive_json()
         assert refused["id"] == "dear"
         assert "COST_LIMIT_EXCEEDED" in str(refused["payload"]), refused
-        previous = remaining()
+        previous = remaining(client, key)
         ws.send_json({"id": "ok", "type": "subscribe", "payload": {"query": alert}})
         for _ in range(20):  # each probe costs 1; the one after the charge shows 2 more
             time.sleep(0.1)
-            current = remaining()
+            current = remaining(client, key)
             if previous - current == 1 + 2:
                 break
             assert previous - current == 1

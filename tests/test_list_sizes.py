@@ -28,7 +28,7 @@ from graph.cost import ListSizeError
 from graph.settings import Settings, Tier
 from resolvers.pagination import MAX_PAGE_SIZE
 from tests.conftest import StatementLog, new_api_key
-from tests.test_cost import MODEL
+from tests.test_cost import MODEL, remaining
 
 SCHEMA = MODEL.schema
 SCALAR_LITERALS = {
@@ -185,15 +185,6 @@ def slow(settings: Settings) -> Iterator[TestClient]:
     tiers = {tier: SLOW for tier in ("anonymous", "free", "pro", "enterprise")}
     with TestClient(create_app(settings.replace(tiers=tiers))) as client:
         yield client
-
-
-def remaining(client: TestClient, key: str) -> int:
-    body = client.post(
-        "/graphql",
-        json={"query": "{ rateLimit { remaining } }"},
-        headers={"authorization": f"Bearer {key}"},
-    ).json()
-    return int(body["data"]["rateLimit"]["remaining"])
 
 
 def test_a_negative_size_neither_runs_nor_adds_to_the_budget(
