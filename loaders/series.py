@@ -85,6 +85,19 @@ def bucket_sql(column: str, interval: Interval, timescale: bool) -> str:
     return f"date_trunc('{interval.lower()}', {column})::date"
 
 
+# With TimescaleDB the span's bounds go through a cast that is the identity on dates but STABLE
+# (date -> timestamptz -> date, in one session's time zone), which PostgreSQL does not fold while
+# planning. Bare parameters let a custom plan (a prepared statement's first five executions, and
+# every later one while custom plans look cheaper) exclude chunks while planning: about 1 ms for
+# ten chunks, each time. With the bounds stable, custom and generic plans are alike, the generic
+# one is kept (planned once per connection), and TimescaleDB excludes the chunks outside the
+# span at executor startup instead.
+SPAN_SQL = {
+    False: ":start AND :end",
+    True: "CAST(CAST(:start AS timestamptz) AS date) AND CAST(CAST(:end AS timestamptz) AS date)",
+}
+
+
 @cache
 def metric_series_statement(
     interval: Interval, aggregate: Aggregate, basis: Basis, timescale: bool
@@ -98,7 +111,7 @@ def metric_series_statement(
                    company_id, period_end, period_start, value
             FROM financial_metrics
             WHERE company_id = ANY(ARRAY(SELECT id FROM wanted)) AND name = :metric
-              AND period_end BETWEEN :start AND :end AND {BASIS_SQL[basis]}
+              AND period_end BETWEEN {SPAN_SQL[timescale]} AND {BASIS_SQL[basis]}
             ORDER BY company_id, period_end, period_start, filing_id DESC
         ), buckets AS (
             SELECT company_id, {bucket} AS bucket, {AGGREGATE_SQL[aggregate]} AS value,

@@ -164,6 +164,19 @@ def test_the_span_bounds_period_ends(gql: Query, reported: dict[str, list[Any]])
     assert got and all(date(2024, 1, 1) <= start <= date(2024, 12, 31) for start, _, _ in got)
 
 
+def test_the_index_by_metric_name_is_on_the_hypertable_only(
+    backend: str, database_url: str
+) -> None:
+    """Migration 0007: chunks of a year are read by metric name first; one plain table keeps
+    its indexes (and plans) as they were."""
+    indexes = fetch(
+        database_url,
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'financial_metrics'"
+        " AND indexname = 'ix_financial_metrics_name_company_id_period_end'",
+    )
+    assert len(indexes) == (1 if backend == "timescale" else 0)
+
+
 def test_fifty_tickers_take_one_statement(gql: Query, sql: StatementLog) -> None:
     page = gql("{ companies(first: 50) { nodes { ticker } } }")["data"]["companies"]["nodes"]
     tickers = [node["ticker"] for node in page]

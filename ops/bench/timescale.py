@@ -99,14 +99,29 @@ async def timed(
 
 
 async def explained(reader: Reader, tickers: list[str]) -> str:
+    """Planning and execution times of the first execution (a custom plan) and of the seventh
+    of a prepared statement (the plan the API's cached statements run from then on)."""
     statement = metric_series_statement("MONTH", "LAST", "QUARTERLY", reader.timescale)
     sql = str(statement.compile(dialect=DIALECT))
+    arguments = (tickers, "revenue", START, END)
     async with reader.pool.acquire() as connection:
-        plan = await connection.fetch(
-            f"EXPLAIN (ANALYZE, SUMMARY) {sql}", tickers, "revenue", START, END
+        first = await connection.fetch(f"EXPLAIN (ANALYZE, SUMMARY) {sql}", *arguments)
+        await connection.execute(f"PREPARE series AS {sql}")
+        execute = await connection.fetchval(  # EXECUTE takes no bind parameters: literals
+            "SELECT format('EXECUTE series(%L, %L, %L, %L)', $1::varchar[], $2::varchar,"
+            " $3::date, $4::date)",
+            *arguments,
         )
-    lines = [row[0] for row in plan]
-    return ", ".join(line.strip() for line in lines if line.startswith(("Planning", "Execution")))
+        for _ in range(6):
+            await connection.execute(execute)
+        cached = await connection.fetch(f"EXPLAIN (ANALYZE, SUMMARY) {execute}")
+        await connection.execute("DEALLOCATE series")
+    return f"first {times(first)}; cached {times(cached)}"
+
+
+def times(plan: list[asyncpg.Record]) -> str:
+    lines = [row[0].strip() for row in plan]
+    return ", ".join(line for line in lines if line.startswith(("Planning Time", "Execution")))
 
 
 async def measure(urls: dict[str, str], runs: int) -> None:
