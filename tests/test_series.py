@@ -164,6 +164,38 @@ def test_the_span_bounds_period_ends(gql: Query, reported: dict[str, list[Any]])
     assert got and all(date(2024, 1, 1) <= start <= date(2024, 12, 31) for start, _, _ in got)
 
 
+def test_a_period_reported_twice_answers_from_its_latest_filing(
+    gql: Query, database_url: str
+) -> None:
+    """A restatement: two filings report one quarter with different values. It counts once,
+    with the value of the later filing, whichever of the two the de-duplication meets first
+    (on TimescaleDB the chunks' rows come unsorted; a quarter in a new chunk here)."""
+    quarter = (date(2031, 1, 1), date(2031, 3, 31))
+    statements = [
+        """INSERT INTO filings (accession_number, company_id, form_type, filed_at)
+           SELECT 'restated-' || n, c.id, '10-Q', timestamptz '2031-04-20' + n * interval '90 days'
+           FROM companies c, generate_series(1, 2) n WHERE c.ticker = 'IBM'""",
+        """INSERT INTO financial_metrics (company_id, filing_id, name, period_end, period_start,
+                                          value, unit, fiscal_year, fiscal_period)
+           SELECT f.company_id, f.id, 'revenue', $2, $1,
+                  CASE f.accession_number WHEN 'restated-1' THEN 100.0 ELSE 125.0 END,
+                  'USD', 2031, 'Q1'
+           FROM filings f WHERE f.accession_number LIKE 'restated-%'
+           ORDER BY f.id DESC""",  # the later filing's row first: heap order is no answer
+    ]
+    variables = {"tickers": ["IBM"], "metric": "revenue", "interval": "QUARTER",
+                 "aggregate": "LAST", "basis": "QUARTERLY",
+                 "from": "2031-01-01", "to": "2031-12-31"}  # fmt: skip
+    try:
+        fetch(database_url, statements[0])
+        fetch(database_url, statements[1], *quarter)
+        for aggregate in ("LAST", "FIRST", "MIN", "SUM"):
+            answer = gql(SERIES, {**variables, "aggregate": aggregate})
+            assert got_series(answer) == {"IBM": [(date(2031, 1, 1), 125.0, 1)]}, aggregate
+    finally:
+        fetch(database_url, "DELETE FROM filings WHERE accession_number LIKE 'restated-%'")
+
+
 def test_the_index_by_metric_name_is_on_the_hypertable_only(
     backend: str, database_url: str
 ) -> None:
