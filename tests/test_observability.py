@@ -58,7 +58,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 @pytest.fixture(scope="module")
 def traced(settings: Settings, spans: InMemorySpanExporter) -> Iterator[TestClient]:
-    with TestClient(create_app(settings.replace(tracing=True))) as client:
+    # the compiled path, whatever --executor says: it must still answer when traced
+    with TestClient(create_app(settings.replace(tracing=True, executor="compiled"))) as client:
         yield client
 
 
