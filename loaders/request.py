@@ -22,7 +22,7 @@ from collections.abc import (
 )
 from datetime import date
 from functools import cache, partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aiodataloader import DataLoader, Loader, dispatch_queue
 from opentelemetry import trace
@@ -97,7 +97,10 @@ def watched_batch(
 ) -> Callable[[list[K]], Coroutine[Any, Any, list[V]]]:
     """A DataLoader's batch function whose batches (each a task of its own, and a span) are
     listed in `running` while they run, so that an abandoned request can cancel them and
-    their SQL; `read` is told what each batch returned."""
+    their SQL; `read` is told what each batch returned. A batch that fails answers each of
+    its keys with its error: DataLoader forgets the keys of a batch that raises, and a second
+    read of them in the request (the standard executor answering a compiled run it gave up,
+    graph/compiled.py) would send the failed statement again, a slow one twice as long."""
     sizes = batch_sizes(name)
     span_name = f"dataloader {name}"
 
@@ -113,6 +116,8 @@ def watched_batch(
         try:
             with child_span(TRACER, span_name, attributes):
                 values = await batch(keys)
+        except Exception as error:  # not CancelledError: a cancelled request reads no more
+            return cast("list[V]", [error] * len(keys))  # DataLoader fails each key's future
         finally:
             running.discard(task)
         read(keys, values)

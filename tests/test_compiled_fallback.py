@@ -2,13 +2,17 @@
 on /metrics, and answered from what the request's DataLoaders already read, with no
 statement sent twice."""
 
+import threading
+from datetime import timedelta
+
 import pytest
 from graphql import GraphQLSchema
 from graphql.execution.executor import Executor
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from graph.compiled import CompiledExecutor
+from graph.app import create_app
+from graph.compiled import EXECUTORS, CompiledExecutor
 from graph.settings import Settings
 from schema.schema import build_schema
 from tests.conftest import StatementLog
@@ -71,3 +75,33 @@ def test_abandoned_runs_are_counted_on_metrics_by_reason(
     assert abandoned_on_metrics(client, "null") >= 0  # every reason is exposed from the start
     client.post("/graphql", json={"query": "{ companies(first: 1) { nodes { ticker } } }"})
     assert abandoned_on_metrics(client, "resolver_error") == before + planned
+
+
+# companies are locked (a test transaction holds the lock) and statements time out
+FAILED_READ = '{ filings(first: 2) { nodes { accessionNumber } } company(ticker: "AAPL") { name } }'
+
+
+def test_a_failed_read_is_not_sent_again(
+    settings: Settings, companies_locked: threading.Event
+) -> None:
+    """DataLoader forgets a failed batch's keys; the fallback must not send it again."""
+    answers, statements = {}, {}
+    for executor in EXECUTORS:
+        slow = settings.replace(
+            executor=executor,
+            redis_url=None,  # the entity cache would answer AAPL without the locked table
+            statement_timeout=timedelta(milliseconds=300),
+        )
+        with TestClient(create_app(slow)) as client:
+            sent: list[str] = []
+            runs = compiled_runs()
+            client.app.state.reader.observers.append(sent.append)  # type: ignore[attr-defined]
+            answer = client.post("/graphql", json={"query": FAILED_READ}).json()
+            assert compiled_runs()[1] == runs[1] + (executor == "compiled")  # given up
+        answers[executor] = {"data": answer["data"], "errors": answer["errors"]}
+        statements[executor] = sent
+    assert answers["compiled"] == answers["standard"]
+    assert answers["standard"]["data"]["company"] is None
+    assert answers["standard"]["errors"][0]["extensions"]["code"] == "TIMEOUT"
+    assert len(statements["standard"]) == 2, statements["standard"]  # filings, the company
+    assert statements["compiled"] == statements["standard"]
