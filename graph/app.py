@@ -16,6 +16,7 @@ from db.engine import POOL_SIZE, create_engine
 from db.reader import create_reader
 from graph import health
 from graph.broker import FilingBroker
+from graph.compiled import EXECUTORS
 from graph.connections import RESTART_REASON, RESTARTING, OpenConnections
 from graph.cost import CostModel, directives_in
 from graph.documents import document, document_store
@@ -130,6 +131,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.pipeline = Pipeline(
             schema._schema,
             settings,
+            executor_class=EXECUTORS[settings.executor],
             cost_control=CostControl(cost_model, app.state.limiter)
             if settings.cost_control
             else None,

@@ -13,8 +13,10 @@ A compiled run only ever answers when the answer has no error. A resolver's exce
 in a non-null position, a value that is not the field's own type (a list that is not a list,
 an object that fails `is_type_of`, a scalar the completers do not trust), and the run is
 abandoned: the standard executor then runs the operation from the start, and the request's
-DataLoaders answer from their cache what the abandoned run had loaded. So errors, paths and
-null propagation stay graphql-core's own; tests/test_fast_path.py guards it.
+DataLoaders answer from their cache what the abandoned run had loaded (every read goes through
+them, root lists included: no statement runs twice). So errors, paths and null propagation
+stay graphql-core's own; tests/test_fast_path.py guards it. `corpgraph_compiled_abandoned`
+counts the abandoned runs by reason.
 """
 
 import asyncio
@@ -50,10 +52,30 @@ from graphql import (
 from graphql.execution.executor import Executor
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path
+from prometheus_client import Counter
 
 from graph.fast_path import Completer, FastExecutor, compiled_selection
 
 PLANS_KEPT = 1000
+
+# why a compiled run is abandoned (the counter's `reason`)
+RESOLVER_ERROR = "resolver_error"  # a resolver raised, or its awaitable did
+NULL = "null"  # a null in a non-null field or list item
+NOT_A_LIST = "not_a_list"  # a list field's value is not a list or tuple
+WRONG_TYPE = "wrong_type"  # an object that fails its type's `is_type_of`
+LEAF = "leaf"  # a scalar or enum value that does not serialize as is
+UNEXPECTED = "unexpected"  # anything else the standard path should meet itself
+REASONS = (RESOLVER_ERROR, NULL, NOT_A_LIST, WRONG_TYPE, LEAF, UNEXPECTED)
+
+ANSWERED = Counter("corpgraph_compiled_answered", "Queries answered from their compiled plan")
+ABANDONED = Counter(
+    "corpgraph_compiled_abandoned",
+    "Compiled query runs given up for the standard executor, which answers them from the "
+    "start, by reason: resolver_error, null, not_a_list, wrong_type, leaf, unexpected",
+    ["reason"],
+)
+for reason in REASONS:  # exposed at 0 from the start, so that rates and alerts work
+    ABANDONED.labels(reason)
 
 
 class Unplannable(Exception):
@@ -62,6 +84,10 @@ class Unplannable(Exception):
 
 class Abandon(Exception):
     """The run met something only the standard executor answers correctly."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +268,7 @@ class CompiledRun:
         executor = self.executor
         following: Level = []
         pending: list[tuple[Any, FieldStep, dict[str, Any], Any]] = []
-        failed = False
+        failure: Abandon | None = None
         for plan, source, record, path in level:
             for step in plan.steps:
                 info = executor.build_resolve_info(
@@ -260,14 +286,16 @@ class CompiledRun:
                         pending.append((value, step, record, info))
                     else:
                         record[step.name] = self.complete(step, value, info, following)
-                except Exception:  # Abandon too: first settle what was started
-                    failed = True
+                except Exception as error:  # Abandon too: first settle what was started
+                    failure = error if isinstance(error, Abandon) else Abandon(RESOLVER_ERROR)
                     break
-            if failed:
+            if failure is not None:
                 break
         values = await settle([awaitable for awaitable, *_ in pending])
-        if failed or any(isinstance(value, BaseException) for value in values):
-            raise Abandon
+        if failure is not None:
+            raise failure
+        if any(isinstance(value, BaseException) for value in values):
+            raise Abandon(RESOLVER_ERROR)
         for value, (_, step, record, info) in zip(values, pending, strict=True):
             record[step.name] = self.complete(step, value, info, following)
         return following
@@ -275,17 +303,17 @@ class CompiledRun:
     def complete(self, step: FieldStep, value: Any, info: Any, following: Level) -> Any:
         if value is None:
             if step.non_null:
-                raise Abandon
+                raise Abandon(NULL)
             return None
         if not step.is_list:
             return self.one(step, value, info.path, info, following)
         if type(value) is not list and type(value) is not tuple:
-            raise Abandon  # other iterables, and errors, take the standard path
+            raise Abandon(NOT_A_LIST)  # other iterables, and errors, take the standard path
         completed: list[Any] = []
         for index, item in enumerate(value):
             if item is None:
                 if step.item_non_null:
-                    raise Abandon
+                    raise Abandon(NULL)
                 completed.append(None)
             else:
                 completed.append(
@@ -298,14 +326,14 @@ class CompiledRun:
             try:
                 serialized = step.leaf.serialize(value)
             except Exception:
-                raise Abandon from None
+                raise Abandon(LEAF) from None
             if serialized is None or serialized is Undefined:
-                raise Abandon
+                raise Abandon(LEAF)
             return serialized
         assert step.child is not None
         is_type_of = step.child.type.is_type_of
         if is_type_of is not None and is_type_of(value, info) is not True:
-            raise Abandon
+            raise Abandon(WRONG_TYPE)
         return self.record(step.child, value, path, following)
 
     @staticmethod
@@ -316,8 +344,8 @@ class CompiledRun:
         record: dict[str, Any] = dict.fromkeys(plan.names)
         if plan.complete is not None:
             leaves = plan.complete(source)
-            if leaves is None:
-                raise Abandon
+            if leaves is None:  # a null or a value of another type among them
+                raise Abandon(LEAF)
             record.update(leaves)
         if plan.steps:
             following.append((plan, source, record, path))
@@ -343,9 +371,6 @@ class CompiledExecutor(FastExecutor):
     """Runs a query from its plan when it has one; otherwise, and whenever a compiled run is
     abandoned, as FastExecutor (graphql-core's executor with inline leaves) does."""
 
-    compiled_total = 0  # operations answered from a plan, process-wide (tests read it)
-    abandoned_total = 0  # compiled runs given up for the standard path
-
     def execute_operation(self, serially: bool | None = None) -> Any:
         if serially is not None or self.middleware_manager or self.abort_signal is not None:
             return super().execute_operation(serially)
@@ -357,9 +382,16 @@ class CompiledExecutor(FastExecutor):
     async def _run(self, plan: ObjectPlan) -> Any:
         try:
             data = await CompiledRun(self).run(plan)
-        except Exception:  # Abandon, or anything else the standard path should meet itself
-            CompiledExecutor.abandoned_total += 1
+        except Exception as error:  # Abandon, or anything the standard path should meet itself
+            ABANDONED.labels(error.reason if isinstance(error, Abandon) else UNEXPECTED).inc()
             result = super().execute_operation()
             return await result if self.is_awaitable(result) else result
-        CompiledExecutor.compiled_total += 1
+        ANSWERED.inc()
         return self.build_response(data)
+
+
+# the `executor` setting's choices
+EXECUTORS: dict[str, type[Executor[Any]]] = {
+    "compiled": CompiledExecutor,
+    "standard": FastExecutor,
+}

@@ -4,7 +4,8 @@ With several Hypercorn workers, `corpgraph serve` points PROMETHEUS_MULTIPROC_DI
 empty directory before they start: each process then writes its samples to files there, and
 /metrics, whichever worker answers it, adds them all up. The other metrics live next to what
 they measure: DataLoader batches (loaders/request.py), caches (loaders/cache.py), database
-pools (db/engine.py), open subscriptions (resolvers/subscriptions.py).
+pools (db/engine.py), open subscriptions (resolvers/subscriptions.py), compiled query
+runs answered and abandoned (graph/compiled.py).
 """
 
 import asyncio

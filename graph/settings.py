@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     company_memory_ttl: Duration = timedelta(seconds=10)
     """How long each worker keeps the company rows it has read in its own memory (0: not at
     all); companies change only when a data set is loaded. See `loaders/cache.py`."""
+    executor: Literal["compiled", "standard"] = "compiled"
+    """How queries run: `compiled` from a plan made once per document, level by level
+    (`graph/compiled.py`), giving up for the standard path when an answer has an error;
+    `standard` field by field, as graphql-core does (with scalar leaves inline,
+    `graph/fast_path.py`). Both give the same answers."""
     gc_threshold: int = Field(default=50_000, ge=700)
     """Allocations between young-generation garbage collections. A large response allocates
     some 100,000 objects that die young; CPython's default (700) would collect hundreds of

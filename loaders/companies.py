@@ -100,15 +100,29 @@ def count_statement(has_sector: bool, has_search: bool) -> Select[Any]:
     return select(func.count()).select_from(companies).where(company_filter(has_sector, has_search))
 
 
-async def company_page(
-    db: Reader, window: Window, sector: str | None, search: str | None
-) -> Page[CompanyRow]:
-    statement = page_statement(window.shape, sector is not None, bool(search))
-    params = {**filter_params(sector, search), **window.params()}
+class CompanyFilter(NamedTuple):
+    sector: str | None
+    search: str | None
+
+
+async def company_page_by_filter(
+    db: Reader, window: Window, filters: Sequence[CompanyFilter]
+) -> list[Page[CompanyRow]]:
+    """One statement per filter: a request rarely lists companies twice."""
+    return [await _page(db, window, where) for where in filters]
+
+
+async def _page(db: Reader, window: Window, where: CompanyFilter) -> Page[CompanyRow]:
+    statement = page_statement(window.shape, where.sector is not None, bool(where.search))
+    params = {**filter_params(*where), **window.params()}
     return page(_rows(await db.fetch(statement, params)), window)
 
 
-async def company_count(db: Reader, sector: str | None, search: str | None) -> int:
-    statement = count_statement(sector is not None, bool(search))
-    rows = await db.fetch(statement, filter_params(sector, search))
+async def company_count_by_filter(db: Reader, filters: Sequence[CompanyFilter]) -> list[int]:
+    return [await _count(db, where) for where in filters]
+
+
+async def _count(db: Reader, where: CompanyFilter) -> int:
+    statement = count_statement(where.sector is not None, bool(where.search))
+    rows = await db.fetch(statement, filter_params(*where))
     return int(rows[0][0])

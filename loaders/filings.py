@@ -165,13 +165,24 @@ def count_statement(where: tuple[bool, ...]) -> Select[Any]:
     return select(func.count()).select_from(filings).where(filing_filter(where))
 
 
-async def filing_page(db: Reader, window: Window, where: FilingFilter) -> Page[FilingRow]:
+async def filing_page_by_filter(
+    db: Reader, window: Window, filters: Sequence[FilingFilter]
+) -> list[Page[FilingRow]]:
+    """One statement per filter: a request rarely lists filings twice."""
+    return [await _page(db, window, where) for where in filters]
+
+
+async def _page(db: Reader, window: Window, where: FilingFilter) -> Page[FilingRow]:
     statement = page_statement(window.shape, where.shape)
     rows = await db.fetch(statement, {**where.params(), **window.params()})
     return page(_rows(rows), window)
 
 
-async def filing_count(db: Reader, where: FilingFilter) -> int:
+async def filing_count_by_filter(db: Reader, filters: Sequence[FilingFilter]) -> list[int]:
+    return [await _count(db, where) for where in filters]
+
+
+async def _count(db: Reader, where: FilingFilter) -> int:
     rows = await db.fetch(count_statement(where.shape), where.params())
     return int(rows[0][0])
 

@@ -2,6 +2,9 @@
 
 Loaders whose SQL depends on field arguments (page windows, filters) are kept per argument
 value: one DataLoader per distinct value, so that each batch is still a single statement.
+Every read goes through them, root lists and counts too (one statement per filter): what a
+request reads once, it reads again from the cache, as when a compiled run is given up and
+the standard executor answers from the start.
 
 When asked (`track_companies`), the loaders note which companies the request read from: the
 response cache drops an answer when a filing of one of them is ingested.
@@ -19,7 +22,7 @@ from collections.abc import (
 )
 from datetime import date
 from functools import cache, partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aiodataloader import DataLoader, Loader, dispatch_queue
 from opentelemetry import trace
@@ -29,7 +32,7 @@ from db.embeddings import Embedder, HashingEmbedder
 from db.reader import Reader
 from loaders import companies, filings, metrics, search, series
 from loaders.cache import MEMORY_HITS, MEMORY_MISSES, CompanyMemory, EntityCache
-from loaders.companies import CompanyRow
+from loaders.companies import CompanyFilter, CompanyRow
 from loaders.filings import FilingFilter, FilingRow
 from loaders.metrics import MetricFilter, MetricRow, PriceRow
 from loaders.pagination import Page, Window
@@ -94,7 +97,10 @@ def watched_batch(
 ) -> Callable[[list[K]], Coroutine[Any, Any, list[V]]]:
     """A DataLoader's batch function whose batches (each a task of its own, and a span) are
     listed in `running` while they run, so that an abandoned request can cancel them and
-    their SQL; `read` is told what each batch returned."""
+    their SQL; `read` is told what each batch returned. A batch that fails answers each of
+    its keys with its error: DataLoader forgets the keys of a batch that raises, and a second
+    read of them in the request (the standard executor answering a compiled run it gave up,
+    graph/compiled.py) would send the failed statement again, a slow one twice as long."""
     sizes = batch_sizes(name)
     span_name = f"dataloader {name}"
 
@@ -110,6 +116,8 @@ def watched_batch(
         try:
             with child_span(TRACER, span_name, attributes):
                 values = await batch(keys)
+        except Exception as error:  # not CancelledError: a cancelled request reads no more
+            return cast("list[V]", [error] * len(keys))  # DataLoader fails each key's future
         finally:
             running.discard(task)
         read(keys, values)
@@ -129,6 +137,10 @@ def keyed_by_company(keys: Sequence[int], _: Sequence[Any]) -> Iterable[int]:
 
 def companies_of(_: Sequence[Any], rows: Sequence[CompanyRow | None]) -> Iterable[int]:
     return (row.id for row in rows if row is not None)
+
+
+def companies_in_pages(_: Sequence[Any], pages: Sequence[Page[CompanyRow]]) -> Iterable[int]:
+    return (row.id for listed in pages for row in listed.rows)
 
 
 def company_of_rows(
@@ -168,12 +180,9 @@ class Loaders:
         self.companies_read = set()
         return self.companies_read
 
-    def note(self, companies: Iterable[int | str] = (), *, every_company: bool = False) -> None:
-        """For reads outside a DataLoader (root lists)."""
+    def note(self, companies: Iterable[int | str]) -> None:
         if self.companies_read is not None:
             self.companies_read.update(str(company) for company in companies)
-            if every_company:
-                self.companies_read.add(EVERY_COMPANY)
 
     def clear(self) -> None:
         """Drop every loader and its cached rows, and cancel batches still running (their
@@ -240,6 +249,15 @@ class Loaders:
         memory = self.memory.by_cik if self.memory else None
         return self._company_loader(companies.company_by_cik, memory)
 
+    def company_page_by_filter(
+        self, window: Window
+    ) -> "DataLoader[CompanyFilter, Page[CompanyRow]]":
+        return self._loader(companies.company_page_by_filter, companies_in_pages, window)
+
+    @property
+    def company_count_by_filter(self) -> "DataLoader[CompanyFilter, int]":
+        return self._loader(companies.company_count_by_filter, nothing_new)  # no filing moves it
+
     @property
     def filing_by_id(self) -> "DataLoader[int, FilingRow | None]":
         return self._loader(filings.filing_by_id, company_of_rows)
@@ -247,6 +265,13 @@ class Loaders:
     @property
     def filing_by_accession(self) -> "DataLoader[str, FilingRow | None]":
         return self._loader(filings.filing_by_accession, company_of_rows, self.cache)
+
+    def filing_page_by_filter(self, window: Window) -> "DataLoader[FilingFilter, Page[FilingRow]]":
+        return self._loader(filings.filing_page_by_filter, any_company, window)
+
+    @property
+    def filing_count_by_filter(self) -> "DataLoader[FilingFilter, int]":
+        return self._loader(filings.filing_count_by_filter, any_company)
 
     def filings_by_company(
         self, window: Window, where: FilingFilter

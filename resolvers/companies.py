@@ -3,7 +3,7 @@
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from loaders.companies import CompanyRow, company_count, company_page
+from loaders.companies import CompanyFilter, CompanyRow
 from loaders.pagination import Page
 from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
@@ -74,7 +74,6 @@ async def companies(
         default=DEFAULT_PAGE,
         decode=_decode,
     )
-    db = context.loaders.db
-    page = await company_page(db, page_window, sector, search)
-    context.loaders.note(row.id for row in page.rows)
-    return page, lambda: company_count(db, sector, search)
+    loaders, where = context.loaders, CompanyFilter(sector, search)
+    page = await loaders.company_page_by_filter(page_window).load(where)
+    return page, lambda: loaders.company_count_by_filter.load(where)

@@ -4,7 +4,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from loaders.filings import FilingFilter, FilingRow, filing_count, filing_page
+from loaders.filings import FilingFilter, FilingRow
 from loaders.pagination import Page
 from resolvers.companies import ticker_list
 from resolvers.context import Info
@@ -64,10 +64,9 @@ async def filings(
         default=ROOT_PAGE,
         decode=_decode,
     )
-    db = info.context.loaders.db
-    page = await filing_page(db, page_window, where)
-    info.context.loaders.note(every_company=True)  # any new filing may join this list
-    return page, lambda: filing_count(db, where)
+    loaders = info.context.loaders
+    page = await loaders.filing_page_by_filter(page_window).load(where)
+    return page, lambda: loaders.filing_count_by_filter.load(where)
 
 
 async def company_filings(

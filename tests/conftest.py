@@ -5,6 +5,10 @@ The demo data set (small) is migrated and seeded once into a template database; 
 module gets its own database cloned from it, so modules cannot disturb each other. A module
 that sets `STORAGE_PATHS = BOTH_PATHS` runs twice: on plain PostgreSQL and, marked
 `timescale`, on TimescaleDB (skipped, saying why, where the build is absent).
+
+The test apps run queries with the default `executor` setting (compiled); a module or test
+marked `executors` runs twice, with `executor=compiled` and `executor=standard`.
+`pytest --executor standard` (or `both`) runs every test app that way.
 """
 
 import asyncio
@@ -45,6 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 BOTH_PATHS = ("plain", pytest.param("timescale", marks=pytest.mark.timescale))
+EXECUTORS = ("compiled", "standard")  # the `executor` setting's choices
 # the build CI keeps beside the project (its README: ../shared/timescaledb), or another
 TIMESCALEDB_BUILD = Path(
     os.environ.get("CORPGRAPH_TIMESCALEDB_BUILD") or REPO.parent / "shared" / "timescaledb"
@@ -58,10 +63,27 @@ timescaledb.max_background_workers = 0
 """
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--executor",
+        choices=[*EXECUTORS, "both"],
+        help="The `executor` setting of every test app: compiled, standard, or both (each "
+        "test runs twice). Default: compiled, and both for the tests marked `executors`.",
+    )
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     paths = getattr(metafunc.module, "STORAGE_PATHS", None)
     if paths and "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", paths, indirect=True, scope="module")
+    if "executor" in metafunc.fixturenames and runs_both_executors(metafunc):
+        metafunc.parametrize("executor", EXECUTORS, indirect=True, scope="module")
+
+
+def runs_both_executors(metafunc: pytest.Metafunc) -> bool:
+    chosen = metafunc.config.getoption("--executor")
+    marked = metafunc.definition.get_closest_marker("executors") is not None
+    return chosen == "both" or (chosen is None and marked)
 
 
 @pytest.fixture(scope="session")
@@ -166,8 +188,18 @@ def cluster(backend: str, request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(scope="module")
-def database_url(cluster: Any, request: pytest.FixtureRequest) -> str:
+def executor(request: pytest.FixtureRequest) -> str:
+    """The `executor` setting of the module's app: `compiled` unless asked (see above)."""
+    chosen = getattr(request, "param", None) or request.config.getoption("--executor")
+    return str(chosen or "compiled")
+
+
+@pytest.fixture(scope="module")
+def database_url(cluster: Any, executor: str, request: pytest.FixtureRequest) -> str:
+    """The module's own database, one per executor: a module's second run starts afresh."""
     name = "t_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
+    if executor != "compiled":
+        name += f"_{executor}"
     url: str = cluster.get_uri(name)
     asyncio.run(ensure_database(url, template=TEMPLATE))
     return url
@@ -175,11 +207,12 @@ def database_url(cluster: Any, request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def settings(
-    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, redis_url: str, executor: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
     Redis.from_url(redis_url).flushdb()
     return Settings(
         database_url=database_url,
+        executor=executor,
         redis_url=redis_url,
         tiers=ROOMY_TIERS,
         data_dir=tmp_path_factory.mktemp("data"),

@@ -9,6 +9,8 @@ from graph.settings import Settings
 from loaders import companies
 from tests.conftest import Query, StatementLog
 
+pytestmark = pytest.mark.executors  # the HTTP answers are the same with both
+
 NESTED = """
 query($sector: String!, $filings: Int!) {
   companies(first: 20, sector: $sector) {

@@ -19,6 +19,8 @@ from schema.costs import Cost, assumed, paged
 from schema.schema import SDL_PATH, build_schema, sdl
 from tests.conftest import StatementLog, new_api_key
 
+pytestmark = pytest.mark.executors  # the HTTP answers are the same with both
+
 SCHEMA = build_schema()
 MODEL = CostModel(SCHEMA._schema, directives_in(sdl(SCHEMA)))
 

@@ -10,6 +10,7 @@ import strawberry
 from starlette.testclient import TestClient
 
 from graph.app import create_app
+from graph.compiled import EXECUTORS
 from graph.execution import Pipeline
 from graph.settings import Settings
 from loaders.request import Loaders
@@ -39,12 +40,14 @@ class BoomQuery:
 
 
 def run(query: str, settings: Settings) -> dict[str, Any]:
-    pipeline = Pipeline(strawberry.Schema(query=BoomQuery)._schema, settings)
+    executor = EXECUTORS[settings.executor]
+    pipeline = Pipeline(strawberry.Schema(query=BoomQuery)._schema, settings, executor)
     context = Context(Loaders(None, None))  # type: ignore[arg-type]  # no data behind it
     outcome = asyncio.run(pipeline.run(query, None, None, context, mutations_allowed=True))
     return outcome.payload
 
 
+@pytest.mark.executors
 def test_unexpected_errors_are_masked_and_logged(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -59,6 +62,7 @@ def test_unexpected_errors_are_masked_and_logged(
     assert "hunter2" in caplog.text  # the trace is in the log, for operators
 
 
+@pytest.mark.executors
 def test_masked_error_in_a_non_null_field_nulls_its_parent(settings: Settings) -> None:
     payload = run("{ boom { fine brokenRequired } }", settings)
     assert payload["data"] is None

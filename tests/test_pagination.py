@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import Query
 
+pytestmark = pytest.mark.executors  # the HTTP answers are the same with both
+
 COMPANIES = """query($first: Int, $after: String, $last: Int, $before: String) {
   companies(first: $first, after: $after, last: $last, before: $before) {
     totalCount

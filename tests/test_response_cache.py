@@ -20,6 +20,8 @@ from resolvers.context import Viewer
 from tests.conftest import new_api_key
 from tests.filings import INGEST, NUMBERS
 
+pytestmark = pytest.mark.executors  # the HTTP answers are the same with both
+
 PAGE = """query Page($ticker: String!) {
   company(ticker: $ticker) { name filings(first: 3) { nodes { accessionNumber } } } }"""
 LATEST = "query Latest { filings(first: 3) { nodes { accessionNumber company { ticker } } } }"
