@@ -146,7 +146,7 @@ class Company(Node):
     @strawberry.field(
         description="The companies whose filings are nearest to this one's by meaning (each "
         "company placed at the mean of its filings' embeddings), nearest first.",
-        directives=[Cost(weight=2), sliced()],
+        directives=[Cost(weight=5), sliced()],  # a vector search per parent, in PostgreSQL
     )
     async def similar_companies(
         self,

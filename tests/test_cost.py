@@ -59,12 +59,12 @@ COSTS: list[tuple[str, dict[str, Any] | None, int]] = [
      {"r": [{"__typename": "Company", "ticker": t} for t in ("A", "B", "C")]}, F + 3 * 1),
     ("{ __schema { types { name } } }", None, 100),
     ("{ rateLimit { cost remaining } }", None, 1),
-    # search: `first` (default 10 or 5) sizes each list; each hit weighs 5, or 2 for neighbours
+    # search: `first` (default 10 or 5) sizes each list; each hit (or neighbour) weighs 5
     ('{ searchFilings(query: "x") { score filing { title } } }', None, F + 10 * (5 + 1)),
     ('{ searchFilings(query: "x", first: 50) { score } }', None, F + 50 * 5),
     ('{ filing(accessionNumber: "x") { similarFilings { filing { similarFilings(first: 3) '
-     "{ score } } } } }", None, 3 * F + 1 + 5 * (2 + 1 + 3 * 2)),
-    ('{ company(ticker: "A") { similarCompanies(first: 20) { name } } }', None, 2 * F + 1 + 20 * 2),
+     "{ score } } } } }", None, 3 * F + 1 + 5 * (5 + 1 + 3 * 5)),
+    ('{ company(ticker: "A") { similarCompanies(first: 20) { name } } }', None, 2 * F + 1 + 20 * 5),
     # a series per ticker (10 assumed), of 40 points each
     ('{ metricSeries(tickers: ["A"], metric: "revenue", interval: YEAR) { points { value } } }',
      None, F + 10 * (1 + 40)),
@@ -109,8 +109,8 @@ def test_the_weights_are_the_committed_sdls() -> None:
         ("Query", "filings"): FieldCost(None, 20, *paging),
         ("Query", "metricSeries"): FieldCost(None, 10),
         ("Query", "searchFilings"): FieldCost(5, None, ("first",)),
-        ("Filing", "similarFilings"): FieldCost(2, None, ("first",)),
-        ("Company", "similarCompanies"): FieldCost(2, None, ("first",)),
+        ("Filing", "similarFilings"): FieldCost(5, None, ("first",)),
+        ("Company", "similarCompanies"): FieldCost(5, None, ("first",)),
     }
     assert MODEL.fields == weights
 

@@ -114,29 +114,43 @@ def summary(label: str, figures: dict[str, float]) -> str:
             f"{figures[worst] / median:.1f}x the median")  # fmt: skip
 
 
+def measure_all(
+    url: str, pids: tuple[int, int], requests: int
+) -> tuple[float, dict[str, Measured | str]]:
+    """What every request costs (`{ __typename }`, before and after the others: the mean), and
+    each document measured, or the code of the error it was answered with."""
+    warm_up(url)
+    before = measure(url, pids, "{ __typename }", None, requests)
+    measured: dict[str, Measured | str] = {}
+    for name, (query, variables) in documents().items():
+        try:
+            measured[name] = measure(url, pids, query, variables_for(query, variables), requests)
+        except ValueError as refused:
+            measured[name] = str(refused)
+    after = measure(url, pids, "{ __typename }", None, requests)
+    return (before.ms + after.ms) / 2, measured
+
+
 def report(url: str, pids: tuple[int, int], requests: int) -> None:
     """ms/point of each document: whole (its CPU over its cost, at least 1) and marginal
     (over the CPU of `{ __typename }`, what every request costs, for documents of 10 points
     or more: what the weights should track); the same with PostgreSQL's CPU added."""
-    warm_up(url)
-    base = measure(url, pids, "{ __typename }", None, requests)
+    base, measured = measure_all(url, pids, requests)
     figures: dict[str, dict[str, float]] = {"whole": {}, "marginal": {}, "with PostgreSQL": {}}
     under: dict[str, float] = {}  # actual over requested, where the estimate fell short
-    print(f"every request: {base.ms:.2f} ms of corpgraph's CPU ({{ __typename }})\n")
+    print(f"every request: {base:.2f} ms of corpgraph's CPU ({{ __typename }})\n")
     print(f"{'document':<32}{'ms/request':>11}{'PostgreSQL':>11}{'requested':>10}{'cost':>7}"
           f"{'ms/point':>10}{'marginal':>10}")  # fmt: skip
-    for name, (query, variables) in documents().items():
-        try:
-            one = measure(url, pids, query, variables_for(query, variables), requests)
-        except ValueError as refused:
-            print(f"{name:<32}{'answered ' + str(refused):>28}")
+    for name, one in measured.items():
+        if isinstance(one, str):
+            print(f"{name:<32}{'answered ' + one:>28}")
             continue
         figures["whole"][name] = one.ms / max(1, one.actual)
         if one.actual > one.requested:
             under[name] = one.actual / max(1, one.requested)
         extra = ""
         if one.actual >= MARGINAL_FROM:
-            spent = one.ms - base.ms
+            spent = one.ms - base
             figures["marginal"][name] = max(0.0, spent) / one.actual
             figures["with PostgreSQL"][name] = max(0.0, spent + one.database_ms) / one.actual
             extra = f"{figures['marginal'][name]:>10.3f}"
