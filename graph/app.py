@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> Starlette:
         settings.default_list_size,
         settings.mutation_cost,
         settings.introspection_cost,
+        settings.fetch_cost,
     )
 
     manifest = load_manifests(settings.persisted_manifests)

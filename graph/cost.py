@@ -12,13 +12,18 @@ cannot drift apart):
   `_entities` is sized by its representations;
 - a selection on an interface or union costs as much as its most expensive possible type;
 - `@skip`, `@include`, fragments, aliases and variables count as they execute;
-- each root field of a mutation adds a base cost, introspection a flat cost, `__typename` 0.
+- each root field of a mutation adds a base cost, introspection a flat cost, `__typename` 0;
+- beyond the directives, each field that fetches (its resolver awaits a loader: one SQL
+  statement for all its parents at once) adds `fetch_cost` once per place in the document,
+  whatever the sizes of the lists above it: most of a small query's work is its statements,
+  and a search that finds nothing has done its search.
 
 A slicing argument outside 1..`max_list_size` (wherever it stands: nested, aliased, in a
 fragment, from a variable) refuses the whole operation before it is costed (`ListSizeError`):
 a negative `first` would otherwise make a document cost less than nothing.
 
-The actual cost applies the same weights to the response: real list lengths, nulls cost 0.
+The actual cost applies the same weights to the response: real list lengths, nulls cost 0,
+and a fetch costs its `fetch_cost` if it ran at all (for a null or an empty list too).
 """
 
 from collections.abc import Iterable
@@ -87,7 +92,7 @@ class ListSizeError(GraphQLError):
 
 
 NO_DIRECTIVES = FieldCost()
-FREE = (0, None)  # the plan of a weightless scalar: it costs nothing, whatever comes back
+FREE = (0, None, False)  # the plan of a weightless scalar: it costs nothing, whatever comes back
 FIELD_CONTAINERS = (
     ObjectTypeDefinitionNode,
     ObjectTypeExtensionNode,
@@ -122,6 +127,13 @@ def is_list(type_: GraphQLOutputType) -> bool:
     return isinstance(type_.of_type if isinstance(type_, GraphQLNonNull) else type_, GraphQLList)
 
 
+def fetches(name: str, field: GraphQLField) -> bool:
+    """Whether a field waits on a loader (Strawberry's resolver is a coroutine function);
+    `_entities` resolves its representations through them."""
+    definition = field.extensions.get("strawberry-definition")
+    return name == "_entities" or bool(getattr(definition, "is_async", False))
+
+
 @dataclass(frozen=True)
 class CostModel:
     schema: GraphQLSchema
@@ -129,6 +141,7 @@ class CostModel:
     default_list_size: int = 10
     mutation_cost: int = 10
     introspection_cost: int = 100
+    fetch_cost: int = 4
     max_list_size: int = MAX_PAGE_SIZE
 
     def costing(
@@ -143,6 +156,8 @@ class CostModel:
 
 
 Sized = tuple[tuple[str, ...], int] | None  # the sized fields of a connection and their size
+Estimate = tuple[int, int]  # (points the lists above multiply, points of fetches: once each)
+Reached = set[tuple[int, str]]  # the fetches a response shows to have run
 Selections = list[tuple[str, GraphQLObjectType, FieldDetailsList]]  # (key, type, field)
 
 
@@ -178,16 +193,18 @@ class Costing:
         self.base = model.mutation_cost * len(self.root_fields) if mutation else 0
         self._subfields: dict[tuple[int, str], GroupedFieldSet] = {}
         self._selections: dict[tuple[int, str], Selections] = {}
-        self._plans: dict[tuple[int, str], tuple[int, Any]] = {}
+        self._plans: dict[tuple[int, str], tuple[int, Any, bool]] = {}
 
     @cached_property
     def requested(self) -> int:
-        return self.base + self.requested_fields(self.root, self.root_fields, None)
+        return self.base + sum(self.requested_fields(self.root, self.root_fields, None))
 
     def actual(self, data: dict[str, Any] | None) -> int:
         if data is None:
             return 0
-        return self.base + self.actual_fields(self.root, self.root_fields, data)
+        reached: Reached = set()
+        items = self.actual_fields(self.root, self.root_fields, data, reached)
+        return self.base + items + self.model.fetch_cost * len(reached)
 
     def subfields(self, type_: GraphQLObjectType, details: FieldDetailsList) -> GroupedFieldSet:
         key = (id(details), type_.name)
@@ -244,15 +261,16 @@ class Costing:
 
     def requested_fields(
         self, parent: GraphQLObjectType, grouped: GroupedFieldSet, sized: Sized
-    ) -> int:
-        return sum(self.requested_field(parent, details, sized) for details in grouped.values())
+    ) -> Estimate:
+        estimates = [self.requested_field(parent, details, sized) for details in grouped.values()]
+        return sum(items for items, _ in estimates), sum(once for _, once in estimates)
 
     def requested_field(
         self, parent: GraphQLObjectType, details: FieldDetailsList, sized: Sized
-    ) -> int:
+    ) -> Estimate:
         name, definition, config = self.field_of(parent, details)
         if definition is None:  # __typename, or introspection
-            return self.model.introspection_cost if name in INTROSPECTION else 0
+            return (self.model.introspection_cost if name in INTROSPECTION else 0), 0
         node = details[0].node
         arguments = self.arguments(definition, node)
         coordinate = f"{parent.name}.{name}"
@@ -265,30 +283,40 @@ class Costing:
                 else self.slice_size(node, coordinate, config, arguments)
             )
         named = get_named_type(definition.type)
-        children = 0
+        children, once = 0, self.model.fetch_cost if fetches(name, definition) else 0
         if is_composite_type(named):
             below: Sized = None
             if config.sized_fields:
                 below = (config.sized_fields, self.slice_size(node, coordinate, config, arguments))
-            children = max(
+            estimates = [
                 self.requested_fields(t, self.subfields(t, details), below)
                 for t in self.runtime_types(named)
-            )
-        return size * (self.weight(definition, config) + children)
+            ]
+            children = max(items for items, _ in estimates)
+            once += max(fetched for _, fetched in estimates)
+        return size * (self.weight(definition, config) + children), once
 
     # actual: after execution, from the response
 
     def actual_fields(
-        self, parent: GraphQLObjectType, grouped: GroupedFieldSet, data: dict[str, Any]
+        self,
+        parent: GraphQLObjectType,
+        grouped: GroupedFieldSet,
+        data: dict[str, Any],
+        reached: Reached,
     ) -> int:
         return sum(
-            self.actual_field(parent, details, data[key])
+            self.actual_field(parent, details, data[key], reached)
             for key, details in grouped.items()
             if key in data
         )
 
-    def actual_field(self, parent: GraphQLObjectType, details: FieldDetailsList, value: Any) -> int:
-        weight, composite = self.actual_plan(parent, details)
+    def actual_field(
+        self, parent: GraphQLObjectType, details: FieldDetailsList, value: Any, reached: Reached
+    ) -> int:
+        weight, composite, fetch = self.actual_plan(parent, details)
+        if fetch:
+            reached.add((id(details), parent.name))
         if value is None:
             return 0
         items = value if isinstance(value, list) else (value,)
@@ -298,7 +326,7 @@ class Costing:
         return sum(
             weight
             + sum(
-                self.actual_field(owner, field_details, item[key])
+                self.actual_field(owner, field_details, item[key], reached)
                 for key, owner, field_details in costly
                 if key in item
             )
@@ -306,18 +334,22 @@ class Costing:
             if item is not None
         )
 
-    def actual_plan(self, parent: GraphQLObjectType, details: FieldDetailsList) -> tuple[int, Any]:
-        """A field's weight per item, and its type if composite (once per field)."""
+    def actual_plan(
+        self, parent: GraphQLObjectType, details: FieldDetailsList
+    ) -> tuple[int, Any, bool]:
+        """A field's weight per item, its type if composite, and whether it fetches (once per
+        field)."""
         key = (id(details), parent.name)
         found = self._plans.get(key)
         if found is None:
             name, definition, config = self.field_of(parent, details)
             if definition is None:
-                found = (self.model.introspection_cost if name in INTROSPECTION else 0, None)
+                found = (self.model.introspection_cost if name in INTROSPECTION else 0, None, False)
             else:
                 named = get_named_type(definition.type)
                 composite = named if is_composite_type(named) else None
-                found = (self.weight(definition, config), composite)
+                fetch = self.model.fetch_cost > 0 and fetches(name, definition)
+                found = (self.weight(definition, config), composite, fetch)
             self._plans[key] = found
         return found
 

@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     """The cost of each mutation root field."""
     introspection_cost: int = Field(default=100, ge=0)
     """The cost of each `__schema` or `__type`."""
+    fetch_cost: int = Field(default=4, ge=0)
+    """The cost of each field that fetches (a DataLoader batch: one SQL statement for all its
+    parents), once per place in the document, whatever the lists above it return."""
 
     cors_origins: Annotated[list[str], NoDecode] = []
     """Comma-separated origins allowed by CORS; browser pages from other origins may open a

@@ -97,10 +97,7 @@ class Company(Node):
 
     @strawberry.field(
         description="Reported financial metrics, oldest period first.",
-        directives=[
-            Cost(weight=2),
-            assumed(100),
-        ],  # a time series
+        directives=[assumed(200)],  # a time series: ten metrics over five years
     )
     async def metrics(
         self,
@@ -117,10 +114,7 @@ class Company(Node):
 
     @strawberry.field(
         description="Daily price bars, oldest first.",
-        directives=[
-            Cost(weight=2),
-            assumed(500),
-        ],  # about two years
+        directives=[assumed(500)],  # about two years
     )
     async def prices(
         self,
@@ -135,7 +129,7 @@ class Company(Node):
         description="Price bars per calendar bucket, oldest first: open of the first day, close "
         "of the last, the highest high, the lowest low, the total volume; `date` is the "
         "bucket's first day.",
-        directives=[Cost(weight=2), assumed(100)],
+        directives=[assumed(100)],
     )
     async def price_series(
         self,
@@ -152,7 +146,7 @@ class Company(Node):
     @strawberry.field(
         description="The companies whose filings are nearest to this one's by meaning (each "
         "company placed at the mean of its filings' embeddings), nearest first.",
-        directives=[Cost(weight=2), sliced()],
+        directives=[Cost(weight=5), sliced()],  # a vector search per parent, in PostgreSQL
     )
     async def similar_companies(
         self,

@@ -122,7 +122,7 @@ class Filing(Node):
 
     @strawberry.field(
         description="The filings nearest to this one by meaning, nearest first.",
-        directives=[Cost(weight=2), sliced()],
+        directives=[Cost(weight=5), sliced()],  # a vector search per parent, in PostgreSQL
     )
     async def similar_filings(
         self,

@@ -119,7 +119,7 @@ class Query:
     @strawberry.field(
         description="A metric of several companies, bucketed by calendar period: one series "
         "per ticker, in the order asked.",
-        directives=[Cost(weight=5), assumed(10)],
+        directives=[assumed(10)],
     )
     async def metric_series(
         self,

@@ -14,9 +14,10 @@ from tests.servers import corpgraph_processes
 
 pytestmark = pytest.mark.e2e
 
-CAPACITY, RESTORE_RATE = 60, 5.0
-# requested 6 (a page of 5), actual 1: no company is in this sector, so 5 come back each time
-QUERY = {"query": '{ companies(first: 5, sector: "No Such Sector") { nodes { name } } }'}
+CAPACITY, RESTORE_RATE = 200, 5.0
+# requested 25 (a fetch of 4, a page of 20), actual 5: no company is in this sector, so 20 come
+# back each time
+QUERY = {"query": '{ companies(first: 20, sector: "No Such Sector") { nodes { name } } }'}
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +52,10 @@ def test_concurrent_requests_never_overspend(two_servers: list[str], key: str) -
     admitted = [r.json() for r in responses if r.status_code == 200]
     for body in admitted:
         cost = body["extensions"]["cost"]
-        assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (6, 1)
-    # every admitted request spent 1 point in the end, and the bucket gave no more than this
-    assert len(admitted) <= CAPACITY + RESTORE_RATE * elapsed + 1, (len(admitted), elapsed)
-    # without refunds each would have kept 6 points: far fewer would have been admitted
-    assert len(admitted) > (CAPACITY + RESTORE_RATE * elapsed) / 6 + 1, (len(admitted), elapsed)
+        assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (25, 5)
+    # every admitted request spent 5 points in the end, and the bucket gave no more than this
+    given = CAPACITY + RESTORE_RATE * elapsed
+    assert len(admitted) <= given / 5 + 1, (len(admitted), elapsed)
+    # without refunds each would have kept 25 points: far fewer would have been admitted
+    assert len(admitted) > given / 25 + 1, (len(admitted), elapsed)
     assert statuses.count(429) > 0

@@ -13,8 +13,9 @@ from starlette.testclient import TestClient
 
 from graph.app import create_app
 from graph.cost import CostModel, FieldCost, directives_in
+from graph.graphiql import EXAMPLE_QUERY
 from graph.ratelimit import RateLimiter
-from graph.settings import Settings, Tier
+from graph.settings import DEFAULT_TIERS, Settings, Tier
 from schema.costs import Cost, assumed, paged
 from schema.schema import SDL_PATH, build_schema, sdl
 from tests.conftest import StatementLog, new_api_key
@@ -24,45 +25,51 @@ pytestmark = pytest.mark.executors  # the HTTP answers are the same with both
 SCHEMA = build_schema()
 MODEL = CostModel(SCHEMA._schema, directives_in(sdl(SCHEMA)))
 
+F = MODEL.fetch_cost  # each field that fetches: once per place in the document
+
 # (document, variables, cost worked out by hand from the weights in the SDL)
 COSTS: list[tuple[str, dict[str, Any] | None, int]] = [
     ("{ __typename }", None, 0),
-    ('{ company(ticker: "AAPL") { name cik } }', None, 1),
-    ("{ companies(first: 5) { nodes { ticker } } }", None, 1 + 5),
-    # the default page (20) sizes edges; totalCount has @cost(weight: 5)
+    ('{ company(ticker: "AAPL") { name cik } }', None, F + 1),
+    ("{ companies(first: 5) { nodes { ticker } } }", None, F + 1 + 5),
+    # the default page (20) sizes edges; totalCount has @cost(weight: 5) and fetches
     ("{ companies { totalCount edges { cursor node { name } } pageInfo { hasNextPage } } }",
-     None, 1 + 5 + 20 * (1 + 1) + 1),
-    # nested connections; Filing.metrics assumes 12 items
+     None, 2 * F + 1 + 5 + 20 * (1 + 1) + 1),
+    # nested connections; Filing.metrics assumes 12 items; a nested fetch counts once, not
+    # once per parent (one statement for all of them)
     ("{ companies(first: 10) { nodes { filings(first: 3) { nodes { metrics { value } } } } } }",
-     None, 1 + 10 * (1 + 1 + 3 * (1 + 12))),
-    # `last` slices as well; Company.metrics: 100 items of weight 2 (a time series)
+     None, 3 * F + 1 + 10 * (1 + 1 + 3 * (1 + 12))),
+    # `last` slices as well; Company.metrics: 200 items (a time series)
     ('{ company(ticker: "A") { ...F } } '
      "fragment F on Company { filings(last: 2) { nodes { formType } } metrics { value } }",
-     None, 1 + (1 + 2) + 100 * 2),
-    # aliases count each; prices: 500 items of weight 2
+     None, 3 * F + 1 + (1 + 2) + 200),
+    # aliases count each; prices: 500 items
     ('{ a: company(ticker: "A") { name } b: company(ticker: "B") { prices { close } } }',
-     None, 1 + (1 + 500 * 2)),
-    ("query($n: Int) { companies(first: $n) { nodes { name } } }", {"n": 7}, 1 + 7),
-    ("query($n: Int) { companies(first: $n) { nodes { name } } }", {}, 1 + 20),
+     None, 3 * F + 1 + (1 + 500)),
+    ("query($n: Int) { companies(first: $n) { nodes { name } } }", {"n": 7}, F + 1 + 7),
+    ("query($n: Int) { companies(first: $n) { nodes { name } } }", {}, F + 1 + 20),
     ('query($s: Boolean!) { company(ticker: "A") { name } '
-     "companies @skip(if: $s) { nodes { name } } }", {"s": True}, 1),
+     "companies @skip(if: $s) { nodes { name } } }", {"s": True}, F + 1),
     ('query($s: Boolean!) { company(ticker: "A") { name } '
-     "companies @skip(if: $s) { nodes { name } } }", {"s": False}, 1 + 1 + 20),
+     "companies @skip(if: $s) { nodes { name } } }", {"s": False}, 2 * F + 1 + 1 + 20),
     ('query($i: Boolean!) { company(ticker: "A") { ... @include(if: $i) { metrics { value } } } }',
-     {"i": False}, 1),
+     {"i": False}, F + 1),
     # an interface costs its most expensive possible type
     ("query($id: ID!) { node(id: $id) { id ... on Company { metrics { value } } "
-     "... on Filing { metrics { value } } } }", {"id": "x"}, 1 + 100 * 2),
+     "... on Filing { metrics { value } } } }", {"id": "x"}, 2 * F + 1 + 200),
     ("query($r: [_Any!]!) { _entities(representations: $r) { ... on Company { name } } }",
-     {"r": [{"__typename": "Company", "ticker": t} for t in ("A", "B", "C")]}, 3 * 1),
+     {"r": [{"__typename": "Company", "ticker": t} for t in ("A", "B", "C")]}, F + 3 * 1),
     ("{ __schema { types { name } } }", None, 100),
     ("{ rateLimit { cost remaining } }", None, 1),
-    # search: `first` (default 10 or 5) sizes each list; each hit weighs 5, or 2 for neighbours
-    ('{ searchFilings(query: "x") { score filing { title } } }', None, 10 * (5 + 1)),
-    ('{ searchFilings(query: "x", first: 50) { score } }', None, 50 * 5),
+    # search: `first` (default 10 or 5) sizes each list; each hit (or neighbour) weighs 5
+    ('{ searchFilings(query: "x") { score filing { title } } }', None, F + 10 * (5 + 1)),
+    ('{ searchFilings(query: "x", first: 50) { score } }', None, F + 50 * 5),
     ('{ filing(accessionNumber: "x") { similarFilings { filing { similarFilings(first: 3) '
-     "{ score } } } } }", None, 1 + 5 * (2 + 1 + 3 * 2)),
-    ('{ company(ticker: "A") { similarCompanies(first: 20) { name } } }', None, 1 + 20 * 2),
+     "{ score } } } } }", None, 3 * F + 1 + 5 * (5 + 1 + 3 * 5)),
+    ('{ company(ticker: "A") { similarCompanies(first: 20) { name } } }', None, 2 * F + 1 + 20 * 5),
+    # a series per ticker (10 assumed), of 40 points each
+    ('{ metricSeries(tickers: ["A"], metric: "revenue", interval: YEAR) { points { value } } }',
+     None, F + 10 * (1 + 40)),
 ]  # fmt: skip
 
 
@@ -78,25 +85,34 @@ def test_requested_cost(query: str, variables: dict[str, Any] | None, expected: 
     assert requested(MODEL, query, variables) == expected
 
 
+def test_an_analysts_queries_fit_without_a_key() -> None:
+    """One company's daily prices fit the anonymous ceiling (they cost 1,001 of its 1,000
+    points when each bar weighed 2), and GraphiQL's example stays far below it."""
+    ceiling = DEFAULT_TIERS["anonymous"].ceiling
+    prices = '{ company(ticker: "A") { name prices { date close } } }'
+    assert requested(MODEL, prices, None) == 2 * F + 1 + 500 <= ceiling
+    assert requested(MODEL, EXAMPLE_QUERY, {"ticker": "AAPL"}) <= ceiling // 10
+
+
 def test_the_weights_are_the_committed_sdls() -> None:
     """Enforcement reads the directives of the SDL that the supergraph is composed from."""
     weights = directives_in(SDL_PATH.read_text())
     paging = (("first", "last"), ("nodes", "edges"))
     assert weights == {
         ("Company", "filings"): FieldCost(None, 10, *paging),
-        ("Company", "metrics"): FieldCost(2, 100),
-        ("Company", "prices"): FieldCost(2, 500),
-        ("Company", "priceSeries"): FieldCost(2, 100),
+        ("Company", "metrics"): FieldCost(None, 200),
+        ("Company", "prices"): FieldCost(None, 500),
+        ("Company", "priceSeries"): FieldCost(None, 100),
         ("CompanyConnection", "totalCount"): FieldCost(5),
         ("Filing", "metrics"): FieldCost(None, 12),
         ("FilingConnection", "totalCount"): FieldCost(5),
         ("MetricSeries", "points"): FieldCost(None, 40),
         ("Query", "companies"): FieldCost(None, 20, *paging),
         ("Query", "filings"): FieldCost(None, 20, *paging),
-        ("Query", "metricSeries"): FieldCost(5, 10),
+        ("Query", "metricSeries"): FieldCost(None, 10),
         ("Query", "searchFilings"): FieldCost(5, None, ("first",)),
-        ("Filing", "similarFilings"): FieldCost(2, None, ("first",)),
-        ("Company", "similarCompanies"): FieldCost(2, None, ("first",)),
+        ("Filing", "similarFilings"): FieldCost(5, None, ("first",)),
+        ("Company", "similarCompanies"): FieldCost(5, None, ("first",)),
     }
     assert MODEL.fields == weights
 
@@ -143,11 +159,15 @@ def test_actual_cost_counts_what_came_back() -> None:
         {"filings": {"nodes": [{"metrics": [{"value": 1.0}] * 5}, {"metrics": []}]}},
         {"filings": {"nodes": []}},
     ]}}  # fmt: skip
-    assert actual(query, None, data) == 1 + 5 + (1 + 1 + (1 + 5) + 1) + (1 + 1)
-    assert actual(query, None, {"companies": {"totalCount": 0, "nodes": []}}) == 1 + 5
+    # companies, totalCount, filings (for both companies) and metrics ran: 4 fetches
+    assert actual(query, None, data) == 4 * F + 1 + 5 + (1 + 1 + (1 + 5) + 1) + (1 + 1)
+    # no company: the fetches below them never ran
+    assert actual(query, None, {"companies": {"totalCount": 0, "nodes": []}}) == 2 * F + 1 + 5
     node = "query($id: ID!) { node(id: $id) { ... on Company { metrics { value } } } }"
-    assert actual(node, {"id": "x"}, {"node": {"metrics": [{"value": 1.0}] * 3}}) == 1 + 3 * 2
-    assert actual(node, {"id": "x"}, {"node": None}) == 0
+    assert actual(node, {"id": "x"}, {"node": {"metrics": [{"value": 1.0}] * 3}}) == 2 * F + 1 + 3
+    assert actual(node, {"id": "x"}, {"node": None}) == F  # the lookup ran, and found nothing
+    search = '{ searchFilings(query: "x") { score filing { title } } }'
+    assert actual(search, None, {"searchFilings": []}) == F  # a search that found nothing
 
 
 STINGY = Tier(ceiling=60, capacity=100, restore_rate=20)
@@ -175,20 +195,21 @@ def test_over_the_ceiling_runs_nothing(stingy: TestClient, sql: StatementLog) ->
     status, _, body = post(stingy, query, accept="application/graphql-response+json")
     (error,) = body["errors"]
     assert status == 400 and "data" not in body
-    assert error["extensions"] == {"code": "COST_LIMIT_EXCEEDED", "cost": 601, "limit": 60}
-    assert body["extensions"]["cost"]["requestedQueryCost"] == 601
+    cost = 2 * F + 1 + 50 * (1 + 1 + 10)
+    assert error["extensions"] == {"code": "COST_LIMIT_EXCEEDED", "cost": cost, "limit": 60}
+    assert body["extensions"]["cost"]["requestedQueryCost"] == cost
     assert body["extensions"]["cost"]["actualQueryCost"] == 0
     assert len(sql) == 0, sql.statements
 
 
 def test_throttled_then_restored(stingy: TestClient, sql: StatementLog, key: str) -> None:
-    query = "{ companies(first: 50) { nodes { name } } }"  # 51 points, all 60 companies exist
+    query = "{ companies(first: 50) { nodes { name } } }"  # 55 points, all 60 companies exist
     status, _, first = post(stingy, query, authorization=f"Bearer {key}")
     assert status == 200 and "errors" not in first
     cost = first["extensions"]["cost"]
-    assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (51, 51)
+    assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (F + 51, F + 51)
     assert cost["throttleStatus"]["maximumAvailable"] == 100
-    assert 49 <= cost["throttleStatus"]["currentlyAvailable"] <= 55
+    assert 100 - (F + 51) <= cost["throttleStatus"]["currentlyAvailable"] <= 100 - (F + 51) + 6
     sql.clear()
     status, headers, second = post(stingy, query, authorization=f"Bearer {key}")
     assert status == 429 and "data" not in second
@@ -203,15 +224,15 @@ def test_throttled_then_restored(stingy: TestClient, sql: StatementLog, key: str
 
 
 def test_refunds_down_to_the_actual_cost(stingy: TestClient, key: str) -> None:
-    # 51 requested, but only the companies of one sector exist
+    # 55 requested, but only the companies of one sector exist
     query = '{ companies(first: 50, sector: "Energy") { nodes { name } } }'
-    for _ in range(3):  # 3 * 51 > capacity: admitted only because each is refunded
+    for _ in range(3):  # 3 * 55 > capacity: admitted only because each is refunded
         status, _, body = post(stingy, query, authorization=f"Bearer {key}")
         assert status == 200, body
         cost = body["extensions"]["cost"]
         returned = len(body["data"]["companies"]["nodes"])
         assert returned < 10
-        assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (51, 1 + returned)
+        assert (cost["requestedQueryCost"], cost["actualQueryCost"]) == (F + 51, F + 1 + returned)
 
 
 def test_rate_limit_agrees_with_the_cost_extension(stingy: TestClient, key: str) -> None:
@@ -221,10 +242,10 @@ def test_rate_limit_agrees_with_the_cost_extension(stingy: TestClient, key: str)
     status, _, body = post(stingy, query, authorization=f"Bearer {key}")
     assert status == 200, body
     limit, cost = body["data"]["rateLimit"], body["extensions"]["cost"]
-    assert limit["cost"] == cost["requestedQueryCost"] == 1 + 1 + 5
+    assert limit["cost"] == cost["requestedQueryCost"] == 1 + F + 1 + 5
     assert limit["limit"] == cost["throttleStatus"]["maximumAvailable"] == 100
     assert limit["used"] == limit["limit"] - limit["remaining"]
-    assert limit["remaining"] == 100 - 7  # full, minus this request
+    assert limit["remaining"] == 100 - (1 + F + 1 + 5)  # full, minus this request
     assert cost["throttleStatus"]["currentlyAvailable"] >= limit["remaining"]
     assert limit["resetAt"].endswith("Z")
 
@@ -256,8 +277,8 @@ def remaining(client: TestClient, key: str) -> int:
 
 
 def charged_at_start(client: TestClient, key: str) -> None:
-    alert = "subscription { filingAdded { accessionNumber company { name } } }"  # 2 points
-    # 1 + 1 + 1 + 100 points, over the ceiling of 60
+    alert = "subscription { filingAdded { accessionNumber company { name } } }"  # 2 * F + 2
+    # 3 * F + 1 + 1 + 1 + 100 points, over the ceiling of 60
     too_dear = (
         "subscription { filingAdded { company { filings(first: 100) { nodes { formType } } } } }"
     )
@@ -270,10 +291,10 @@ def charged_at_start(client: TestClient, key: str) -> None:
         assert "COST_LIMIT_EXCEEDED" in str(refused["payload"]), refused
         previous = remaining(client, key)
         ws.send_json({"id": "ok", "type": "subscribe", "payload": {"query": alert}})
-        for _ in range(20):  # each probe costs 1; the one after the charge shows 2 more
+        for _ in range(20):  # each probe costs 1; the one after the charge shows the alert's
             time.sleep(0.1)
             current = remaining(client, key)
-            if previous - current == 1 + 2:
+            if previous - current == 1 + 2 * F + 2:
                 break
             assert previous - current == 1
             previous = current
@@ -306,18 +327,28 @@ def test_a_request_that_cost_more_than_requested_pays_the_difference(
     """Shopify's rule: the actual cost is charged, the requested one only admits."""
     slow = Tier(ceiling=1000, capacity=5000, restore_rate=0.001)  # no restoring to blur the sums
     tiers = {tier: slow for tier in ("anonymous", "free", "pro", "enterprise")}
-    query = '{ company(ticker: "AAPL") { metrics { value } } }'  # assumes 100 metrics
+    series = 'query($t: [String!]!) { metricSeries(tickers: $t, metric: "revenue", '
+    series += "interval: QUARTER) { points { value } } }"  # assumes 10 tickers
     with TestClient(create_app(settings.replace(tiers=tiers))) as client:
-        status, _, body = post(client, query, authorization=f"Bearer {key}")
-        assert status == 200 and "errors" not in body, body
+        every = "{ companies(first: 100) { nodes { ticker } } }"
+        _, _, listed = post(client, every, authorization=f"Bearer {key}")
+        tickers = [company["ticker"] for company in listed["data"]["companies"]["nodes"]]
+        before = listed["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
+        body = client.post(
+            "/graphql",
+            json={"query": series, "variables": {"t": tickers}},
+            headers={"authorization": f"Bearer {key}"},
+        ).json()
+        assert "errors" not in body, body
         cost = body["extensions"]["cost"]
-        returned = len(body["data"]["company"]["metrics"])
-        assert cost["requestedQueryCost"] == 1 + 100 * 2
-        assert cost["actualQueryCost"] == 1 + returned * 2 > cost["requestedQueryCost"]
+        points = sum(1 + len(one["points"]) for one in body["data"]["metricSeries"])
+        assert cost["requestedQueryCost"] == F + 10 * (1 + 40)
+        assert cost["actualQueryCost"] == F + points > cost["requestedQueryCost"]
         available = cost["throttleStatus"]["currentlyAvailable"]
-        assert available == pytest.approx(5000 - cost["actualQueryCost"], abs=1)
+        assert available == pytest.approx(before - cost["actualQueryCost"], abs=1)
         _, _, probe = post(client, "{ rateLimit { remaining } }", authorization=f"Bearer {key}")
-        assert probe["data"]["rateLimit"]["remaining"] == 5000 - cost["actualQueryCost"] - 1
+        left = probe["data"]["rateLimit"]["remaining"]
+        assert left == pytest.approx(before - cost["actualQueryCost"] - 1, abs=1)
 
 
 def test_without_redis_the_difference_is_charged_as_well() -> None:

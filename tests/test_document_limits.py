@@ -140,8 +140,8 @@ def test_a_valid_document_is_not_charged_for_its_preparation(
     document = '{ company(ticker: "AAPL") { name } } # ' + "x" * 5000  # new to the cache
     status, payload = post(tight, {"query": document}, key)
     assert status == 200 and payload["data"]["company"]["name"] == "Apple Inc."
-    assert payload["extensions"]["cost"]["requestedQueryCost"] == 1
-    assert available(payload) == 200 - 1
+    assert payload["extensions"]["cost"]["requestedQueryCost"] == 4 + 1  # a fetch, an object
+    assert available(payload) == 200 - (4 + 1)
 
 
 def test_a_batch_over_the_limit_is_refused_whole(tight: TestClient, database_url: str) -> None:

@@ -35,7 +35,7 @@ def test_redis_down_degrades_but_serves_and_recovers(settings: Settings, tmp_pat
             body = client.post("/graphql", json=fresh).json()
             assert "errors" not in body
             assert body["data"] == {"company": {"name": "Microsoft Corporation"}}
-            assert body["extensions"]["cost"]["requestedQueryCost"] == 1  # still costed
+            assert body["extensions"]["cost"]["requestedQueryCost"] == 4 + 1  # still costed
         ready = client.get("/health/ready")
         assert ready.status_code == 200
         assert (ready.json()["redis"], ready.json()["rateLimiting"]) == ("degraded", "per-process")

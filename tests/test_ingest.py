@@ -98,7 +98,8 @@ def test_ingest_then_read(ingest: Ingest, gql: Any, database_url: str) -> None:
     }
     newest = gql('{ filings(first: 1, tickers: ["AAPL"]) { nodes { accessionNumber } } }')
     assert newest["data"]["filings"]["nodes"] == [{"accessionNumber": "0000320193-26-900001"}]
-    assert body["extensions"]["cost"]["requestedQueryCost"] == 10 + 1 + 1 + 12
+    # the mutation, 3 fetches (the filing, its company, its metrics), 2 objects, 12 metrics
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 10 + 3 * 4 + 1 + 1 + 12
 
 
 def test_the_same_filing_again_changes_nothing(ingest: Ingest, database_url: str) -> None:
