@@ -28,7 +28,7 @@ from graph.ratelimit import RateLimiter
 from graph.response_cache import ResponseCache
 from graph.settings import Settings
 from graph.telemetry import RequestSpans, start_tracing
-from graph.websocket import SubscriptionsOverWebSocket, websocket_rules
+from graph.websocket import SubscriptionsOverWebSocket
 from loaders.cache import CompanyMemory, EntityCache
 from loaders.filings import FilingRow
 from schema.schema import build_schema, sdl
@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> Starlette:
             "servers, or point the setting at PostgreSQL."
         )
     database_url = settings.database_url.get_secret_value()
-    schema = build_schema(extensions=[websocket_rules(settings)])
+    schema = build_schema()
     cost_model = CostModel(
         schema._schema,
         directives_in(sdl(schema)),

@@ -7,11 +7,9 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from inspect import isawaitable
 from typing import Any, TypeVar
 
 import orjson
-from graphql import ExecutionResult, subscribe
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 from starlette.datastructures import State
@@ -27,7 +25,6 @@ from graph.execution import (
     Pipeline,
     bucket_of,
     refused,
-    shaped,
     timed_out,
 )
 from graph.graphiql import graphiql_html
@@ -39,6 +36,7 @@ from graph.settings import Settings
 from graph.sse import HEADERS as SSE_HEADERS
 from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
 from graph.sse import EventStream, wants_event_stream
+from graph.streams import subscription
 from loaders.request import Loaders
 from loaders.tracing import child_span
 from resolvers.context import Context, Viewer
@@ -399,20 +397,16 @@ async def event_stream(
         requested = await document_of(request, envelope, viewer)
     except BadRequest as error:
         return stream_refused(error.outcome)
-    pipeline: Pipeline = state.pipeline
-    variables, name = envelope.variables, envelope.operation_name
-    document = await pipeline.admit_stream(requested.text, variables, name, viewer)
-    if isinstance(document, Outcome):
-        return stream_refused(document)
     stream = EventStream(request.headers.get("last-event-id"))
     context = new_context(state, viewer, alerts=state.broker, connection=stream)
-    results = subscribe(pipeline.schema, document, None, context, variables, name)
-    if isawaitable(results):
-        results = await results
-    if isinstance(results, ExecutionResult):  # e.g. variables that do not fit
-        return stream_refused(shaped(results))
+    events = await subscription(
+        state.pipeline, requested.text, envelope.variables, envelope.operation_name, context
+    )
+    if isinstance(events, Outcome):
+        return stream_refused(events)
+    await state.persisted.remember(requested, bucket_of(viewer))
     state.connections.add(stream)
-    return StreamingResponse(stream.events(results), 200, SSE_HEADERS, SSE_MEDIA_TYPE)
+    return StreamingResponse(stream.events(events), 200, SSE_HEADERS, SSE_MEDIA_TYPE)
 
 
 def stream_refused(outcome: Outcome) -> Response:

@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     times per request."""
 
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
-    """The largest request body (413 beyond)."""
+    """The largest request body (413 beyond), and WebSocket message (closed with 1009)."""
     body_timeout: Duration = timedelta(seconds=10)
     """From the end of a request's headers until its whole body has arrived; later: 408. A body
     still arriving holds a connection but no in-flight slot (`CORPGRAPH_MAX_IN_FLIGHT`):

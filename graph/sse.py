@@ -18,10 +18,6 @@ from contextlib import suppress
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError
-
-from graph.errors import format_execution_error
-from graph.execution import shaped
 
 MEDIA_TYPE = "text/event-stream"
 HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
@@ -50,8 +46,9 @@ class EventStream:
     async def hang_up(self, code: int, reason: str) -> None:
         self.hung_up.set()  # SSE has no close codes: the stream just ends
 
-    async def events(self, results: AsyncIterator[ExecutionResult]) -> AsyncIterator[bytes]:
-        """`next` per result and `complete` at the end; `: ping` comments when quiet."""
+    async def events(self, results: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+        """`next` per payload (graph/streams.py: coded, masked, charged) and `complete` at
+        the end; `: ping` comments when quiet."""
         hung_up = asyncio.ensure_future(self.hung_up.wait())
         pending = asyncio.ensure_future(anext(results))
         try:
@@ -65,14 +62,8 @@ class EventStream:
                     yield HEARTBEAT
                     continue
                 try:
-                    payload = shaped(pending.result()).payload
+                    payload = pending.result()
                 except StopAsyncIteration:
-                    break
-                except GraphQLError as error:  # the subscription failed: say why, and end
-                    yield self.event({"errors": [format_execution_error(error)]})
-                    break
-                except Exception as error:
-                    yield self.event({"errors": [format_execution_error(masked(error))]})
                     break
                 yield self.event(payload)
                 pending = asyncio.ensure_future(anext(results))
@@ -86,9 +77,7 @@ class EventStream:
                 await results.aclose()
 
     def event(self, payload: dict[str, Any]) -> bytes:
-        head = f"id: {self.last_event_id}\n" if self.last_event_id else ""
+        # an event without data (the error that ends it) has no cursor of its own
+        delivered = self.last_event_id and payload.get("data") is not None
+        head = f"id: {self.last_event_id}\n" if delivered else ""
         return f"{head}event: next\ndata: ".encode() + orjson.dumps(payload) + b"\n\n"
-
-
-def masked(error: Exception) -> GraphQLError:
-    return GraphQLError(str(error), original_error=error)
