@@ -16,6 +16,7 @@ from db.engine import POOL_SIZE, create_engine
 from db.reader import create_reader
 from graph import health
 from graph.broker import FilingBroker
+from graph.client_slots import ClientSlots
 from graph.connections import RESTART_REASON, RESTARTING, OpenConnections
 from graph.cost import CostModel, directives_in
 from graph.documents import document, document_store
@@ -135,8 +136,14 @@ def create_app(settings: Settings) -> Starlette:
             else None,
             response_cache=response_cache,
         )
+        app.state.subscription_slots = ClientSlots(
+            "subscriptions", settings.max_subscriptions_per_client
+        )
+        app.state.connection_slots = ClientSlots("connections", settings.max_connections_per_client)
         subscriptions.persisted = app.state.persisted
         subscriptions.pipeline = app.state.pipeline
+        subscriptions.subscription_slots = app.state.subscription_slots
+        subscriptions.connection_slots = app.state.connection_slots
         assert settings.listen_url is not None
         app.state.broker = FilingBroker(
             settings.listen_url,

@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -397,12 +398,23 @@ async def event_stream(
         requested = await document_of(request, envelope, viewer)
     except BadRequest as error:
         return stream_refused(error.outcome)
+    client, connections = bucket_of(viewer), state.connection_slots
+    if not connections.take(client):
+        return stream_refused(Outcome({"errors": [connections.refusal()]}, 429))
     stream = EventStream(request.headers.get("last-event-id"))
+    # its slot is given back when the stream ends, or (never started) is collected
+    stream.on_end = weakref.finalize(stream, connections.give_back, client)
     context = new_context(state, viewer, alerts=state.broker, connection=stream)
     events = await subscription(
-        state.pipeline, requested.text, envelope.variables, envelope.operation_name, context
+        state.pipeline,
+        state.subscription_slots,
+        requested.text,
+        envelope.variables,
+        envelope.operation_name,
+        context,
     )
     if isinstance(events, Outcome):
+        stream.on_end()
         return stream_refused(events)
     await state.persisted.remember(requested, bucket_of(viewer))
     state.connections.add(stream)

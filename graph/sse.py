@@ -13,7 +13,7 @@ ordinary GraphQL responses with their status (graph/http.py).
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -36,6 +36,7 @@ class EventStream:
     def __init__(self, last_event_id: str | None) -> None:
         self.last_event_id = last_event_id or None
         self.hung_up = asyncio.Event()
+        self.on_end: Callable[[], object] = lambda: None  # once the stream has ended
 
     def resume_point(self) -> str | None:
         return self.last_event_id
@@ -73,8 +74,11 @@ class EventStream:
             pending.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await pending  # the subscription's own clean-up (it unsubscribes) runs now
-            if hasattr(results, "aclose"):
-                await results.aclose()
+            try:
+                if hasattr(results, "aclose"):
+                    await results.aclose()
+            finally:
+                self.on_end()
 
     def event(self, payload: dict[str, Any]) -> bytes:
         # an event without data (the error that ends it) has no cursor of its own

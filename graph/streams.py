@@ -7,16 +7,18 @@ Its events are then charged one by one, each its actual cost (a replay included)
 client's budget; the requested cost taken at admission pays for the first ones and what is
 left of it is given back when the subscription ends. An event the budget cannot pay for ends
 the subscription with RATE_LIMITED, so a replay is bounded by the budget. Unexpected errors
-are masked, like everywhere else.
+are masked, like everywhere else. Each client runs at most so many subscriptions at once in
+this process (graph/client_slots.py).
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import suppress
 from inspect import isawaitable
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, OperationType, subscribe
 
+from graph.client_slots import ClientSlots
 from graph.cost import Costing
 from graph.errors import format_execution_error, request_error
 from graph.execution import (
@@ -36,16 +38,16 @@ ONLY_SUBSCRIPTIONS = (
     "Only subscriptions run over WebSocket and as Server-Sent Events: send queries and "
     "mutations over HTTP."
 )
-Events = AsyncIterator[dict[str, Any]]
 
 
 async def subscription(
     pipeline: Pipeline,
+    slots: ClientSlots,
     query: str,
     variables: dict[str, Any] | None,
     operation_name: str | None,
     context: Context,
-) -> Outcome | Events:
+) -> "Outcome | Subscription":
     """The events (response payloads) of one subscription, or why it may not run."""
     prepared = await pipeline.prepare_charged(query, context.viewer)
     if isinstance(prepared, Outcome):
@@ -55,27 +57,29 @@ async def subscription(
         return operation
     if operation.operation != OperationType.SUBSCRIPTION:
         return refused("BAD_REQUEST", ONLY_SUBSCRIPTIONS)
+    client = bucket_of(context.viewer)
+    if not slots.take(client):
+        return Outcome({"errors": [slots.refusal()]}, 429)
     meter: Meter | None = None
-    if pipeline.cost_control is not None:
-        admitted = await admitted_meter(pipeline, prepared, operation, variables, context)
-        if isinstance(admitted, Outcome):
-            return admitted
-        meter = admitted
-    assert prepared.document is not None
-    name = name_of(operation)
     try:
+        if pipeline.cost_control is not None:
+            admitted = await admitted_meter(pipeline, prepared, operation, variables, context)
+            if isinstance(admitted, Outcome):
+                slots.give_back(client)
+                return admitted
+            meter = admitted
+        assert prepared.document is not None
+        name = name_of(operation)
         results = subscribe(pipeline.schema, prepared.document, None, context, variables, name)
         if isawaitable(results):
             results = await results
     except BaseException:
-        if meter is not None:
-            await meter.close()
+        await Subscription.ended(slots, client, meter)
         raise
     if isinstance(results, ExecutionResult):  # e.g. variables that do not fit: nothing ran
-        if meter is not None:
-            await meter.close()
+        await Subscription.ended(slots, client, meter)
         return shaped(results)
-    return events(results, meter)
+    return Subscription(events(results, meter), slots, client, meter)
 
 
 async def admitted_meter(
@@ -135,7 +139,9 @@ class Meter:
             await self.pipeline.cost_control.limiter.refund(bucket_of(viewer), tier, deposit)
 
 
-async def events(results: AsyncIterator[ExecutionResult], meter: Meter | None) -> Events:
+async def events(
+    results: AsyncIterator[ExecutionResult], meter: Meter | None
+) -> AsyncGenerator[dict[str, Any], None]:
     """Each result as a payload, errors coded and masked; an error raised by the stream
     itself (a bad argument, a limit) is the last event."""
     try:
@@ -154,5 +160,45 @@ async def events(results: AsyncIterator[ExecutionResult], meter: Meter | None) -
         if hasattr(results, "aclose"):
             with suppress(Exception):
                 await results.aclose()
+
+
+class Subscription:
+    """The events of a running subscription: its slot and what is left of its deposit are
+    given back when it ends, or is closed (even before its first event)."""
+
+    def __init__(
+        self,
+        payloads: AsyncGenerator[dict[str, Any], None],
+        slots: ClientSlots,
+        client: str,
+        meter: Meter | None,
+    ) -> None:
+        self.payloads, self.slots, self.client, self.meter = payloads, slots, client, meter
+        self.done = False
+
+    def __aiter__(self) -> "Subscription":
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        try:
+            return await anext(self.payloads)
+        except StopAsyncIteration:
+            await self._end()
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self.payloads.aclose()
+        finally:
+            await self._end()
+
+    async def _end(self) -> None:
+        if not self.done:
+            self.done = True
+            await self.ended(self.slots, self.client, self.meter)
+
+    @staticmethod
+    async def ended(slots: ClientSlots, client: str, meter: "Meter | None") -> None:
+        slots.give_back(client)
         if meter is not None:
             await meter.close()

@@ -41,6 +41,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from strawberry.utils.aio import aclosing
 
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
+from graph.client_slots import ClientSlots
 from graph.connections import WebSocketConnection
 from graph.errors import coded
 from graph.execution import Outcome, Pipeline, bucket_of
@@ -48,7 +49,7 @@ from graph.gateway import from_gateway
 from graph.http import new_context
 from graph.persisted import Document, PersistedDocuments, PersistedError
 from graph.settings import Settings
-from graph.streams import Events, subscription
+from graph.streams import Subscription, subscription
 from resolvers.context import Context, Viewer
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,25 @@ class Forbidden(Exception):
     """connection_init presented a key that is malformed, unknown, expired or revoked."""
 
 
-FORBIDDEN = 4403  # WebSocket close code, on both protocols
+class TooManyConnections(Exception):
+    """The client holds as many connections as it may (graph/client_slots.py)."""
+
+
+FORBIDDEN = 4403  # WebSocket close codes, on both protocols
+TOO_MANY = 4429
+
+
+async def refuse_connection(websocket: Any, error: Exception) -> bool:
+    """Closes the connection that connection_init refused (True), with its code."""
+    if isinstance(error, TryAgainLater):
+        await websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
+    elif isinstance(error, Forbidden):
+        await websocket.close(FORBIDDEN, str(error))
+    elif isinstance(error, TooManyConnections):
+        await websocket.close(TOO_MANY, str(error))
+    else:
+        return False
+    return True
 
 
 class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
@@ -112,10 +131,15 @@ class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         try:
             await super().handle_connection_init(message)
-        except TryAgainLater:
-            await self.websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
-        except Forbidden as error:
-            await self.websocket.close(FORBIDDEN, str(error))
+        except Exception as error:
+            if not await refuse_connection(self.websocket, error):
+                raise
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:
+            self.view.disconnected(self.context)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged:  # else Strawberry closes it (4401)
@@ -166,10 +190,15 @@ class PersistedWS(BaseGraphQLWSHandler[Context, None]):
     async def handle_connection_init(self, message: WSInitMessage) -> None:
         try:
             await super().handle_connection_init(message)
-        except TryAgainLater:
-            await self.websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
-        except Forbidden as error:
-            await self.websocket.close(FORBIDDEN, str(error))
+        except Exception as error:
+            if not await refuse_connection(self.websocket, error):
+                raise
+
+    async def cleanup(self) -> None:
+        try:
+            await super().cleanup()
+        finally:
+            self.view.disconnected(self.context)
 
     async def handle_start(self, message: StartMessage) -> None:
         if self.connection_acknowledged:  # else Strawberry closes it (4401)
@@ -200,9 +229,10 @@ class PersistedWS(BaseGraphQLWSHandler[Context, None]):
                 await self.send_message(Error(type="error", id=operation_id, payload=first))
                 return
             self.subscriptions[operation_id] = events  # type: ignore[assignment]
-            async for payload in events:
-                data = {"type": "data", "id": operation_id, "payload": payload}
-                await self.send_message(data)  # type: ignore[arg-type]
+            async with aclosing(events):
+                async for payload in events:
+                    data = {"type": "data", "id": operation_id, "payload": payload}
+                    await self.send_message(data)  # type: ignore[arg-type]
             await self.send_message(CompleteMessage(type="complete", id=operation_id))
         except asyncio.CancelledError:
             await self.send_message(CompleteMessage(type="complete", id=operation_id))
@@ -217,6 +247,8 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     # set when the app starts (they need its Redis)
     persisted: PersistedDocuments | None = None
     pipeline: Pipeline | None = None
+    subscription_slots: ClientSlots | None = None
+    connection_slots: ClientSlots | None = None
 
     def __init__(self, schema: Any, settings: Settings) -> None:
         super().__init__(
@@ -267,7 +299,21 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             if coded(error) is None:
                 raise
             raise TryAgainLater() from error  # a timeout, or PostgreSQL unavailable
+        slots, connection = self.connection_slots, context.connection
+        assert slots is not None and isinstance(connection, WebSocketConnection)
+        client = bucket_of(context.viewer)
+        if not slots.take(client):
+            raise TooManyConnections(slots.message())
+        connection.client = client
         return cast(UnsetType, UNSET)
+
+    def disconnected(self, context: Context) -> None:
+        """The connection's slot is free again (if connection_init took one)."""
+        connection = context.connection
+        assert self.connection_slots is not None and isinstance(connection, WebSocketConnection)
+        if connection.client is not None:
+            self.connection_slots.give_back(connection.client)
+            connection.client = None
 
     async def events(
         self,
@@ -276,11 +322,13 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
         operation_name: str | None,
         context: Context,
         sent: Document | None,
-    ) -> Outcome | Events:
+    ) -> Outcome | Subscription:
         """One operation through the pipeline; a document sent with its hash (APQ) is
         remembered once it proves valid."""
         assert self.pipeline is not None and self.persisted is not None, "the app has started"
-        events = await subscription(self.pipeline, query, variables, operation_name, context)
+        slots = self.subscription_slots
+        assert slots is not None
+        events = await subscription(self.pipeline, slots, query, variables, operation_name, context)
         if sent is not None and not isinstance(events, Outcome):
             await self.persisted.remember(sent, bucket_of(context.viewer))
         return events

@@ -386,3 +386,75 @@ def test_a_huge_document_is_refused_before_parsing_while_the_server_answers(
 def test_a_websocket_message_is_bounded_like_a_request_body(settings: Settings) -> None:
     config = hypercorn_config(settings.replace(max_body_bytes=2048))
     assert config.websocket_max_message_size == 2048
+
+
+@pytest.fixture(scope="module")
+def limited(settings: Settings) -> Iterator[Server]:
+    """A server where a client may hold 2 connections and run 3 subscriptions."""
+    app = create_app(settings.replace(max_connections_per_client=2, max_subscriptions_per_client=3))
+    with threaded(app, "/health/live") as base:
+        yield Server(base, app)
+
+
+def sse_status(server: Server, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    """The status of an SSE request, and its JSON body when it is not a stream."""
+    with httpx.stream(
+        "POST", f"{server.base}/graphql", json=body, headers=STREAM, timeout=30
+    ) as answer:
+        if answer.headers["content-type"].startswith("text/event-stream"):
+            return answer.status_code, None
+        answer.read()
+        return answer.status_code, answer.json()
+
+
+def subscribe_to(ws: ClientConnection, protocol: str, id: str) -> None:
+    start = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    ws.send(orjson.dumps({"id": id, "type": start, "payload": {"query": ALERT}}).decode())
+
+
+def test_connections_per_client_are_limited(limited: Server) -> None:
+    with (
+        ws_connected(limited, "graphql-transport-ws", {}),
+        ws_connected(limited, "graphql-ws", {}) as second,
+    ):
+        for protocol in ("graphql-transport-ws", "graphql-ws"):
+            with connect(limited.ws, subprotocols=[protocol]) as third:  # type: ignore[list-item]
+                third.send(orjson.dumps({"type": "connection_init", "payload": {}}).decode())
+                with pytest.raises(ConnectionClosed) as closed:
+                    receive(third)
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 4429
+                assert "at most 2" in closed.value.rcvd.reason
+        status, body = sse_status(limited, {"query": ALERT})
+        assert status == 429 and body is not None
+        assert body["errors"][0]["extensions"] == {
+            "code": "RATE_LIMITED",
+            "limit": "connections",
+            "maximum": 2,
+        }
+        second.close()
+        time.sleep(0.5)  # the server sees the close
+        assert sse_status(limited, {"query": ALERT})[0] == 200  # room again
+
+
+def test_subscriptions_per_client_are_limited_across_connections(limited: Server) -> None:
+    with (
+        ws_connected(limited, "graphql-transport-ws", {}) as first,
+        ws_connected(limited, "graphql-ws", {}) as second,
+    ):
+        subscribe_to(first, "graphql-transport-ws", "1")
+        subscribe_to(first, "graphql-transport-ws", "2")
+        subscribe_to(second, "graphql-ws", "1")
+        time.sleep(0.5)  # nothing acknowledges a subscription: give them a moment
+        subscribe_to(second, "graphql-ws", "2")
+        refusal = receive(second)
+        assert (refusal["type"], refusal["id"]) == ("error", "2"), refusal
+        assert refusal["payload"]["extensions"]["limit"] == "subscriptions"
+        assert refusal["payload"]["extensions"]["code"] == "RATE_LIMITED"
+        first.send(orjson.dumps({"id": "1", "type": "complete"}).decode())
+        time.sleep(0.5)
+        subscribe_to(second, "graphql-ws", "3")  # room again
+        subscribe_to(first, "graphql-transport-ws", "4")
+        refusal = receive(first)
+        assert (refusal["type"], refusal["id"]) == ("error", "4"), refusal
+        assert refusal["payload"][0]["extensions"]["code"] == "RATE_LIMITED"
