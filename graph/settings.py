@@ -82,12 +82,12 @@ class Settings(BaseSettings):
     max_subscriptions: int = Field(default=20, ge=1)
     """Subscriptions at once on one WebSocket connection; one more gets
     `QUERY_LIMIT_EXCEEDED` (`limit: subscriptions`)."""
-    max_connections_per_client: int = Field(default=50, ge=1)
+    max_connections_per_client: int = Field(default=200, ge=1)
     """Connections (WebSockets and Server-Sent Event streams) one client (an API key, or an
     IP address without one) may hold open on one process; one more is refused: a WebSocket
     closed with 4429 at `connection_init`, a stream answered 429 (`RATE_LIMITED`,
     `limit: connections`)."""
-    max_subscriptions_per_client: int = Field(default=200, ge=1)
+    max_subscriptions_per_client: int = Field(default=1_000, ge=1)
     """Subscriptions one client may run at once on one process, over all its connections;
     one more is refused with `RATE_LIMITED` (`limit: subscriptions`; 429 over SSE)."""
     subscriber_backlog: int = Field(default=256, ge=1)
