@@ -108,7 +108,6 @@ class Meter:
     def __init__(self, pipeline: Pipeline, context: Context, costing: Costing, deposit: int):
         self.pipeline, self.context, self.costing = pipeline, context, costing
         self.deposit = deposit
-        self.charged = 0  # points, over every event so far
 
     async def charge(self, data: dict[str, Any] | None) -> dict[str, Any] | None:
         """Takes the event's cost (from the deposit first); the error that ends the
@@ -126,7 +125,6 @@ class Meter:
                     f"subscription ends. Resume with `since` in {wait} s."
                 )
                 return request_error(message, refusal.code, retryAfter=wait, cost=cost)
-        self.charged += cost
         return None
 
     async def close(self) -> None:
