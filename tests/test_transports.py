@@ -202,6 +202,23 @@ CASES = {
         "QUERY_LIMIT_EXCEEDED",
     ),
     "depth": Case(DEEP, "QUERY_LIMIT_EXCEEDED"),
+    "aliases": Case(
+        "subscription { filingAdded { "
+        + " ".join(f"a{i}: accessionNumber" for i in range(31))
+        + " } }",
+        "QUERY_LIMIT_EXCEEDED",
+    ),
+    "field occurrences": Case(
+        "subscription { filingAdded { " + "formType " * 21 + "} }", "QUERY_LIMIT_EXCEEDED"
+    ),
+    "fragment spreads": Case(
+        "subscription { filingAdded { " + "...F " * 101 + "} } fragment F on Filing { title }",
+        "QUERY_LIMIT_EXCEEDED",
+    ),
+    "directives": Case(
+        "subscription { filingAdded { " + "title @include(if: true) " * 51 + "} }",
+        "QUERY_LIMIT_EXCEEDED",
+    ),
     "introspection": Case("{ __schema { queryType { name } } }", None),  # by mode: below
     "over budget": Case(
         "subscription { filingAdded { company { " + COSTLY + " } } }",
