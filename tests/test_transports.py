@@ -302,6 +302,12 @@ def test_since_past_the_newest_filing_is_refused(server: Server, transport: str)
     assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", errors
 
 
+def test_a_last_event_id_past_the_newest_filing_is_refused(server: Server) -> None:
+    past = {"last-event-id": to_ingest_cursor(10**39)}
+    errors = over_sse(server, {"query": ALERT}, past)
+    assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "since"}
+
+
 BAD_KEYS: list[Any] = [12345, "", "Bearer cg_not_a_key", "Basic abc", None, ["cg_x"]]
 
 
