@@ -16,6 +16,7 @@ from db.engine import POOL_SIZE, create_engine
 from db.reader import create_reader
 from graph import health
 from graph.broker import FilingBroker
+from graph.client_slots import ClientSlots
 from graph.compiled import EXECUTORS
 from graph.connections import RESTART_REASON, RESTARTING, OpenConnections
 from graph.cost import CostModel, directives_in
@@ -29,7 +30,7 @@ from graph.ratelimit import RateLimiter
 from graph.response_cache import ResponseCache
 from graph.settings import Settings
 from graph.telemetry import RequestSpans, start_tracing
-from graph.websocket import SubscriptionsOverWebSocket, websocket_rules
+from graph.websocket import SubscriptionsOverWebSocket
 from loaders.cache import CompanyMemory, EntityCache
 from loaders.filings import FilingRow
 from schema.schema import build_schema, sdl
@@ -54,7 +55,7 @@ def create_app(settings: Settings) -> Starlette:
             "servers, or point the setting at PostgreSQL."
         )
     database_url = settings.database_url.get_secret_value()
-    schema = build_schema(extensions=[websocket_rules(settings)])
+    schema = build_schema()
     cost_model = CostModel(
         schema._schema,
         directives_in(sdl(schema)),
@@ -138,8 +139,14 @@ def create_app(settings: Settings) -> Starlette:
             else None,
             response_cache=response_cache,
         )
+        app.state.subscription_slots = ClientSlots(
+            "subscriptions", settings.max_subscriptions_per_client
+        )
+        app.state.connection_slots = ClientSlots("connections", settings.max_connections_per_client)
         subscriptions.persisted = app.state.persisted
         subscriptions.pipeline = app.state.pipeline
+        subscriptions.subscription_slots = app.state.subscription_slots
+        subscriptions.connection_slots = app.state.connection_slots
         assert settings.listen_url is not None
         app.state.broker = FilingBroker(
             settings.listen_url,

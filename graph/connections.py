@@ -19,6 +19,7 @@ class WebSocketConnection:
 
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
+        self.client: str | None = None  # whose connection slot it holds (once initialised)
 
     def resume_point(self) -> None:
         return None

@@ -296,37 +296,6 @@ class Pipeline:
             return refused("BAD_REQUEST", f"Unknown operation named {operation_name!r}.")
         return refused("BAD_REQUEST", "Name the operation to run: the document has several.")
 
-    async def admit_stream(
-        self,
-        query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-        viewer: Viewer,
-    ) -> DocumentNode | Outcome:
-        """A subscription to stream (SSE), charged its requested cost once; or why not."""
-        prepared = await self.prepare_charged(query, viewer)
-        if isinstance(prepared, Outcome):
-            return prepared
-        operation = self.operation_of(prepared, operation_name, variables)
-        if isinstance(operation, Outcome):
-            return operation
-        assert prepared.document is not None
-        if operation.operation != OperationType.SUBSCRIPTION:
-            return refused(
-                "BAD_REQUEST",
-                "Only subscriptions stream as Server-Sent Events: send queries and mutations "
-                "without `Accept: text/event-stream`.",
-            )
-        if self.cost_control is not None:
-            costing = self.costing(self.cost_control.model, prepared, operation, variables)
-            requested = requested_cost(costing)
-            if isinstance(requested, Outcome):
-                return requested
-            throttle, refusal = await self.admit(viewer, requested)
-            if refusal is not None:
-                return refusal_outcome(refusal, throttle, requested)
-        return prepared.document
-
     def refusal(
         self,
         document: DocumentNode,
@@ -420,23 +389,6 @@ class Pipeline:
             f"{max(0, math.floor(throttle.available + requested))}; retry in {wait} s."
         )
         return throttle, Refusal("RATE_LIMITED", message, 429, retryAfter=wait)
-
-    async def charge_subscription(
-        self,
-        document: DocumentNode,
-        operation: OperationDefinitionNode,
-        variables: dict[str, Any] | None,
-        viewer: Viewer,
-    ) -> None:
-        """A subscription is charged its requested cost once, when it starts (WebSocket;
-        SSE is charged by `admit_stream`)."""
-        if self.cost_control is None:
-            return
-        requested = self.cost_control.model.costing(document, operation, variables).requested
-        _, refusal = await self.admit(viewer, requested)
-        if refusal is not None:
-            extensions = {"code": refusal.code, **refusal.extensions}
-            raise GraphQLError(refusal.message, extensions=extensions)
 
     async def _execute(
         self,

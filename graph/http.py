@@ -4,14 +4,13 @@ import asyncio
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from inspect import isawaitable
 from typing import Any, TypeVar
 
 import orjson
-from graphql import ExecutionResult, subscribe
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 from starlette.datastructures import State
@@ -27,7 +26,6 @@ from graph.execution import (
     Pipeline,
     bucket_of,
     refused,
-    shaped,
     timed_out,
 )
 from graph.graphiql import graphiql_html
@@ -39,6 +37,7 @@ from graph.settings import Settings
 from graph.sse import HEADERS as SSE_HEADERS
 from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
 from graph.sse import EventStream, wants_event_stream
+from graph.streams import subscription
 from loaders.request import Loaders
 from loaders.tracing import child_span
 from resolvers.context import Context, Viewer
@@ -399,20 +398,27 @@ async def event_stream(
         requested = await document_of(request, envelope, viewer)
     except BadRequest as error:
         return stream_refused(error.outcome)
-    pipeline: Pipeline = state.pipeline
-    variables, name = envelope.variables, envelope.operation_name
-    document = await pipeline.admit_stream(requested.text, variables, name, viewer)
-    if isinstance(document, Outcome):
-        return stream_refused(document)
+    client, connections = bucket_of(viewer), state.connection_slots
+    if not connections.take(client):
+        return stream_refused(Outcome({"errors": [connections.refusal()]}, 429))
     stream = EventStream(request.headers.get("last-event-id"))
+    # its slot is given back when the stream ends, or (never started) is collected
+    stream.on_end = weakref.finalize(stream, connections.give_back, client)
     context = new_context(state, viewer, alerts=state.broker, connection=stream)
-    results = subscribe(pipeline.schema, document, None, context, variables, name)
-    if isawaitable(results):
-        results = await results
-    if isinstance(results, ExecutionResult):  # e.g. variables that do not fit
-        return stream_refused(shaped(results))
+    events = await subscription(
+        state.pipeline,
+        state.subscription_slots,
+        requested.text,
+        envelope.variables,
+        envelope.operation_name,
+        context,
+    )
+    if isinstance(events, Outcome):
+        stream.on_end()
+        return stream_refused(events)
+    await state.persisted.remember(requested, bucket_of(viewer))
     state.connections.add(stream)
-    return StreamingResponse(stream.events(results), 200, SSE_HEADERS, SSE_MEDIA_TYPE)
+    return StreamingResponse(stream.events(events), 200, SSE_HEADERS, SSE_MEDIA_TYPE)
 
 
 def stream_refused(outcome: Outcome) -> Response:

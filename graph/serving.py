@@ -50,6 +50,9 @@ def hypercorn_config(settings: Settings) -> Config:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # our handler (graph/logs.py)
     config.graceful_timeout = 5.0
+    # a WebSocket message carries one operation, as a request body does (Hypercorn's own
+    # bound, 16 MiB, let a 7 MiB subscribe message take 1.5 GB)
+    config.websocket_max_message_size = settings.max_body_bytes
     return config
 
 

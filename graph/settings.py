@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     max_subscriptions: int = Field(default=20, ge=1)
     """Subscriptions at once on one WebSocket connection; one more gets
     `QUERY_LIMIT_EXCEEDED` (`limit: subscriptions`)."""
+    max_connections_per_client: int = Field(default=200, ge=1)
+    """Connections (WebSockets and Server-Sent Event streams) one client (an API key, or an
+    IP address without one) may hold open on one process; one more is refused: a WebSocket
+    closed with 4429 at `connection_init`, a stream answered 429 (`RATE_LIMITED`,
+    `limit: connections`)."""
+    max_subscriptions_per_client: int = Field(default=1_000, ge=1)
+    """Subscriptions one client may run at once on one process, over all its connections;
+    one more is refused with `RATE_LIMITED` (`limit: subscriptions`; 429 over SSE)."""
     subscriber_backlog: int = Field(default=256, ge=1)
     """Filing alerts one subscriber may have waiting; one further behind is closed with 1013
     and resumes with `since`."""
@@ -115,7 +123,7 @@ class Settings(BaseSettings):
     times per request."""
 
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
-    """The largest request body (413 beyond)."""
+    """The largest request body (413 beyond), and WebSocket message (closed with 1009)."""
     body_timeout: Duration = timedelta(seconds=10)
     """From the end of a request's headers until its whole body has arrived; later: 408. A body
     still arriving holds a connection but no in-flight slot (`CORPGRAPH_MAX_IN_FLIGHT`):

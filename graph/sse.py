@@ -13,15 +13,11 @@ ordinary GraphQL responses with their status (graph/http.py).
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult, GraphQLError
-
-from graph.errors import format_execution_error
-from graph.execution import shaped
 
 MEDIA_TYPE = "text/event-stream"
 HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
@@ -40,6 +36,7 @@ class EventStream:
     def __init__(self, last_event_id: str | None) -> None:
         self.last_event_id = last_event_id or None
         self.hung_up = asyncio.Event()
+        self.on_end: Callable[[], object] = lambda: None  # once the stream has ended
 
     def resume_point(self) -> str | None:
         return self.last_event_id
@@ -50,8 +47,9 @@ class EventStream:
     async def hang_up(self, code: int, reason: str) -> None:
         self.hung_up.set()  # SSE has no close codes: the stream just ends
 
-    async def events(self, results: AsyncIterator[ExecutionResult]) -> AsyncIterator[bytes]:
-        """`next` per result and `complete` at the end; `: ping` comments when quiet."""
+    async def events(self, results: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+        """`next` per payload (graph/streams.py: coded, masked, charged) and `complete` at
+        the end; `: ping` comments when quiet."""
         hung_up = asyncio.ensure_future(self.hung_up.wait())
         pending = asyncio.ensure_future(anext(results))
         try:
@@ -65,14 +63,8 @@ class EventStream:
                     yield HEARTBEAT
                     continue
                 try:
-                    payload = shaped(pending.result()).payload
+                    payload = pending.result()
                 except StopAsyncIteration:
-                    break
-                except GraphQLError as error:  # the subscription failed: say why, and end
-                    yield self.event({"errors": [format_execution_error(error)]})
-                    break
-                except Exception as error:
-                    yield self.event({"errors": [format_execution_error(masked(error))]})
                     break
                 yield self.event(payload)
                 pending = asyncio.ensure_future(anext(results))
@@ -82,13 +74,14 @@ class EventStream:
             pending.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await pending  # the subscription's own clean-up (it unsubscribes) runs now
-            if hasattr(results, "aclose"):
-                await results.aclose()
+            try:
+                if hasattr(results, "aclose"):
+                    await results.aclose()
+            finally:
+                self.on_end()
 
     def event(self, payload: dict[str, Any]) -> bytes:
-        head = f"id: {self.last_event_id}\n" if self.last_event_id else ""
+        # an event without data (the error that ends it) has no cursor of its own
+        delivered = self.last_event_id and payload.get("data") is not None
+        head = f"id: {self.last_event_id}\n" if delivered else ""
         return f"{head}event: next\ndata: ".encode() + orjson.dumps(payload) + b"\n\n"
-
-
-def masked(error: Exception) -> GraphQLError:
-    return GraphQLError(str(error), original_error=error)

@@ -1,31 +1,28 @@
 """Subscriptions over WebSocket on /graphql: graphql-transport-ws and legacy graphql-ws
 (Strawberry's protocol handlers), authenticated at `connection_init` like HTTP requests.
 
-Only subscriptions run here: queries and mutations go over HTTP, where cost control applies.
+The handlers only translate their protocol: each operation runs through the pipeline, as over
+HTTP and SSE (graph/streams.py), so the same limits, caches, rules, costs and masking apply.
+Only subscriptions run here: queries and mutations go over HTTP.
 A page from another origin may connect only when the CORS allowlist names its origin.
 """
 
 import asyncio
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Mapping
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any, cast
 
-from graphql import (
-    GraphQLError,
-    GraphQLFormattedError,
-    OperationDefinitionNode,
-    OperationType,
-    ValidationRule,
-)
+from graphql import GraphQLFormattedError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import AddValidationRules
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
@@ -35,70 +32,54 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ErrorMessage as TransportError,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import CompleteMessage, StartMessage
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as WSInitMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage as Error
-from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UNSET, UnsetType
+from strawberry.utils.aio import aclosing
 
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
+from graph.client_slots import ClientSlots
 from graph.connections import WebSocketConnection
 from graph.errors import coded
-from graph.execution import Pipeline, bucket_of
+from graph.execution import Outcome, Pipeline, bucket_of
 from graph.gateway import from_gateway
 from graph.http import new_context
-from graph.limits import shape_limits
-from graph.persisted import PersistedDocuments, PersistedError
+from graph.persisted import Document, PersistedDocuments, PersistedError
 from graph.settings import Settings
-from graph.text_inputs import NoNulInArguments, nul_in_variables
+from graph.streams import Subscription, subscription
 from resolvers.context import Context, Viewer
 
-
-class SubscriptionsOnly(ValidationRule):
-    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-        if node.operation != OperationType.SUBSCRIPTION:
-            self.report_error(
-                GraphQLError(
-                    "Only subscriptions run over WebSocket: send queries and mutations over HTTP.",
-                    node,
-                )
-            )
-
-
-def websocket_rules(settings: Settings) -> Callable[[], AddValidationRules]:
-    """The rules added to Strawberry's (WebSocket-only) execution: HTTP has its own pipeline."""
-    limits = shape_limits(settings.max_depth, settings.max_aliases, settings.max_root_fields)
-    return lambda: AddValidationRules([SubscriptionsOnly, limits, NoNulInArguments])
+log = logging.getLogger(__name__)
+KEY_PARAMS = frozenset({"authorization", "x-api-key", "apikey"})
 
 
 async def with_document(
     view: "SubscriptionsOverWebSocket", context: Context, payload: Mapping[str, Any]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Document | None]:
     """The subscribe payload with the document to run: the one sent, or the persisted one its
-    hash names (APQ, a manifest's id, `documentId`); a PersistedError says why there is none.
-    In trusted mode a manifest's document may also come in full, as graphql-ws clients send it."""
-    persisted, pipeline = view.persisted, view.pipeline
-    assert persisted is not None and pipeline is not None, "the app has started"
+    hash names (APQ, a manifest's id, `documentId`), and the document to remember once it
+    proves valid; a PersistedError says why there is none. In trusted mode a manifest's
+    document may also come in full, as graphql-ws clients send it."""
+    persisted = view.persisted
+    assert persisted is not None, "the app has started"
     if not isinstance(payload, Mapping):
         raise PersistedError("BAD_REQUEST", "A subscribe payload is a JSON object.", 400)
     variables = payload.get("variables")
-    if isinstance(variables, Mapping) and (nul := nul_in_variables(variables)) is not None:
-        raise PersistedError("BAD_USER_INPUT", nul.message, 400, nul.extensions or {})
+    if variables is not None and not isinstance(variables, Mapping):
+        raise PersistedError("BAD_REQUEST", "`variables` must be a JSON object.", 400)
+    name = payload.get("operationName")
+    if name is not None and not isinstance(name, str):
+        raise PersistedError("BAD_REQUEST", "`operationName` must be a string.", 400)
     query = payload.get("query")
     if persisted.listed(query):
-        return dict(payload)
+        return dict(payload), None
     document = await persisted.document(
         query, payload.get("extensions"), payload.get("documentId"), context.viewer.via_gateway
     )
-    errors = pipeline.prepare(document.text).errors
-    for error in errors:  # refused here: Strawberry would validate it again, unbounded
-        if error["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED":
-            extensions = error["extensions"]
-            raise PersistedError(extensions["code"], error["message"], 400, extensions)
-    if document.sent and not errors:
-        await persisted.remember(document, bucket_of(context.viewer))
-    return {**payload, "query": document.text}
+    return {**payload, "query": document.text}, document if document.sent else None
 
 
 def refusal(error: PersistedError) -> GraphQLFormattedError:
@@ -113,43 +94,151 @@ TRY_AGAIN_LATER = 1013  # WebSocket close code
 UNAVAILABLE_REASON = "The database is unavailable: reconnect later."
 
 
+class Forbidden(Exception):
+    """connection_init presented a key that is malformed, unknown, expired or revoked."""
+
+
+class TooManyConnections(Exception):
+    """The client holds as many connections as it may (graph/client_slots.py)."""
+
+
+FORBIDDEN = 4403  # WebSocket close codes, on both protocols
+TOO_MANY = 4429
+
+
+async def refuse_connection(websocket: Any, error: Exception) -> bool:
+    """Closes the connection that connection_init refused (True), with its code."""
+    if isinstance(error, TryAgainLater):
+        await websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
+    elif isinstance(error, Forbidden):
+        await websocket.close(FORBIDDEN, str(error))
+    elif isinstance(error, TooManyConnections):
+        await websocket.close(TOO_MANY, str(error))
+    else:
+        return False
+    return True
+
+
 class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws; each operation runs through the pipeline (graph/streams.py)."""
+
     view: "SubscriptionsOverWebSocket"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.to_remember: dict[str, Document] = {}
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         try:
             await super().handle_connection_init(message)
-        except TryAgainLater:
-            await self.websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
+        except Exception as error:
+            if not await refuse_connection(self.websocket, error):
+                raise
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+        finally:
+            self.view.disconnected(self.context)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if self.connection_acknowledged:  # else Strawberry closes it (4401)
             try:
-                payload = await with_document(self.view, self.context, message["payload"])
+                payload, sent = await with_document(self.view, self.context, message["payload"])
             except PersistedError as error:
                 refused = TransportError(id=message["id"], type="error", payload=[refusal(error)])
                 await self.send_message(refused)
                 return
+            if sent is not None:
+                self.to_remember[message["id"]] = sent
             message = {**message, "payload": payload}  # type: ignore[typeddict-item]
         await super().handle_subscribe(message)
 
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        sent = self.to_remember.pop(operation.id, None)
+        try:
+            events = await self.view.events(
+                operation.query, operation.variables, operation.operation_name, self.context, sent
+            )
+            if isinstance(events, Outcome):
+                errors = events.payload["errors"]
+                await operation.send_operation_message(
+                    {"id": operation.id, "type": "error", "payload": errors}
+                )
+                return
+            async with aclosing(events):
+                async for payload in events:
+                    message = {"id": operation.id, "type": "next", "payload": payload}
+                    await operation.send_operation_message(message)  # type: ignore[arg-type]
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except Exception as error:
+            log.error("a WebSocket operation failed", exc_info=error)
+            with suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+
 
 class PersistedWS(BaseGraphQLWSHandler[Context, None]):
+    """Legacy graphql-ws; each operation runs through the pipeline (graph/streams.py)."""
+
     view: "SubscriptionsOverWebSocket"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.to_remember: dict[str, Document] = {}
 
     async def handle_connection_init(self, message: WSInitMessage) -> None:
         try:
             await super().handle_connection_init(message)
-        except TryAgainLater:
-            await self.websocket.close(TRY_AGAIN_LATER, UNAVAILABLE_REASON)
+        except Exception as error:
+            if not await refuse_connection(self.websocket, error):
+                raise
+
+    async def cleanup(self) -> None:
+        try:
+            await super().cleanup()
+        finally:
+            self.view.disconnected(self.context)
 
     async def handle_start(self, message: StartMessage) -> None:
+        if self.connection_acknowledged:  # else Strawberry closes it (4401)
+            try:
+                payload, sent = await with_document(self.view, self.context, message["payload"])
+            except PersistedError as error:
+                await self.send_message(
+                    Error(type="error", id=message["id"], payload=refusal(error))
+                )
+                return
+            if sent is not None:
+                self.to_remember[message["id"]] = sent
+            message = {**message, "payload": payload}  # type: ignore[typeddict-item]
+        await super().handle_start(message)
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        sent = self.to_remember.pop(operation_id, None)
         try:
-            payload = await with_document(self.view, self.context, message["payload"])
-        except PersistedError as error:
-            await self.send_message(Error(type="error", id=message["id"], payload=refusal(error)))
-            return
-        await super().handle_start({**message, "payload": payload})  # type: ignore[typeddict-item]
+            events = await self.view.events(query, variables, operation_name, self.context, sent)
+            if isinstance(events, Outcome):
+                (first, *_) = events.payload["errors"]
+                await self.send_message(Error(type="error", id=operation_id, payload=first))
+                return
+            self.subscriptions[operation_id] = events  # type: ignore[assignment]
+            async with aclosing(events):
+                async for payload in events:
+                    data = {"type": "data", "id": operation_id, "payload": payload}
+                    await self.send_message(data)  # type: ignore[arg-type]
+            await self.send_message(CompleteMessage(type="complete", id=operation_id))
+        except asyncio.CancelledError:
+            await self.send_message(CompleteMessage(type="complete", id=operation_id))
+        finally:
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)
 
 
 class SubscriptionsOverWebSocket(GraphQL[Context, None]):
@@ -158,6 +247,8 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     # set when the app starts (they need its Redis)
     persisted: PersistedDocuments | None = None
     pipeline: Pipeline | None = None
+    subscription_slots: ClientSlots | None = None
+    connection_slots: ClientSlots | None = None
 
     def __init__(self, schema: Any, settings: Settings) -> None:
         super().__init__(
@@ -185,35 +276,76 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             state,
             Viewer(client_ip=peer),  # until connection_init names the key
             alerts=state.broker,
-            charge=state.pipeline.charge_subscription,
             max_subscriptions=self.settings.max_subscriptions,
             connection=connection,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """The key comes in the connection_init payload (`Authorization: Bearer ...`,
-        `authorization` or `apiKey`); none is the anonymous tier, a bad one closes with 4403."""
-        params = headers_of(context.connection_params or {})
-        trusted = from_gateway(params, self.settings)
-        ip = params.get(self.settings.client_ip_header) if trusted else context.viewer.client_ip
+        `authorization` or `apiKey`); none is the anonymous tier; one that is presented but
+        malformed, unknown, expired or revoked closes the connection with 4403."""
         try:
+            params = headers_of(context.connection_params or {}, self.settings)
+            trusted = from_gateway(params, self.settings)
+            ip = params.get(self.settings.client_ip_header) if trusted else None
             key = presented_key(params)
             async with asyncio.timeout(self.settings.request_timeout.total_seconds()):
-                context.viewer = await viewer_for_key(context.loaders.db, key, ip, trusted)
-        except Unauthenticated:
-            raise ConnectionRejectionError() from None
+                context.viewer = await viewer_for_key(
+                    context.loaders.db, key, ip or context.viewer.client_ip, trusted
+                )
+        except Unauthenticated as error:
+            raise Forbidden(str(error)) from None
         except Exception as error:
             if coded(error) is None:
                 raise
             raise TryAgainLater() from error  # a timeout, or PostgreSQL unavailable
+        slots, connection = self.connection_slots, context.connection
+        assert slots is not None and isinstance(connection, WebSocketConnection)
+        client = bucket_of(context.viewer)
+        if not slots.take(client):
+            raise TooManyConnections(slots.message())
+        connection.client = client
         return cast(UnsetType, UNSET)
 
+    def disconnected(self, context: Context) -> None:
+        """The connection's slot is free again (if connection_init took one)."""
+        connection = context.connection
+        assert self.connection_slots is not None and isinstance(connection, WebSocketConnection)
+        if connection.client is not None:
+            self.connection_slots.give_back(connection.client)
+            connection.client = None
 
-def headers_of(params: Mapping[str, object]) -> dict[str, str]:
-    # a gateway forwards absent headers as empty strings
+    async def events(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+        sent: Document | None,
+    ) -> Outcome | Subscription:
+        """One operation through the pipeline; a document sent with its hash (APQ) is
+        remembered once it proves valid."""
+        assert self.pipeline is not None and self.persisted is not None, "the app has started"
+        slots = self.subscription_slots
+        assert slots is not None
+        events = await subscription(self.pipeline, slots, query, variables, operation_name, context)
+        if sent is not None and not isinstance(events, Outcome):
+            await self.persisted.remember(sent, bucket_of(context.viewer))
+        return events
+
+
+def headers_of(params: Mapping[str, object], settings: Settings) -> dict[str, str]:
+    """connection_init's payload as the headers of an HTTP request. A key presented in any
+    other shape than a non-empty string is refused (Unauthenticated), never ignored; only a
+    gateway, which forwards absent headers as empty strings, may send them empty."""
     headers = {
         name.lower(): value for name, value in params.items() if isinstance(value, str) and value
     }
+    trusted = from_gateway(headers, settings)
+    for name, value in params.items():
+        empty = value is None or value == ""
+        if name.lower() in KEY_PARAMS and not headers.get(name.lower()) and not (trusted and empty):
+            raise Unauthenticated(f"`{name}` must be a non-empty string: an API key.")
     if "apikey" in headers:
         headers.setdefault("x-api-key", headers["apikey"])
     return headers

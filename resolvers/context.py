@@ -3,10 +3,9 @@
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import strawberry
-from graphql import DocumentNode, OperationDefinitionNode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.documents import DocumentStore
@@ -75,8 +74,6 @@ class Context:
     # after a filing is ingested: drops the cached answers read from its company
     forget_answers: "Callable[[Iterable[int]], Awaitable[int]] | None" = None
     alerts: FilingAlerts | None = None  # subscriptions
-    # charges a subscription's cost when it starts (graph/execution.py), or refuses it
-    charge: "Callable[[DocumentNode, OperationDefinitionNode, dict[str, Any] | None, Viewer], Awaitable[None]] | None" = None  # noqa: E501
     connection_params: dict[str, object] | None = None  # WebSocket connection_init payload
     connection: Connection | None = None  # subscriptions
     subscriptions_open: int = 0  # on this WebSocket connection

@@ -5,10 +5,10 @@ import base64
 import binascii
 from collections.abc import AsyncIterator
 
-from graphql import DocumentNode, GraphQLError
+from graphql import GraphQLError
 from prometheus_client import Gauge
 
-from loaders.filings import FilingFilter, FilingRow, ingested_after
+from loaders.filings import FilingFilter, FilingRow, ingested_after, last_ingested
 from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
 
@@ -65,10 +65,6 @@ async def alerts_for(
     context = info.context
     alerts, connection = context.alerts, context.connection
     assert alerts is not None and connection is not None, "served over WebSocket or SSE"
-    if (charge := context.charge) is not None:  # once, at the start
-        fragments = info._raw_info.fragments.values()  # Strawberry's Info does not expose them
-        document = DocumentNode(definitions=(info.operation, *fragments))
-        await charge(document, info.operation, info.variable_values, context.viewer)
     since = connection.resume_point() or since
     after = position_of(since) if since is not None else None
     wanted_tickers = limit_list("tickers", [t.upper() for t in tickers] if tickers else None)
@@ -89,6 +85,11 @@ async def alerts_for(
         raise GraphQLError(
             "Filing alerts are starting; subscribe again in a moment.",
             extensions={"code": "SERVICE_UNAVAILABLE"},
+        )
+    if after is not None and after > upto and after > await last_ingested(loaders.db):
+        raise UserInputError(
+            "`since` is past the newest filing: resume after an `ingestCursor` you received.",
+            argument="since",
         )
     subscriber = alerts.subscribe(matches)
     last = upto if after is None else after

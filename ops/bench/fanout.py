@@ -110,7 +110,13 @@ def main() -> None:
             asyncio.run(prepare_database(Settings(database_url=embedded.database_url), "small"))
             key = asyncio.run(writer_key(embedded.database_url))
             roomy = {"anonymous": {"ceiling": 10**6, "capacity": 10**9, "restore_rate": 10**6}}
-            settings = {"tiers": json.dumps(roomy), "max_subscriptions": "10000"}
+            settings = {
+                "tiers": json.dumps(roomy),
+                "max_subscriptions": "10000",
+                # every subscriber is one client here (this machine)
+                "max_connections_per_client": "100000",
+                "max_subscriptions_per_client": "100000",
+            }
             with corpgraph_processes(2, embedded.database_url, embedded.redis_url,
                                      **settings) as hosts:  # fmt: skip
                 for series, count in enumerate(int(n) for n in args.subscribers.split(",")):
