@@ -16,7 +16,7 @@ from typing import Any
 import httpx2 as httpx
 import orjson
 import pytest
-from graphql import GraphQLSchema
+from graphql import GraphQLSchema, get_operation_ast, parse
 from sqlalchemy import text
 from starlette.applications import Starlette
 from websockets.exceptions import ConnectionClosed
@@ -24,10 +24,12 @@ from websockets.sync.client import ClientConnection, connect
 
 from db.engine import create_engine
 from graph.app import create_app
+from graph.cost import CostModel, directives_in
 from graph.persisted import sha256
 from graph.serving import hypercorn_config
 from graph.settings import Settings, Tier
 from resolvers.subscriptions import to_ingest_cursor
+from schema.schema import build_schema, sdl
 from tests.conftest import new_api_key
 from tests.servers import threaded
 
@@ -333,8 +335,9 @@ def test_a_bad_key_closes_the_connection_with_4403(
 def test_a_replay_is_charged_per_event_and_bounded_by_the_budget(
     server: Server, transport: str, database_url: str
 ) -> None:
-    """The `free` tier here holds 60 points; each event costs 2 (a filing and its company):
-    a replay of the whole history ends with RATE_LIMITED after about 30 events."""
+    """The `free` tier here holds 60 points, restored at 1 a second; each event costs what
+    the cost model says its data costs: a replay of the whole history ends with RATE_LIMITED
+    after about 60 points' worth of events."""
     oldest, newest = sequences(database_url)
     assert newest - oldest > 100, "the seed holds enough filings to replay"
     key = new_api_key(database_url, "free")
@@ -344,11 +347,26 @@ def test_a_replay_is_charged_per_event_and_bounded_by_the_budget(
         "variables": {"since": to_ingest_cursor(oldest - 1)},
     }
     headers = {"authorization": f"Bearer {key}"}
+    started = time.monotonic()
     payloads = every_payload(server, transport, body, headers)
+    elapsed = time.monotonic() - started
     *delivered, last = payloads
     assert all("errors" not in payload for payload in delivered)
     assert last["errors"][0]["extensions"]["code"] == "RATE_LIMITED", last
-    assert 20 <= len(delivered) <= 40, len(delivered)  # 60 points, and 1 a second restored
+    per_event = event_cost(body, delivered[0]["data"])
+    paid = len(delivered) * per_event  # the deposit is refunded when the replay ends
+    assert 60 - 2 * per_event <= paid <= 60 + elapsed + per_event, (len(delivered), per_event)
+
+
+def event_cost(body: dict[str, Any], data: dict[str, Any]) -> int:
+    """What one event's data costs under the server's (default) cost model."""
+    schema = build_schema()
+    settings = Settings()
+    model = CostModel(schema._schema, directives_in(sdl(schema)), fetch_cost=settings.fetch_cost)
+    document = parse(body["query"])
+    operation = get_operation_ast(document)
+    assert operation is not None
+    return model.costing(document, operation, body["variables"]).actual(data)
 
 
 def every_payload(
