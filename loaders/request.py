@@ -20,7 +20,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from datetime import date
+from datetime import date, datetime
 from functools import cache, partial
 from typing import Any, TypeVar, cast
 
@@ -34,7 +34,7 @@ from loaders import companies, filings, metrics, search, series
 from loaders.cache import MEMORY_HITS, MEMORY_MISSES, CompanyMemory, EntityCache
 from loaders.companies import CompanyFilter, CompanyRow
 from loaders.filings import FilingFilter, FilingRow
-from loaders.metrics import MetricFilter, MetricRow, PriceRow
+from loaders.metrics import MetricFilter, MetricRow, PeriodKey, PriceRow
 from loaders.pagination import Page, Window
 from loaders.search import FilingHit, SearchRequest
 from loaders.series import Interval, SeriesRequest, TickerSeries
@@ -288,6 +288,11 @@ class Loaders:
 
     def metrics_by_company(self, where: MetricFilter) -> "DataLoader[int, list[MetricRow]]":
         return self._loader(metrics.metrics_by_company, keyed_by_company, where)
+
+    def revisions_by_period(
+        self, as_of: datetime | None
+    ) -> "DataLoader[PeriodKey, list[MetricRow]]":
+        return self._loader(metrics.revisions_by_period, nothing_new, as_of)
 
     def prices_by_company(
         self, span: tuple[date | None, date | None]

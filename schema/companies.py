@@ -9,7 +9,7 @@ from resolvers import companies, filings, metrics, search, series
 from resolvers.context import Info
 from resolvers.pagination import MAX_PAGE_SIZE
 from schema.costs import Cost, assumed, paged, sliced
-from schema.metrics import DaysFrom, DaysTo, Metric, PeriodsFrom, PeriodsTo, PriceBar
+from schema.metrics import AsOf, DaysFrom, DaysTo, Metric, PeriodsFrom, PeriodsTo, PriceBar
 from schema.node import Node, key_in, to_global_id
 from schema.pagination import After, Before, Connection, Last
 from schema.series import Interval, named
@@ -96,7 +96,8 @@ class Company(Node):
         return Connection.build(page, count, Filing.from_row, filings.cursor_of)
 
     @strawberry.field(
-        description="Reported financial metrics, oldest period first.",
+        description="Reported financial metrics, oldest period first: every reported value, or "
+        "with `asOf` each period's value as known at that instant.",
         directives=[assumed(200)],  # a time series: ten metrics over five years
     )
     async def metrics(
@@ -108,8 +109,11 @@ class Company(Node):
         ] = None,
         from_: PeriodsFrom = None,
         to: PeriodsTo = None,
+        as_of: AsOf = None,
     ) -> list[Metric]:
-        rows = await metrics.company_metrics(info, self.db_id, names=names, start=from_, end=to)
+        rows = await metrics.company_metrics(
+            info, self.db_id, names=names, start=from_, end=to, as_of=as_of
+        )
         return Metric.served(rows)
 
     @strawberry.field(

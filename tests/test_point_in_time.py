@@ -1,0 +1,236 @@
+"""Point-in-time facts: what was known at an instant, and every revision of a value, against
+a Python recomputation over the stored facts, on both storage paths."""
+
+import random
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from starlette.testclient import TestClient
+
+from tests.conftest import BOTH_PATHS, Query, StatementLog
+from tests.test_series import fetch
+
+STORAGE_PATHS = BOTH_PATHS  # tests/conftest.py: plain PostgreSQL, and TimescaleDB
+
+Period = tuple[str, str, date, date | None]  # ticker, metric, period end, period start
+FACTS = """SELECT c.ticker, m.name, m.period_end, m.period_start, m.value, m.reported_at,
+                  m.filing_id, f.accession_number
+           FROM financial_metrics m JOIN companies c ON c.id = m.company_id
+           JOIN filings f ON f.id = m.filing_id WHERE c.ticker = ANY($1)"""
+METRICS = """query($ticker: String!, $asOf: DateTime) { company(ticker: $ticker) {
+  metrics(asOf: $asOf) { name periodStart periodEnd value reportedAt isRevised
+    filing { accessionNumber }
+    firstReported { value reportedAt }
+    revisions { value reportedAt filing { accessionNumber } } } } }"""
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def day(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(text)
+
+
+@pytest.fixture(scope="module")
+def restated_tickers(database_url: str) -> list[str]:
+    """Tickers with a period whose value some later filing changed (the seed's restatements)."""
+    rows = fetch(
+        database_url,
+        """SELECT DISTINCT c.ticker FROM financial_metrics m JOIN companies c ON c.id = m.company_id
+           GROUP BY c.ticker, m.name, m.period_end, m.period_start
+           HAVING count(DISTINCT m.value) > 1 ORDER BY 1""",
+    )
+    tickers = [row[0] for row in rows]
+    assert len(tickers) >= 3, "the seed restates some periods"
+    return tickers[:4]
+
+
+@pytest.fixture(scope="module")
+def facts(database_url: str, restated_tickers: list[str]) -> dict[Period, list[asyncpg.Record]]:
+    """Every stored fact of the tickers, by period, oldest revision first."""
+    by_period: dict[Period, list[asyncpg.Record]] = defaultdict(list)
+    rows = fetch(database_url, FACTS, [*restated_tickers, "AAPL"])
+    for row in sorted(rows, key=lambda r: (r["reported_at"], r["filing_id"])):
+        by_period[row["ticker"], row["name"], row["period_end"], row["period_start"]].append(row)
+    return by_period
+
+
+def known_at(
+    facts: dict[Period, list[asyncpg.Record]], ticker: str, as_of: datetime
+) -> dict[Period, asyncpg.Record]:
+    """Each period's latest revision reported at or before `as_of`."""
+    known = {}
+    for period, revisions in facts.items():
+        seen = [row for row in revisions if row["reported_at"] <= as_of]
+        if period[0] == ticker and seen:
+            known[period] = seen[-1]
+    return known
+
+
+def answered(gql: Query, ticker: str, as_of: datetime | None) -> list[dict[str, Any]]:
+    variables = {"ticker": ticker, "asOf": as_of.isoformat() if as_of else None}
+    body = gql(METRICS, variables)
+    assert "errors" not in body, body["errors"]
+    metrics: list[dict[str, Any]] = body["data"]["company"]["metrics"]
+    return metrics
+
+
+def period_of(ticker: str, metric: dict[str, Any]) -> Period:
+    end = day(metric["periodEnd"])
+    assert end is not None
+    return ticker, metric["name"], end, day(metric["periodStart"])
+
+
+def test_metrics_as_of_never_look_ahead_and_equal_a_recomputation(
+    gql: Query, facts: dict[Period, list[asyncpg.Record]], restated_tickers: list[str]
+) -> None:
+    rng = random.Random(26)
+    reported = sorted({row["reported_at"] for rows in facts.values() for row in rows})
+    for ticker in restated_tickers:
+        instants = [reported[0] - timedelta(days=1), *rng.sample(reported, 3)]
+        instants += [reported[-1] - timedelta(days=rng.randrange(30, 900)) for _ in range(2)]
+        for as_of in instants:
+            got = answered(gql, ticker, as_of)
+            expected = known_at(facts, ticker, as_of)
+            assert {period_of(ticker, m): m["value"] for m in got} == {
+                period: row["value"] for period, row in expected.items()
+            }
+            for metric in got:
+                assert instant(metric["reportedAt"]) <= as_of  # no look-ahead
+                revisions = metric["revisions"]
+                assert all(instant(r["reportedAt"]) <= as_of for r in revisions)
+                row = expected[period_of(ticker, metric)]
+                assert metric["filing"]["accessionNumber"] == row["accession_number"]
+
+
+def test_revisions_are_complete_and_ordered(
+    gql: Query, facts: dict[Period, list[asyncpg.Record]], restated_tickers: list[str]
+) -> None:
+    revised = 0
+    for ticker in restated_tickers:
+        for metric in answered(gql, ticker, None):
+            stored = facts[period_of(ticker, metric)]
+            revisions = metric["revisions"]
+            assert [(r["value"], r["filing"]["accessionNumber"]) for r in revisions] == [
+                (row["value"], row["accession_number"]) for row in stored
+            ]
+            assert metric["firstReported"]["value"] == stored[0]["value"]
+            assert metric["isRevised"] == (metric["value"] != stored[0]["value"])
+            revised += metric["isRevised"]
+    assert revised > 0
+
+
+def test_without_as_of_every_reported_value_is_listed(
+    gql: Query, facts: dict[Period, list[asyncpg.Record]], restated_tickers: list[str]
+) -> None:
+    """As before point-in-time reads: each report of a period, first report first."""
+    ticker = restated_tickers[0]
+    got = [(period_of(ticker, m), m["value"]) for m in answered(gql, ticker, None)]
+    expected = [
+        (period, row["value"]) for period, rows in facts.items() if period[0] == ticker
+        for row in rows
+    ]  # fmt: skip
+    assert sorted(got, key=repr) == sorted(expected, key=repr)
+
+
+def test_latest_as_of_now_is_each_periods_last_revision(
+    gql: Query, facts: dict[Period, list[asyncpg.Record]], restated_tickers: list[str]
+) -> None:
+    now = datetime.now(UTC)
+    for ticker in restated_tickers:
+        got = {period_of(ticker, m): m["value"] for m in answered(gql, ticker, now)}
+        latest = {p: rows[-1]["value"] for p, rows in facts.items() if p[0] == ticker}
+        assert got == latest
+
+
+BATCH = """query($first: Int!, $asOf: DateTime!) { companies(first: $first) { nodes {
+  ticker metrics(asOf: $asOf) { value isRevised revisions { value } firstReported { value } }
+} } }"""
+
+
+@pytest.mark.parametrize("first", [5, 50])
+def test_as_of_metrics_and_revisions_are_one_statement_each(
+    gql: Query, sql: StatementLog, first: int
+) -> None:
+    body = gql(BATCH, {"first": first, "asOf": "2025-06-30T00:00:00Z"})
+    assert "errors" not in body, body["errors"]
+    assert len(body["data"]["companies"]["nodes"]) == first
+    assert len(sql) == 3, sql.statements  # companies, metrics as of, revisions
+
+
+@pytest.fixture(scope="module")
+def writer_key(database_url: str) -> str:
+    from tests.conftest import new_api_key
+
+    return new_api_key(database_url, "pro", ("filings:write",))
+
+
+def ingest(client: TestClient, key: str, filing: dict[str, Any]) -> dict[str, Any]:
+    mutation = """mutation($input: IngestFilingInput!) { ingestFiling(input: $input) {
+        accessionNumber } }"""
+    response = client.post(
+        "/graphql",
+        json={"query": mutation, "variables": {"input": filing}},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_an_amendment_ingested_later_changes_latest_not_an_earlier_as_of(
+    client: TestClient, gql: Query, writer_key: str, database_url: str
+) -> None:
+    (annual,) = fetch(
+        database_url,
+        """SELECT f.accession_number, f.filed_at, f.period_end, f.fiscal_year, m.value,
+                  m.period_start
+           FROM filings f JOIN companies c ON c.id = f.company_id
+           JOIN financial_metrics m ON m.filing_id = f.id AND m.name = 'revenue'
+                AND m.period_end = f.period_end
+           WHERE c.ticker = 'MSFT' AND f.form_type = '10-K' ORDER BY f.filed_at DESC LIMIT 1""",
+    )
+    filed_at = annual["filed_at"] + timedelta(days=20)
+    restated = round(annual["value"] * 1.02)
+    amendment = {
+        "ticker": "MSFT", "accessionNumber": "0000789019-26-926001", "formType": "10-K/A",
+        "filedAt": filed_at.isoformat(), "periodEnd": annual["period_end"].isoformat(),
+        "fiscalYear": annual["fiscal_year"], "fiscalPeriod": "FY",
+        "amends": annual["accession_number"],
+        "metrics": [{"name": "revenue", "value": restated, "unit": "USD",
+                     "periodEnd": annual["period_end"].isoformat(),
+                     "periodStart": annual["period_start"].isoformat()}],
+    }  # fmt: skip
+    before = answered(gql, "MSFT", filed_at - timedelta(seconds=1))
+    assert "errors" not in ingest(client, writer_key, amendment)
+    now = datetime.now(UTC)
+
+    def revenue(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+        (found,) = (
+            m for m in metrics
+            if m["name"] == "revenue" and m["periodEnd"] == annual["period_end"].isoformat()
+            and m["periodStart"] == annual["period_start"].isoformat()
+        )  # fmt: skip
+        return found
+
+    earlier = answered(gql, "MSFT", filed_at - timedelta(seconds=1))
+    assert earlier == before
+    assert revenue(earlier)["value"] == annual["value"]
+    latest = revenue(answered(gql, "MSFT", now))
+    assert latest["value"] == restated and latest["isRevised"]
+    assert latest["firstReported"]["value"] == annual["value"]
+    assert [r["value"] for r in latest["revisions"]][-2:] == [annual["value"], restated]
+
+
+def test_an_amendment_names_a_filing_of_its_own_company(
+    client: TestClient, writer_key: str
+) -> None:
+    amendment = {"ticker": "MSFT", "accessionNumber": "0000789019-26-926002",
+                 "formType": "10-K/A", "filedAt": "2026-10-01T12:00:00Z",
+                 "amends": "0000000000-26-000001"}  # fmt: skip
+    body = ingest(client, writer_key, amendment)
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "amends" in body["errors"][0]["message"]
