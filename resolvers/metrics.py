@@ -5,6 +5,7 @@ from datetime import date, datetime
 from loaders.metrics import MetricFilter, MetricRow, PriceRow, period_of
 from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
+from resolvers.filings import instant
 
 
 def span(start: date | None, end: date | None) -> tuple[date | None, date | None]:
@@ -27,7 +28,7 @@ async def company_metrics(
     end: date | None,
     as_of: datetime | None = None,
 ) -> list[MetricRow]:
-    where = MetricFilter(limit_list("names", names), *span(start, end), as_of)
+    where = MetricFilter(limit_list("names", names), *span(start, end), instant(as_of))
     return await info.context.loaders.metrics_by_company(where).load(company_id)
 
 

@@ -1,5 +1,6 @@
 """The Company entity: federation keys `id`, `ticker` and `cik`."""
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
 import strawberry
@@ -81,6 +82,12 @@ class Company(Node):
             list[str] | None,
             strawberry.argument(description='Only these form types, e.g. `["10-K", "10-Q"]`.'),
         ] = None,
+        as_of: Annotated[
+            datetime | None,
+            strawberry.argument(
+                description="Point in time: only the filings filed at or before this instant."
+            ),
+        ] = None,
     ) -> FilingConnection:
         from schema.filings import Filing
 
@@ -92,6 +99,7 @@ class Company(Node):
             last=last,
             before=before,
             form_types=form_types,
+            as_of=as_of,
         )
         return Connection.build(page, count, Filing.from_row, filings.cursor_of)
 

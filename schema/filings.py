@@ -23,6 +23,13 @@ OfTickers = Annotated[
     list[str] | None, strawberry.argument(description="Only filings of these companies.")
 ]
 OfFormTypes = Annotated[list[str] | None, strawberry.argument(description="Only these form types.")]
+FiledBy = Annotated[
+    datetime | None,
+    strawberry.argument(
+        description="Point in time: only the filings filed at or before this instant (a "
+        "filing filed later did not exist then)."
+    ),
+]
 FiledAfter = Annotated[
     datetime | None, strawberry.argument(description="Filed at or after this instant.")
 ]

@@ -12,7 +12,7 @@ from resolvers.pagination import MAX_PAGE_SIZE
 from schema.companies import Company, CompanyConnection
 from schema.costs import Cost, assumed, paged, sliced
 from schema.entities import ENTITY_TYPES
-from schema.filings import FiledAfter, Filing, OfFormTypes, OfTickers
+from schema.filings import FiledAfter, FiledBy, Filing, OfFormTypes, OfTickers
 from schema.metrics import PeriodsFrom, PeriodsTo
 from schema.node import Node, from_global_id
 from schema.pagination import After, Before, Connection, Last
@@ -102,6 +102,7 @@ class Query:
         filed_before: Annotated[
             datetime | None, strawberry.argument(description="Filed strictly before this instant.")
         ] = None,
+        as_of: FiledBy = None,
     ) -> FilingConnection:
         page, count = await filings.filings(
             info,
@@ -113,6 +114,7 @@ class Query:
             form_types=form_types,
             filed_after=filed_after,
             filed_before=filed_before,
+            as_of=as_of,
         )
         return Connection.build(page, count, Filing.from_row, filings.cursor_of)
 

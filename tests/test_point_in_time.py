@@ -234,3 +234,26 @@ def test_an_amendment_names_a_filing_of_its_own_company(
     body = ingest(client, writer_key, amendment)
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "amends" in body["errors"][0]["message"]
+
+
+FILINGS = """query($at: DateTime!) {
+  filings(first: 100, asOf: $at, tickers: ["AAPL", "MSFT"]) { totalCount nodes { filedAt } }
+  company(ticker: "MSFT") { filings(first: 100, asOf: $at) { totalCount nodes { filedAt } } } }"""
+
+
+def test_filings_filed_after_as_of_do_not_exist_then(gql: Query, database_url: str) -> None:
+    """At and before an instant a filing was filed at: it exists from that instant on."""
+    filed = fetch(
+        database_url,
+        """SELECT c.ticker, f.filed_at FROM filings f JOIN companies c ON c.id = f.company_id
+           WHERE c.ticker IN ('AAPL', 'MSFT') ORDER BY f.filed_at""",
+    )
+    for row in (filed[3], filed[len(filed) // 2]):
+        for as_of in (row["filed_at"], row["filed_at"] - timedelta(microseconds=1)):
+            body = gql(FILINGS, {"at": as_of.isoformat()})
+            assert "errors" not in body, body["errors"]
+            known = [r for r in filed if r["filed_at"] <= as_of]
+            root, own = body["data"]["filings"], body["data"]["company"]["filings"]
+            assert root["totalCount"] == len(known) == len(root["nodes"])
+            assert own["totalCount"] == sum(r["ticker"] == "MSFT" for r in known)
+            assert all(instant(n["filedAt"]) <= as_of for n in root["nodes"] + own["nodes"])
