@@ -84,6 +84,7 @@ async def filings(
         decode=_decode,
     )
     loaders = info.context.loaders
+    loaders.note_instant(before_then)  # the loaders are keyed by the filter: noted here
     page = await loaders.filing_page_by_filter(page_window).load(where)
     return page, lambda: loaders.filing_count_by_filter.load(where)
 

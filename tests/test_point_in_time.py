@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
@@ -257,3 +258,67 @@ def test_filings_filed_after_as_of_do_not_exist_then(gql: Query, database_url: s
             assert root["totalCount"] == len(known) == len(root["nodes"])
             assert own["totalCount"] == sum(r["ticker"] == "MSFT" for r in known)
             assert all(instant(n["filedAt"]) <= as_of for n in root["nodes"] + own["nodes"])
+
+
+# caching: answers as of instants long past are settled
+
+
+def persisted_get(client: TestClient, query: str, **variables: Any) -> Any:
+    from tests.test_response_cache import get, persisted
+
+    if not variables:
+        return get(client, query)
+    persisted(client, query, **variables)  # registered
+    extensions = f'{{"persistedQuery":{{"version":1,"sha256Hash":"{sha256_of(query)}"}}}}'
+    params = {"extensions": extensions, "variables": orjson.dumps(variables).decode()}
+    return client.get("/graphql", params=params)
+
+
+def sha256_of(query: str) -> str:
+    from graph.persisted import sha256
+
+    return sha256(query)
+
+
+SETTLED = """query Settled($at: DateTime!) { company(ticker: "JPM") {
+  metrics(names: ["revenue"], asOf: $at) { value revisions { value } } } }"""
+WITH_PRICES = """query WithPrices($at: DateTime!) { company(ticker: "JPM") {
+  metrics(names: ["revenue"], asOf: $at) { value } prices(from: "2026-09-01") { close } } }"""
+WITH_LINKS = """query WithLinks($at: DateTime!) { company(ticker: "JPM") {
+  metrics(names: ["revenue"], asOf: $at) { value filing { documentUrl } } } }"""
+
+
+def test_an_answer_as_of_long_ago_is_kept_longer(client: TestClient) -> None:
+    long_ago = "2025-01-01T00:00:00Z"
+    for _ in range(2):  # computed, then from the response cache
+        answer = persisted_get(client, SETTLED, at=long_ago)
+        assert answer.headers["cache-control"] == "public, max-age=86400", answer.json()
+    recent = datetime.now(UTC).isoformat()
+    assert persisted_get(client, SETTLED, at=recent).headers["cache-control"] == (
+        "public, max-age=60"
+    )
+    for query in (WITH_PRICES, WITH_LINKS):  # read of now, too
+        answer = persisted_get(client, query, at=long_ago)
+        assert answer.headers["cache-control"] == "public, max-age=60", answer.json()
+
+
+def test_a_backdated_filing_drops_a_settled_answer(
+    client: TestClient, writer_key: str, database_url: str
+) -> None:
+    """A correction filed (by its filedAt) before asOf but ingested now changes the answer as
+    of then: the response cache drops every answer read from its company, settled or not."""
+    from tests.test_response_cache import hit, persisted
+
+    query = """query Backdated($at: DateTime!) { company(ticker: "JPM") {
+      metrics(names: ["legal_reserve"], asOf: $at) { value } } }"""
+    at = "2025-06-30T00:00:00Z"
+    assert persisted(client, query, at=at)["data"]["company"]["metrics"] == []
+    assert hit(persisted(client, query, at=at)) is True
+    correction = {"ticker": "JPM", "accessionNumber": "0000019617-25-926003", "formType": "8-K",
+                  "filedAt": "2025-03-03T12:00:00Z",
+                  "metrics": [{"name": "legal_reserve", "value": 2e9, "unit": "USD",
+                               "periodEnd": "2024-12-31"}]}  # fmt: skip
+    assert "errors" not in ingest(client, writer_key, correction)
+    after = persisted(client, query, at=at)
+    assert hit(after) is False
+    assert after["data"]["company"]["metrics"] == [{"value": 2e9}]
