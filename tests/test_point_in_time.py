@@ -172,7 +172,7 @@ def writer_key(database_url: str) -> str:
 
 def ingest(client: TestClient, key: str, filing: dict[str, Any]) -> dict[str, Any]:
     mutation = """mutation($input: IngestFilingInput!) { ingestFiling(input: $input) {
-        accessionNumber } }"""
+        accessionNumber amends { accessionNumber } } }"""
     response = client.post(
         "/graphql",
         json={"query": mutation, "variables": {"input": filing}},
@@ -206,7 +206,8 @@ def test_an_amendment_ingested_later_changes_latest_not_an_earlier_as_of(
                      "periodStart": annual["period_start"].isoformat()}],
     }  # fmt: skip
     before = answered(gql, "MSFT", filed_at - timedelta(seconds=1))
-    assert "errors" not in ingest(client, writer_key, amendment)
+    filed = ingest(client, writer_key, amendment)
+    assert filed["data"]["ingestFiling"]["amends"] == {"accessionNumber": annual[0]}
     now = datetime.now(UTC)
 
     def revenue(metrics: list[dict[str, Any]]) -> dict[str, Any]:
@@ -322,3 +323,14 @@ def test_a_backdated_filing_drops_a_settled_answer(
     after = persisted(client, query, at=at)
     assert hit(after) is False
     assert after["data"]["company"]["metrics"] == [{"value": 2e9}]
+
+
+def test_the_seeded_amendments_name_their_annual_reports(gql: Query) -> None:
+    query = """{ filings(first: 100, formTypes: ["10-K/A"]) { nodes {
+      fiscalYear company { ticker } amends { formType fiscalYear company { ticker } } } } }"""
+    nodes = gql(query)["data"]["filings"]["nodes"]
+    assert nodes, "the seed amends some annual reports"
+    for node in nodes:
+        amended = node["amends"]
+        assert amended["formType"] == "10-K"
+        assert (amended["fiscalYear"], amended["company"]) == (node["fiscalYear"], node["company"])
