@@ -161,6 +161,8 @@ def instant_of(batch: Callable[..., Any], arguments: tuple[Hashable, ...]) -> da
             return argument.as_of
         if isinstance(argument, FilingFilter):
             return argument.filed_before
+        if isinstance(argument, SeriesRequest):
+            return argument.as_of
         if isinstance(argument, datetime) and batch is metrics.revisions_by_period:
             return argument
     return None

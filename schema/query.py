@@ -18,7 +18,7 @@ from schema.node import Node, from_global_id
 from schema.pagination import After, Before, Connection, Last
 from schema.rate_limit import RateLimit, rate_limit
 from schema.search import FilingSearchHit, SearchMode
-from schema.series import Aggregate, Basis, Interval, MetricSeries, named
+from schema.series import Aggregate, Basis, Interval, MetricSeries, SeriesValues, named
 
 FilingConnection = Connection[Filing]
 
@@ -139,6 +139,20 @@ class Query:
         basis: Annotated[
             Basis, strawberry.argument(description="Quarterly or fiscal-year values.")
         ] = Basis.QUARTERLY,
+        values: Annotated[
+            SeriesValues | None,
+            strawberry.argument(
+                description="Which revision of each period counts: LATEST, AS_OF or "
+                "FIRST_REPORTED. Default: AS_OF when `asOf` is given, else LATEST."
+            ),
+        ] = None,
+        as_of: Annotated[
+            datetime | None,
+            strawberry.argument(
+                description="Point in time: read only what had been filed by this instant "
+                "(AS_OF, or FIRST_REPORTED of the periods filed by then)."
+            ),
+        ] = None,
     ) -> list[MetricSeries]:
         found = await series.metric_series(
             info,
@@ -149,6 +163,8 @@ class Query:
             interval=named(interval),
             aggregate=named(aggregate),
             basis=named(basis),
+            values=None if values is None else named(values),
+            as_of=as_of,
         )
         return [MetricSeries.from_series(one, metric) for one in found]
 

@@ -4,6 +4,7 @@ a Python recomputation over the stored facts, on both storage paths."""
 import random
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -12,13 +13,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import BOTH_PATHS, Query, StatementLog
-from tests.test_series import fetch
+from tests.test_series import SERIES, assert_same, expected_series, fetch, got_series
 
 STORAGE_PATHS = BOTH_PATHS  # tests/conftest.py: plain PostgreSQL, and TimescaleDB
 
 Period = tuple[str, str, date, date | None]  # ticker, metric, period end, period start
 FACTS = """SELECT c.ticker, m.name, m.period_end, m.period_start, m.value, m.reported_at,
-                  m.filing_id, f.accession_number
+                  m.filing_id, m.fiscal_period, f.accession_number
            FROM financial_metrics m JOIN companies c ON c.id = m.company_id
            JOIN filings f ON f.id = m.filing_id WHERE c.ticker = ANY($1)"""
 METRICS = """query($ticker: String!, $asOf: DateTime) { company(ticker: $ticker) {
@@ -38,10 +39,12 @@ def day(text: str | None) -> date | None:
 
 @pytest.fixture(scope="module")
 def restated_tickers(database_url: str) -> list[str]:
-    """Tickers with a period whose value some later filing changed (the seed's restatements)."""
+    """Tickers with a period whose value some later filing changed (the seed's restatements);
+    not those that tests below file for."""
     rows = fetch(
         database_url,
         """SELECT DISTINCT c.ticker FROM financial_metrics m JOIN companies c ON c.id = m.company_id
+           WHERE c.ticker NOT IN ('MSFT', 'JPM')
            GROUP BY c.ticker, m.name, m.period_end, m.period_start
            HAVING count(DISTINCT m.value) > 1 ORDER BY 1""",
     )
@@ -206,6 +209,9 @@ def test_an_amendment_ingested_later_changes_latest_not_an_earlier_as_of(
                      "periodStart": annual["period_start"].isoformat()}],
     }  # fmt: skip
     before = answered(gql, "MSFT", filed_at - timedelta(seconds=1))
+    then = (filed_at - timedelta(seconds=1)).isoformat()
+    series_then = series_of(gql, ["MSFT"], "revenue", "ANNUAL", asOf=then)
+    series_now = series_of(gql, ["MSFT"], "revenue", "ANNUAL")
     filed = ingest(client, writer_key, amendment)
     assert filed["data"]["ingestFiling"]["amends"] == {"accessionNumber": annual[0]}
     now = datetime.now(UTC)
@@ -225,6 +231,13 @@ def test_an_amendment_ingested_later_changes_latest_not_an_earlier_as_of(
     assert latest["value"] == restated and latest["isRevised"]
     assert latest["firstReported"]["value"] == annual["value"]
     assert [r["value"] for r in latest["revisions"]][-2:] == [annual["value"], restated]
+    assert series_of(gql, ["MSFT"], "revenue", "ANNUAL", asOf=then) == series_then
+    bucket = annual["period_end"].replace(day=1)
+    changed = series_of(gql, ["MSFT"], "revenue", "ANNUAL")["MSFT"]
+    assert [p for p in changed if p[0] != bucket] == [
+        p for p in series_now["MSFT"] if p[0] != bucket
+    ]
+    assert (bucket, restated, 1) in changed
 
 
 def test_an_amendment_names_a_filing_of_its_own_company(
@@ -334,3 +347,116 @@ def test_the_seeded_amendments_name_their_annual_reports(gql: Query) -> None:
         amended = node["amends"]
         assert amended["formType"] == "10-K"
         assert (amended["fiscalYear"], amended["company"]) == (node["fiscalYear"], node["company"])
+
+
+# metricSeries: LATEST, AS_OF and FIRST_REPORTED
+
+POINT_IN_TIME_SERIES = SERIES.replace(
+    "$to: Date)", "$to: Date, $values: SeriesValues, $asOf: DateTime)"
+).replace("to: $to)", "to: $to, values: $values, asOf: $asOf)")
+
+
+def latest_by(as_of: datetime, revisions: list[asyncpg.Record]) -> asyncpg.Record | None:
+    seen = [row for row in revisions if row["reported_at"] <= as_of]
+    return seen[-1] if seen else None
+
+
+def series_rows(
+    facts: dict[Period, list[asyncpg.Record]], metric: str, pick: Any
+) -> list[asyncpg.Record]:
+    """One row per period of `metric`: `pick` chooses among its revisions (or None)."""
+    rows = [pick(revisions) for period, revisions in facts.items() if period[1] == metric]
+    return [row for row in rows if row is not None]
+
+
+def series_of(gql: Query, tickers: list[str], metric: str, basis: str, **more: Any) -> Any:
+    variables = {"tickers": tickers, "metric": metric, "interval": "MONTH", "basis": basis,
+                 **more}  # fmt: skip
+    return got_series(gql(POINT_IN_TIME_SERIES, variables))
+
+
+@pytest.mark.parametrize("basis", ["QUARTERLY", "ANNUAL"])
+def test_series_as_of_and_first_reported_equal_a_recomputation(
+    gql: Query, facts: dict[Period, list[asyncpg.Record]], restated_tickers: list[str],
+    basis: str,
+) -> None:  # fmt: skip
+    rng = random.Random(basis)
+    tickers = [*restated_tickers, "AAPL"]
+    reported = sorted({row["reported_at"] for rows in facts.values() for row in rows})
+    for metric in ("revenue", "net_income", "total_liabilities"):
+        for as_of in [*rng.sample(reported, 3), reported[0] - timedelta(days=1)]:
+            got = series_of(gql, tickers, metric, basis, asOf=as_of.isoformat())
+            known = series_rows(facts, metric, partial(latest_by, as_of))
+            expected = expected_series(known, "MONTH", "LAST", basis)
+            for ticker in tickers:
+                assert_same(got[ticker], expected.get(ticker, []))
+        first = series_of(gql, tickers, metric, basis, values="FIRST_REPORTED")
+        expected = expected_series(
+            series_rows(facts, metric, lambda r: r[0]), "MONTH", "LAST", basis
+        )
+        latest = series_of(gql, tickers, metric, basis)
+        expected_latest = expected_series(
+            series_rows(facts, metric, lambda r: r[-1]), "MONTH", "LAST", basis
+        )
+        for ticker in tickers:
+            assert_same(first[ticker], expected[ticker])
+            assert_same(latest[ticker], expected_latest[ticker])
+
+
+def test_an_as_of_series_differs_from_the_latest_exactly_in_the_restated_periods(
+    gql: Query, facts: dict[Period, list[asyncpg.Record]]
+) -> None:
+    """The bar: as of an instant between a period's first report and its restatement, the
+    series differs from today's in the restated periods only, and shows nothing filed later."""
+    restated = sorted(
+        (rows[-1]["reported_at"], period) for period, rows in facts.items()
+        if period[1] == "revenue" and len({row["value"] for row in rows}) > 1
+        and period[3] is not None and (period[2] - period[3]).days > 300
+    )  # fmt: skip
+    assert restated, "the seed restates some annual revenue"
+    changed_at, (ticker, metric, end, _) = restated[0]
+    as_of = changed_at - timedelta(seconds=1)
+    then = dict((p, v) for p, v, _ in series_of(gql, [ticker], metric, "ANNUAL",
+                                                asOf=as_of.isoformat())[ticker])  # fmt: skip
+    now = dict((p, v) for p, v, _ in series_of(gql, [ticker], metric, "ANNUAL")[ticker])
+    differing = {p for p in then if then[p] != now[p]}
+    expected = set()
+    for period, rows in facts.items():
+        if period[0] != ticker or period[1] != metric or period[3] is None:
+            continue
+        if (period[2] - period[3]).days < 300:
+            continue
+        seen = [row for row in rows if row["reported_at"] <= as_of]
+        if seen and seen[-1]["value"] != rows[-1]["value"]:
+            expected.add(period[2].replace(day=1))
+    assert end.replace(day=1) in differing
+    assert differing == expected
+    known_ends = {
+        p[2].replace(day=1) for p, rows in facts.items()
+        if p[0] == ticker and p[1] == metric and rows[0]["reported_at"] <= as_of
+    }  # fmt: skip
+    assert set(then) <= known_ends  # nothing first filed after asOf
+
+
+@pytest.mark.parametrize(
+    ("values", "as_of", "argument"),
+    [("AS_OF", None, "asOf"), ("LATEST", "2025-01-01T00:00:00Z", "values")],
+)
+def test_series_values_that_make_no_sense(
+    gql: Query, values: str, as_of: str | None, argument: str
+) -> None:
+    variables = {"tickers": ["AAPL"], "metric": "revenue", "interval": "MONTH",
+                 "values": values, "asOf": as_of}  # fmt: skip
+    (error,) = gql(POINT_IN_TIME_SERIES, variables)["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": argument}
+
+
+def test_fifty_tickers_as_of_take_one_statement(gql: Query, sql: StatementLog) -> None:
+    companies = gql("{ companies(first: 50) { nodes { ticker } } }")["data"]["companies"]
+    tickers = [company["ticker"] for company in companies["nodes"]]
+    sql.clear()
+    variables = {"tickers": tickers, "metric": "revenue", "interval": "MONTH",
+                 "asOf": "2025-06-30T00:00:00Z"}  # fmt: skip
+    answer = gql(POINT_IN_TIME_SERIES, variables)
+    assert [s["ticker"] for s in answer["data"]["metricSeries"]] == tickers
+    assert len(sql) == 1, sql.statements
