@@ -12,7 +12,9 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import BOTH_PATHS, Query, StatementLog
+from graph.persisted import sha256
+from tests.conftest import BOTH_PATHS, Query, StatementLog, new_api_key
+from tests.test_response_cache import get, hit, persisted
 from tests.test_series import SERIES, assert_same, expected_series, fetch, got_series
 
 STORAGE_PATHS = BOTH_PATHS  # tests/conftest.py: plain PostgreSQL, and TimescaleDB
@@ -168,8 +170,6 @@ def test_as_of_metrics_and_revisions_are_one_statement_each(
 
 @pytest.fixture(scope="module")
 def writer_key(database_url: str) -> str:
-    from tests.conftest import new_api_key
-
     return new_api_key(database_url, "pro", ("filings:write",))
 
 
@@ -278,20 +278,12 @@ def test_filings_filed_after_as_of_do_not_exist_then(gql: Query, database_url: s
 
 
 def persisted_get(client: TestClient, query: str, **variables: Any) -> Any:
-    from tests.test_response_cache import get, persisted
-
     if not variables:
         return get(client, query)
     persisted(client, query, **variables)  # registered
-    extensions = f'{{"persistedQuery":{{"version":1,"sha256Hash":"{sha256_of(query)}"}}}}'
+    extensions = f'{{"persistedQuery":{{"version":1,"sha256Hash":"{sha256(query)}"}}}}'
     params = {"extensions": extensions, "variables": orjson.dumps(variables).decode()}
     return client.get("/graphql", params=params)
-
-
-def sha256_of(query: str) -> str:
-    from graph.persisted import sha256
-
-    return sha256(query)
 
 
 SETTLED = """query Settled($at: DateTime!) { company(ticker: "JPM") {
@@ -321,8 +313,6 @@ def test_a_backdated_filing_drops_a_settled_answer(
 ) -> None:
     """A correction filed (by its filedAt) before asOf but ingested now changes the answer as
     of then: the response cache drops every answer read from its company, settled or not."""
-    from tests.test_response_cache import hit, persisted
-
     query = """query Backdated($at: DateTime!) { company(ticker: "JPM") {
       metrics(names: ["legal_reserve"], asOf: $at) { value } } }"""
     at = "2025-06-30T00:00:00Z"
