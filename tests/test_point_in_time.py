@@ -294,11 +294,16 @@ WITH_LINKS = """query WithLinks($at: DateTime!) { company(ticker: "JPM") {
   metrics(names: ["revenue"], asOf: $at) { value filing { documentUrl } } } }"""
 
 
+ROOT_FILINGS = """query RootFilings($at: DateTime!) { filings(first: 3, asOf: $at) {
+  totalCount nodes { accessionNumber company { ticker } } } }"""
+
+
 def test_an_answer_as_of_long_ago_is_kept_longer(client: TestClient) -> None:
     long_ago = "2025-01-01T00:00:00Z"
-    for _ in range(2):  # computed, then from the response cache
-        answer = persisted_get(client, SETTLED, at=long_ago)
-        assert answer.headers["cache-control"] == "public, max-age=86400", answer.json()
+    for query in (SETTLED, ROOT_FILINGS):
+        for _ in range(2):  # computed, then from the response cache
+            answer = persisted_get(client, query, at=long_ago)
+            assert answer.headers["cache-control"] == "public, max-age=86400", answer.json()
     recent = datetime.now(UTC).isoformat()
     assert persisted_get(client, SETTLED, at=recent).headers["cache-control"] == (
         "public, max-age=60"
