@@ -68,6 +68,7 @@ class FilingInput:
     summary: str | None = None
     metrics: tuple[MetricInput, ...] = field(default_factory=tuple)
     document: Document | None = None
+    amends: str | None = None  # the accession number of the filing it amends
 
     @property
     def text(self) -> str:
@@ -79,6 +80,8 @@ class FilingInput:
         content = asdict(self)
         if self.summary is None:
             del content["summary"]  # as fingerprinted before summaries were taken
+        if self.amends is None:
+            del content["amends"]  # as fingerprinted before amendments were named
         content["ticker"] = self.ticker.upper()
         content["metrics"] = sorted(content["metrics"], key=lambda metric: metric["name"])
         if self.document is not None:
@@ -163,6 +166,7 @@ def from_json(line: Any) -> FilingInput:
         title=take(line, "title", str),
         summary=take(line, "summary", str),
         metrics=tuple(metrics),
+        amends=take(line, "amends", str),
     )
     text, encoded, content_type = (
         take(line, name, str) for name in ("documentText", "documentBase64", "documentContentType")
@@ -196,6 +200,8 @@ def problems_of(
             problems["documentContentType"] = "must be a media type such as text/html"
     if not ACCESSION.match(filing.accession_number):
         problems["accessionNumber"] = "must look like 0000320193-24-000123 (10-2-6 digits)"
+    if filing.amends is not None and not ACCESSION.match(filing.amends):
+        problems["amends"] = "must be an accession number such as 0000320193-24-000123"
     if not FORM_TYPE.match(filing.form_type):
         problems["formType"] = "must be an SEC form type such as 10-K, 10-Q or 8-K"
     if filing.filed_at.tzinfo is None:
@@ -324,6 +330,7 @@ async def write(
     await check_metric_kinds(conn, filing.metrics)
     row = {
         **filing_row(filing, company_id),
+        "amends_id": await amended_id(conn, filing, company_id),
         "embedding": embedding,
         "content_sha256": fingerprint,
         "document_key": document_key,
@@ -344,6 +351,26 @@ async def write(
     return filing.accession_number, True
 
 
+async def amended_id(conn: AsyncConnection, filing: FilingInput, company_id: int) -> int | None:
+    """The id of the filing that `filing` amends: one of the same company's, filed before."""
+    if filing.amends is None:
+        return None
+    amended = (
+        await conn.execute(
+            select(filings.c.id, filings.c.company_id, filings.c.filed_at).where(
+                filings.c.accession_number == filing.amends
+            )
+        )
+    ).first()
+    if amended is None:
+        raise InvalidFiling({"amends": f"no filing has the accession number {filing.amends}"})
+    if amended.company_id != company_id:
+        raise InvalidFiling({"amends": f"{filing.amends} is another company's filing"})
+    if amended.filed_at > filing.filed_at:
+        raise InvalidFiling({"amends": f"{filing.amends} was filed after this filing"})
+    return int(amended.id)
+
+
 def filing_row(filing: FilingInput, company_id: int) -> dict[str, Any]:
     return {
         "accession_number": filing.accession_number,
@@ -362,8 +389,10 @@ def metric_row(
     metric: MetricInput, filing: FilingInput, company_id: int, filing_id: int
 ) -> dict[str, Any]:
     """A value for the filing's own period takes the filing's fiscal year and period unless it
-    names its own (a 10-K's total assets are its FY balance)."""
+    names its own (a 10-K's total assets are its FY balance); an earlier period's value (a
+    comparative, restated or not) is a revision of that period, reported when the filing was."""
     row = {**asdict(metric), "company_id": company_id, "filing_id": filing_id}
+    row["reported_at"] = filing.filed_at
     if metric.period_end == filing.period_end:
         for name in ("fiscal_year", "fiscal_period"):
             if row[name] is None:

@@ -93,6 +93,10 @@ class Filing(Base):
     document_key: Mapped[str | None] = mapped_column(Text)  # in the document store
     document_content_type: Mapped[str | None] = mapped_column(Text)
     document_size: Mapped[int | None] = mapped_column(BigInteger)
+    # the filing this one amends (a 10-K/A names its 10-K)
+    amends_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("filings.id", ondelete="SET NULL")
+    )
 
     __table_args__ = (
         # keyset pagination: newest first, per company and across all companies
@@ -104,7 +108,8 @@ class Filing(Base):
 
 
 class FinancialMetric(Base):
-    """One reported value. A TimescaleDB hypertable on `period_end` where available."""
+    """One reported value: a later filing that reports the same period adds a revision, never
+    overwrites one. A TimescaleDB hypertable on `period_end` where available."""
 
     __tablename__ = "financial_metrics"
 
@@ -118,6 +123,8 @@ class FinancialMetric(Base):
     unit: Mapped[str] = mapped_column(String(16))
     fiscal_year: Mapped[int | None] = mapped_column(Integer)
     fiscal_period: Mapped[str | None] = mapped_column(String(4))
+    # its filing's filed_at, copied: "the latest value reported by then" reads this table only
+    reported_at: Mapped[datetime] = mapped_column()
 
     __table_args__ = (Index(None, "company_id", "name", "period_end"),)
 

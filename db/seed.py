@@ -1,6 +1,11 @@
 """The demo data set: deterministic, realistic companies, filings, metrics and daily prices.
 
 Generated in Python from a fixed seed and loaded with COPY. `small` keeps the test suite fast.
+
+Revisions as filers make them: each 10-K repeats the prior fiscal year's figures as
+comparatives, a few of them restated (RESTATED of them, by 0.5-4%), and a few 10-Ks are
+amended by a 10-K/A (AMENDED of them) that restates some of its figures. Revisions draw from
+a random generator of their own, so the rest of the data set is what it was without them.
 """
 
 import random
@@ -30,6 +35,12 @@ from db.timescale import autocommit, refresh_price_aggregates
 
 AS_OF = date(2026, 9, 30)
 Size = Literal["small", "default"]
+RESTATED = 0.03  # of the prior-year periods a 10-K repeats
+AMENDED = 0.02  # of the 10-Ks
+# what a restatement changes (at least one of them); earnings per share follow net income
+RESTATABLE = ("revenue", "net_income", "operating_income", "total_liabilities")
+FOLLOWS = {"net_income": ("eps_basic", "eps_diluted")}
+Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,10 @@ class Generator:
         self.metrics: list[tuple[Any, ...]] = []
         self.prices: list[tuple[Any, ...]] = []
         self._sequence: dict[tuple[str, int], int] = {}
+        self.revisions = random.Random(seed + 1)
+        self.annual: dict[int, list[Row]] = {}  # each company's latest fiscal-year figures
+        self.amendments: list[tuple[Row, list[Row]]] = []  # filing and metrics, ids to come
+        self.amends: dict[int, int] = {}  # filing id -> the id of the filing it amends
 
     def run(self) -> "Generator":
         for company in self.companies:
@@ -193,6 +208,8 @@ class Generator:
             for _ in range(self.shape.current_reports):
                 self.current_report(company)
             self.price_history(company)
+        for filing, metrics in self.amendments:  # last: the other filings keep their ids
+            self.add_amendment(filing, metrics)
         return self
 
     def accession(self, company: Issuer, filed: date) -> str:
@@ -225,13 +242,14 @@ class Generator:
             else f"{fiscal_period} {period.fiscal_year}"
         )
         filing_id = len(self.filings) + 1
+        filed_at = self.filed_at(filed)
         self.filings.append(
             (
                 filing_id,
                 self.accession(company, filed),
                 company.id,
                 form,
-                self.filed_at(filed),
+                filed_at,
                 period.end,
                 period.fiscal_year,
                 fiscal_period,
@@ -239,9 +257,73 @@ class Generator:
                 self.summary(company, f"{kind} for {label}:"),
             )
         )
-        self.period_metrics(company, filing_id, period, annual)
+        first = len(self.metrics)
+        self.period_metrics(company, filing_id, period, annual, filed_at)
+        if annual:
+            self.comparatives(company.id, filing_id, filed_at)
+            self.annual[company.id] = self.metrics[first : first + len(METRICS)]
+            if self.revisions.random() < AMENDED:
+                self.amend(company, self.filings[-1])
 
-    def period_metrics(self, company: Issuer, filing_id: int, period: Period, annual: bool) -> None:
+    def restated(self, rows: list[Row], filing_id: int, reported_at: datetime) -> list[Row]:
+        """`rows` as a later filing reports them, some values changed by 0.5-4% either way."""
+        changed = set(self.revisions.sample(RESTATABLE, self.revisions.randint(1, 2)))
+        factors = {}
+        for name in sorted(changed):
+            factor = 1 + self.revisions.choice((-1, 1)) * self.revisions.uniform(0.005, 0.04)
+            for follower in (name, *FOLLOWS.get(name, ())):
+                factors[follower] = factor
+        out = []
+        for company_id, _, name, end, start, value, unit, year, period, _ in rows:
+            value = round(value * factors.get(name, 1.0), 2 if unit == "USD/share" else 0)
+            out.append((company_id, filing_id, name, end, start, value, unit, year, period,
+                        reported_at))  # fmt: skip
+        return out
+
+    def comparatives(self, company_id: int, filing_id: int, filed_at: datetime) -> None:
+        """The prior fiscal year's figures, repeated by this 10-K; some restated."""
+        prior = self.annual.get(company_id)
+        if prior is None:
+            return
+        if self.revisions.random() < RESTATED:
+            self.metrics.extend(self.restated(prior, filing_id, filed_at))
+            return
+        self.metrics.extend((*row[:1], filing_id, *row[2:9], filed_at) for row in prior)
+
+    def amend(self, company: Issuer, annual: Row) -> None:
+        """A 10-K/A for `annual`, one to five months later, that restates some of its figures."""
+        filed = annual[4].date() + timedelta(days=self.revisions.randint(30, 150))
+        if filed > AS_OF:
+            return
+        seconds = self.revisions.randrange(8 * 3600, 22 * 3600)
+        filed_at = datetime.combine(filed, time(), UTC) + timedelta(seconds=seconds)
+        number = 300_000 + sum(1 for filing, _ in self.amendments if filing[2] == company.id)
+        label = f"fiscal year {annual[6]}"
+        filing = (
+            f"{company.cik}-{filed.year % 100:02d}-{number:06d}",
+            company.id,
+            "10-K/A",
+            filed_at,
+            *annual[5:8],
+            f"{company.name} 10-K/A amended annual report for {label}",
+            f"Amendment to the annual report for {label}: {company.name} ({company.ticker}) "
+            "restates figures of its financial statements.",
+            annual[0],
+        )
+        metrics = self.restated(self.annual[company.id], 0, filed_at)
+        self.annual[company.id] = metrics  # the next 10-K's comparatives repeat these
+        self.amendments.append((filing, metrics))
+
+    def add_amendment(self, filing: Row, metrics: list[Row]) -> None:
+        filing_id = len(self.filings) + 1
+        *row, amended = filing
+        self.filings.append((filing_id, *row))
+        self.amends[filing_id] = amended
+        self.metrics.extend((*m[:1], filing_id, *m[2:]) for m in metrics)
+
+    def period_metrics(
+        self, company: Issuer, filing_id: int, period: Period, annual: bool, filed_at: datetime
+    ) -> None:
         years = (period.end - AS_OF).days / 365.25 + self.shape.years
         revenue_rate = company.annual_revenue * (1 + company.growth) ** years
         share = 1.0 if annual else self.rng.uniform(0.22, 0.28)
@@ -280,6 +362,7 @@ class Generator:
                     unit,
                     period.fiscal_year,
                     fiscal_period,
+                    filed_at,
                 )
             )
 
@@ -339,6 +422,7 @@ COLUMNS = {
         "title",
         "summary",
         "embedding",
+        "amends_id",
     ),
     "financial_metrics": (
         "company_id",
@@ -350,6 +434,7 @@ COLUMNS = {
         "unit",
         "fiscal_year",
         "fiscal_period",
+        "reported_at",
     ),
     "stock_prices": ("company_id", "date", "open", "high", "low", "close", "volume"),
 }
@@ -401,7 +486,10 @@ async def seed(
         "companies": [
             (c.id, c.ticker, c.cik, c.name, c.sector, c.industry) for c in data.companies
         ],
-        "filings": [(*row, vector) for row, vector in zip(data.filings, vectors, strict=True)],
+        "filings": [
+            (*row, vector, data.amends.get(row[0]))
+            for row, vector in zip(data.filings, vectors, strict=True)
+        ],
         "financial_metrics": data.metrics,
         "stock_prices": data.prices,
     }

@@ -126,7 +126,7 @@ def create_app(settings: Settings) -> Starlette:
         )
         app.state.limiter = RateLimiter(redis)
         app.state.response_cache = response_cache = (
-            ResponseCache(cache_redis, settings.response_cache_ttl)
+            ResponseCache(cache_redis, settings.response_cache_ttl, settings.settled_max_age)
             if cache_redis and settings.response_cache
             else None
         )

@@ -65,6 +65,7 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
     # the answer of a query that reads no per-request state: HTTP caches may keep it
     shareable: bool = False
+    settled: bool = False  # read wholly as of instants long past: caches may keep it longer
     operation_name: str | None = None  # of the operation that ran
     operation_type: str | None = None  # query, mutation
     cost: tuple[int, int] | None = None  # requested, actual; when costed
@@ -222,6 +223,8 @@ class Pipeline:
             outcome = await self._through_cache(key, prepared, operation, variables, context)
         else:
             outcome = await self._answer(prepared, operation, variables, context)
+        if refusal is None and shareable and not outcome.settled:  # a hit says it itself
+            outcome.settled = context.loaders.settled(self.settings.settled_after)
         outcome.shareable = shareable and refusal is None
         outcome.operation_name = name_of(operation)
         outcome.operation_type = operation.operation.value
@@ -260,14 +263,17 @@ class Pipeline:
         if lookup is None:  # Redis is away
             return await self._answer(prepared, operation, variables, context)
         if lookup.answer is not None:
-            return await self._cache_hit(lookup.answer, context.viewer)
+            hit = await self._cache_hit(lookup.answer, context.viewer)
+            hit.settled = lookup.settled
+            return hit
         companies = context.loaders.track_companies()
         outcome = await self._answer(prepared, operation, variables, context)
         data = outcome.payload.get("data")
         if outcome.status == 200 and data is not None and "errors" not in outcome.payload:
             answer = orjson.dumps(data)
             outcome.payload["data"] = orjson.Fragment(answer)  # encoded once
-            await self.response_cache.keep(lookup, answer, companies)
+            outcome.settled = context.loaders.settled(self.settings.settled_after)
+            await self.response_cache.keep(lookup, answer, companies, outcome.settled)
         outcome.payload.setdefault("extensions", {})["responseCache"] = {"hit": False}
         return outcome
 

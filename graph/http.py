@@ -379,7 +379,9 @@ async def serve_graphql(
     if outcomes is None:
         return Response(status_code=499)  # nginx's "client closed request": nobody is listening
     if not is_batch and request.method == "GET":
-        return http_cached(request, outcomes[0], viewer, settings.http_cache_max_age)
+        outcome = outcomes[0]
+        max_age = settings.settled_max_age if outcome.settled else settings.http_cache_max_age
+        return http_cached(request, outcome, viewer, max_age)
     if not is_batch:
         return response(request, outcomes[0])
     return Response(orjson.dumps([o.payload for o in outcomes]), 200, media_type=JSON)

@@ -6,6 +6,10 @@ one Redis set per company; ingesting a filing of a company drops the answers lis
 An answer read while a filing was being ingested is not kept (the epoch it began in has
 passed), so a drop can never be overtaken by a slow request storing what it read before.
 Redis is an accelerator here: when it is away, requests run as if nothing were cached.
+
+A settled answer (read wholly as of instants long past: loaders/request.py) is kept longer,
+under its key with SETTLED appended, so that a hit knows it is settled without a second read;
+the company indexes live as long as the longest-lived answer they list.
 """
 
 import hashlib
@@ -30,6 +34,7 @@ MISSES = CACHE_LOOKUPS.labels("response", "miss")
 PREFIX = "cg:response:v1:"
 INDEX = "cg:response:v1:company:"
 EPOCH = "cg:response:v1:epoch"
+SETTLED = ":settled"
 # root fields whose answer is the asker's own, right now
 UNCACHEABLE_FIELDS = frozenset({"rateLimit"})
 
@@ -47,7 +52,7 @@ end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 for i = 3, #KEYS do
   redis.call('SADD', KEYS[i], KEYS[2])
-  redis.call('EXPIRE', KEYS[i], ARGV[3])
+  if redis.call('TTL', KEYS[i]) < tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 end
 return 1
 """
@@ -71,11 +76,19 @@ class Lookup:
     key: str
     answer: bytes | str | None  # the cached `data`, as JSON
     epoch: bytes | str  # when it was made: an answer computed now is kept only if unchanged
+    settled: bool = False  # the answer was settled (kept for settled_ttl)
 
 
 class ResponseCache:
-    def __init__(self, redis: Redis, ttl: timedelta, max_listed: int = MAX_LISTED) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        ttl: timedelta,
+        settled_ttl: timedelta | None = None,
+        max_listed: int = MAX_LISTED,
+    ) -> None:
         self.redis, self.ttl, self.max_listed = redis, ttl, max_listed
+        self.settled_ttl = settled_ttl or ttl
         self._put = redis.register_script(PUT)
         self._drop = redis.register_script(DROP)
 
@@ -94,20 +107,25 @@ class ResponseCache:
     async def lookup(self, key: str) -> Lookup | None:
         """The cached answer, if any; None when Redis is away (then nothing is kept either)."""
         try:
-            answer, epoch = await self.redis.mget([key, EPOCH])
+            answer, settled, epoch = await self.redis.mget([key, key + SETTLED, EPOCH])
         except RedisError as error:
             log.warning("response cache read failed: %s", error)
             return None
-        (HITS if answer is not None else MISSES).inc()
+        (HITS if answer is not None or settled is not None else MISSES).inc()
+        if settled is not None:
+            return Lookup(key, settled, epoch or b"0", settled=True)
         return Lookup(key, answer, epoch or b"0")
 
-    async def keep(self, lookup: Lookup, answer: bytes, companies: Collection[str]) -> bool:
+    async def keep(
+        self, lookup: Lookup, answer: bytes, companies: Collection[str], settled: bool = False
+    ) -> bool:
         """Keeps `answer` under `lookup.key`, listed under each company, unless a filing was
-        ingested since the lookup. Whether it was kept."""
+        ingested since the lookup; a settled one longer. Whether it was kept."""
         indexes = [INDEX + company for company in companies]
-        ttl = max(1, int(self.ttl.total_seconds()))
+        key = lookup.key + SETTLED if settled else lookup.key
+        ttl = max(1, int((self.settled_ttl if settled else self.ttl).total_seconds()))
         try:
-            keys, arguments = [EPOCH, lookup.key, *indexes], [lookup.epoch, answer, ttl]
+            keys, arguments = [EPOCH, key, *indexes], [lookup.epoch, answer, ttl]
             kept = await self._put(keys, [*arguments, self.max_listed])
         except RedisError as error:
             log.warning("response cache write failed: %s", error)

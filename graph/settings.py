@@ -237,6 +237,12 @@ class Settings(BaseSettings):
     cached answer never hands out an expired link."""
     http_cache_max_age: Duration = timedelta(seconds=60)
     """`max-age` of cacheable GET answers; must be shorter than `CORPGRAPH_DOCUMENT_URL_TTL`."""
+    settled_after: Duration = timedelta(days=1)
+    """An answer read wholly as of instants at least this long ago (`asOf`, `filedBefore`) is
+    settled: filings filed since cannot change it (docs/api.md: backdated filings)."""
+    settled_max_age: Duration = timedelta(days=1)
+    """How long a settled answer is kept: by the response cache (until a filing of a company it
+    read is ingested) and by HTTP caches (`max-age`). Settled answers hold no document links."""
 
     embedder: Literal["hashing", "minilm"] = "hashing"
     """What embeds filings and search queries (`db/embeddings.py`): `hashing`, or `minilm`

@@ -29,6 +29,7 @@ class FilingRow(NamedTuple):
     summary: str | None
     ingest_seq: int
     document_key: str | None
+    amends_id: int | None = None  # the filing it amends
 
 
 @dataclass(frozen=True)

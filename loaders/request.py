@@ -8,6 +8,10 @@ the standard executor answers from the start.
 
 When asked (`track_companies`), the loaders note which companies the request read from: the
 response cache drops an answer when a filing of one of them is ingested.
+
+They also note the instants a request read as of (`settled`): an answer read wholly as of
+instants long past, or from what never changes (a filing and what it reported, a company), is
+the same tomorrow, and caches may keep it longer. Any other read is of "now".
 """
 
 import asyncio
@@ -20,7 +24,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from functools import cache, partial
 from typing import Any, TypeVar, cast
 
@@ -34,7 +38,7 @@ from loaders import companies, filings, metrics, search, series
 from loaders.cache import MEMORY_HITS, MEMORY_MISSES, CompanyMemory, EntityCache
 from loaders.companies import CompanyFilter, CompanyRow
 from loaders.filings import FilingFilter, FilingRow
-from loaders.metrics import MetricFilter, MetricRow, PriceRow
+from loaders.metrics import MetricFilter, MetricRow, PeriodKey, PriceRow
 from loaders.pagination import Page, Window
 from loaders.search import FilingHit, SearchRequest
 from loaders.series import Interval, SeriesRequest, TickerSeries
@@ -131,6 +135,43 @@ def batch_sizes(name: str) -> Histogram:
     return BATCH_SIZE.labels(name)
 
 
+# what a filing and the rows it reported are never changes (an accession number is ingested
+# once); companies neither, as far as answers go (no filing adds one); the root filing lists
+# are keyed by their filter, whose instant their resolver notes
+FIXED: frozenset[Callable[..., Any]] = frozenset(
+    {
+        companies.company_by_id,
+        companies.company_by_ticker,
+        companies.company_by_cik,
+        companies.company_page_by_filter,
+        companies.company_count_by_filter,
+        filings.filing_by_id,
+        filings.filing_by_accession,
+        filings.filing_page_by_filter,
+        filings.filing_count_by_filter,
+        metrics.metrics_by_filing,
+    }
+)
+
+
+def instant_of(batch: Callable[..., Any], arguments: tuple[Hashable, ...]) -> datetime | None:
+    """The instant a loader reads as of: None for now (answers that change as filings come)."""
+    for argument in arguments:
+        if isinstance(argument, MetricFilter):
+            return argument.as_of
+        if isinstance(argument, FilingFilter):
+            return argument.filed_before
+        if isinstance(argument, SeriesRequest):
+            return argument.as_of
+        if isinstance(argument, datetime) and batch is metrics.revisions_by_period:
+            return argument
+    return None
+
+
+def aware(instant: datetime) -> datetime:
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
 def keyed_by_company(keys: Sequence[int], _: Sequence[Any]) -> Iterable[int]:
     return keys
 
@@ -174,6 +215,7 @@ class Loaders:
         self._loaders: dict[tuple[Any, ...], DataLoader[Any, Any]] = {}
         self._running: set[asyncio.Task[Any]] = set()
         self.companies_read: set[str] | None = None
+        self.instants: set[datetime | None] = set()  # read as of; None: now
 
     def track_companies(self) -> set[str]:
         """From now on, note the companies read from (ids, or EVERY_COMPANY)."""
@@ -183,6 +225,18 @@ class Loaders:
     def note(self, companies: Iterable[int | str]) -> None:
         if self.companies_read is not None:
             self.companies_read.update(str(company) for company in companies)
+
+    def note_instant(self, instant: datetime | None) -> None:
+        """For reads outside a DataLoader: as of `instant`, or of now (None)."""
+        self.instants.add(instant)
+
+    def settled(self, lag: timedelta, now: datetime | None = None) -> bool:
+        """Whether everything read was as of instants at least `lag` ago (and something was):
+        filings filed since cannot change the answer, unless backdated (docs/api.md)."""
+        if not self.instants or None in self.instants:
+            return False
+        latest = max(aware(instant) for instant in self.instants if instant is not None)
+        return latest <= (now or datetime.now(UTC)) - lag
 
     def clear(self) -> None:
         """Drop every loader and its cached rows, and cancel batches still running (their
@@ -200,6 +254,8 @@ class Loaders:
         key = (batch, *arguments)
         found = self._loaders.get(key)
         if found is None:
+            if batch not in FIXED:
+                self.instants.add(instant_of(batch, arguments))
             load = partial(batch, self.db, *arguments)
             found = self._loaders[key] = BatchLoader(
                 watched_batch(batch.__name__, load, self._running, partial(self._read, read))
@@ -288,6 +344,11 @@ class Loaders:
 
     def metrics_by_company(self, where: MetricFilter) -> "DataLoader[int, list[MetricRow]]":
         return self._loader(metrics.metrics_by_company, keyed_by_company, where)
+
+    def revisions_by_period(
+        self, as_of: datetime | None
+    ) -> "DataLoader[PeriodKey, list[MetricRow]]":
+        return self._loader(metrics.revisions_by_period, nothing_new, as_of)
 
     def prices_by_company(
         self, span: tuple[date | None, date | None]

@@ -6,17 +6,21 @@ PostgreSQL they are `date_trunc`; with TimescaleDB `time_bucket`, whose default 
 the same buckets, and the continuous aggregates of weekly and monthly price bars
 (db/timescale.py, kept exact) answer when the requested span covers whole buckets. What kind
 a metric is (an instant: no SUM) and its unit come from metric_kinds, not from its values.
+
+A period reported twice (a comparative, an amendment) counts once: its latest revision, its
+latest as of an instant (filed at or before it), or its first report (`Values`); revisions
+are ordered by `reported_at`, then filing id, as in loaders/metrics.py.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy import BindParameter, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import BigInteger, Date, String
+from sqlalchemy.types import TIMESTAMP, BigInteger, Date, String
 
 from db.reader import Reader
 from db.timescale import PRICE_AGGREGATES
@@ -26,6 +30,7 @@ from loaders.sql import align_many
 Interval = Literal["DAY", "WEEK", "MONTH", "QUARTER", "YEAR"]
 Aggregate = Literal["FIRST", "LAST", "MIN", "MAX", "AVG", "SUM"]
 Basis = Literal["QUARTERLY", "ANNUAL"]
+Values = Literal["LATEST", "AS_OF", "FIRST_REPORTED"]
 
 EARLIEST, LATEST = date(1, 1, 1), date(9999, 12, 31)
 TIMESCALE_WIDTH = {"WEEK": "1 week", "MONTH": "1 month", "QUARTER": "3 months", "YEAR": "1 year"}
@@ -75,6 +80,16 @@ class SeriesRequest:
     basis: Basis
     start: date | None
     end: date | None
+    values: Values = "LATEST"
+    as_of: datetime | None = None  # AS_OF, or FIRST_REPORTED by then
+
+
+# which revision of a period counts, after DISTINCT ON (company_id, period_end, period_start)
+REVISION_SQL = {
+    "LATEST": "reported_at DESC, filing_id DESC",
+    "AS_OF": "reported_at DESC, filing_id DESC",
+    "FIRST_REPORTED": "reported_at, filing_id",
+}
 
 
 def bucket_sql(column: str, interval: Interval, timescale: bool) -> str:
@@ -100,9 +115,15 @@ SPAN_SQL = {
 
 @cache
 def metric_series_statement(
-    interval: Interval, aggregate: Aggregate, basis: Basis, timescale: bool
+    interval: Interval,
+    aggregate: Aggregate,
+    basis: Basis,
+    timescale: bool,
+    values: Values = "LATEST",
+    as_of: bool = False,
 ) -> TextClause:
     bucket = bucket_sql("period_end", interval, timescale)
+    known = "AND reported_at <= :as_of" if as_of else ""
     statement = text(f"""
         WITH wanted AS (
             SELECT id, ticker FROM companies WHERE ticker = ANY(:keys)
@@ -111,8 +132,8 @@ def metric_series_statement(
                    company_id, period_end, period_start, value
             FROM financial_metrics
             WHERE company_id = ANY(ARRAY(SELECT id FROM wanted)) AND name = :metric
-              AND period_end BETWEEN {SPAN_SQL[timescale]} AND {BASIS_SQL[basis]}
-            ORDER BY company_id, period_end, period_start, filing_id DESC
+              AND period_end BETWEEN {SPAN_SQL[timescale]} AND {BASIS_SQL[basis]} {known}
+            ORDER BY company_id, period_end, period_start, {REVISION_SQL[values]}
         ), buckets AS (
             SELECT company_id, {bucket} AS bucket, {AGGREGATE_SQL[aggregate]} AS value,
                    count(*) AS n
@@ -125,12 +146,15 @@ def metric_series_statement(
         FROM kind k CROSS JOIN wanted w LEFT JOIN buckets b ON b.company_id = w.id
         ORDER BY w.ticker, b.bucket
     """)  # every interpolation: a fixed fragment above
-    return statement.bindparams(
+    parameters: list[BindParameter[Any]] = [
         bindparam("keys", type_=ARRAY(String())),
         bindparam("metric", type_=String()),
         bindparam("start", type_=Date()),
         bindparam("end", type_=Date()),
-    )
+    ]
+    if as_of:
+        parameters.append(bindparam("as_of", type_=TIMESTAMP(timezone=True)))
+    return statement.bindparams(*parameters)
 
 
 async def metric_series(
@@ -138,10 +162,17 @@ async def metric_series(
 ) -> list[TickerSeries | None]:
     """Each ticker's series, or None for a ticker no company has."""
     statement = metric_series_statement(
-        request.interval, request.aggregate, request.basis, db.timescale
+        request.interval,
+        request.aggregate,
+        request.basis,
+        db.timescale,
+        request.values,
+        request.as_of is not None,
     )
     params = {"keys": list(tickers), "metric": request.metric,
               "start": request.start or EARLIEST, "end": request.end or LATEST}  # fmt: skip
+    if request.as_of is not None:
+        params["as_of"] = request.as_of
     series: dict[str, TickerSeries] = {}
     rows = await db.fetch(statement, params)
     for company_id, ticker, known, instant, unit, bucket, value, count in rows:

@@ -1,10 +1,11 @@
 """Reported metrics of a filing or a company, and a company's daily prices."""
 
-from datetime import date
+from datetime import date, datetime
 
-from loaders.metrics import MetricFilter, MetricRow, PriceRow
+from loaders.metrics import MetricFilter, MetricRow, PriceRow, period_of
 from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
+from resolvers.filings import instant
 
 
 def span(start: date | None, end: date | None) -> tuple[date | None, date | None]:
@@ -19,10 +20,23 @@ async def filing_metrics(info: Info, filing_id: int, names: list[str] | None) ->
 
 
 async def company_metrics(
-    info: Info, company_id: int, *, names: list[str] | None, start: date | None, end: date | None
+    info: Info,
+    company_id: int,
+    *,
+    names: list[str] | None,
+    start: date | None,
+    end: date | None,
+    as_of: datetime | None = None,
 ) -> list[MetricRow]:
-    where = MetricFilter(limit_list("names", names), *span(start, end))
+    where = MetricFilter(limit_list("names", names), *span(start, end), instant(as_of))
     return await info.context.loaders.metrics_by_company(where).load(company_id)
+
+
+async def revisions(info: Info, metric: MetricRow) -> list[MetricRow]:
+    """Every value reported for the metric's period, oldest first; as of the instant the
+    metric was read as of, when it was."""
+    loader = info.context.loaders.revisions_by_period(metric.as_of)
+    return await loader.load(period_of(metric))
 
 
 async def company_prices(

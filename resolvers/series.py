@@ -1,13 +1,14 @@
 """Metric series across companies and a company's price bars per bucket: what may be asked."""
 
-from datetime import date
+from datetime import date, datetime
 
 from db.ingest import METRIC_NAME
 from loaders.metrics import PriceRow
-from loaders.series import Aggregate, Basis, Interval, SeriesRequest, TickerSeries
+from loaders.series import Aggregate, Basis, Interval, SeriesRequest, TickerSeries, Values
 from resolvers.companies import ticker_list
 from resolvers.context import Info
 from resolvers.errors import UserInputError
+from resolvers.filings import instant
 from resolvers.metrics import span
 
 MAX_TICKERS = 100
@@ -23,6 +24,8 @@ async def metric_series(
     interval: Interval,
     aggregate: Aggregate,
     basis: Basis,
+    values: Values | None = None,
+    as_of: datetime | None = None,
 ) -> list[TickerSeries]:
     wanted = ticker_list(tickers, MAX_TICKERS)
     if not wanted:
@@ -35,7 +38,9 @@ async def metric_series(
         )
     if not METRIC_NAME.match(metric):
         raise UserInputError(f"{metric[:64]!r} is not a metric name.", argument="metric")
-    request = SeriesRequest(metric, interval, aggregate, basis, *span(start, end))
+    as_of = instant(as_of)
+    chosen = revision_of(values, as_of)
+    request = SeriesRequest(metric, interval, aggregate, basis, *span(start, end), chosen, as_of)
     found = await info.context.loaders.metric_series(request).load_many(list(wanted))
     unknown = [ticker for ticker, series in zip(wanted, found, strict=True) if series is None]
     if unknown:
@@ -52,6 +57,22 @@ async def metric_series(
             argument="aggregate",
         )
     return series
+
+
+def revision_of(values: Values | None, as_of: datetime | None) -> Values:
+    """AS_OF when `asOf` is given, else LATEST, unless asked; LATEST is of now."""
+    if values is None:
+        return "LATEST" if as_of is None else "AS_OF"
+    if values == "AS_OF" and as_of is None:
+        raise UserInputError(
+            "AS_OF values need `asOf`: the instant to read as of.", argument="asOf"
+        )
+    if values == "LATEST" and as_of is not None:
+        raise UserInputError(
+            "LATEST values are the latest known now: drop `asOf`, or ask for AS_OF.",
+            argument="values",
+        )
+    return values
 
 
 async def price_series(

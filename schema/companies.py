@@ -1,5 +1,6 @@
 """The Company entity: federation keys `id`, `ticker` and `cik`."""
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
 import strawberry
@@ -9,7 +10,7 @@ from resolvers import companies, filings, metrics, search, series
 from resolvers.context import Info
 from resolvers.pagination import MAX_PAGE_SIZE
 from schema.costs import Cost, assumed, paged, sliced
-from schema.metrics import DaysFrom, DaysTo, Metric, PeriodsFrom, PeriodsTo, PriceBar
+from schema.metrics import AsOf, DaysFrom, DaysTo, Metric, PeriodsFrom, PeriodsTo, PriceBar
 from schema.node import Node, key_in, to_global_id
 from schema.pagination import After, Before, Connection, Last
 from schema.series import Interval, named
@@ -81,6 +82,12 @@ class Company(Node):
             list[str] | None,
             strawberry.argument(description='Only these form types, e.g. `["10-K", "10-Q"]`.'),
         ] = None,
+        as_of: Annotated[
+            datetime | None,
+            strawberry.argument(
+                description="Point in time: only the filings filed at or before this instant."
+            ),
+        ] = None,
     ) -> FilingConnection:
         from schema.filings import Filing
 
@@ -92,11 +99,13 @@ class Company(Node):
             last=last,
             before=before,
             form_types=form_types,
+            as_of=as_of,
         )
         return Connection.build(page, count, Filing.from_row, filings.cursor_of)
 
     @strawberry.field(
-        description="Reported financial metrics, oldest period first.",
+        description="Reported financial metrics, oldest period first: every reported value, or "
+        "with `asOf` each period's value as known at that instant.",
         directives=[assumed(200)],  # a time series: ten metrics over five years
     )
     async def metrics(
@@ -108,8 +117,11 @@ class Company(Node):
         ] = None,
         from_: PeriodsFrom = None,
         to: PeriodsTo = None,
+        as_of: AsOf = None,
     ) -> list[Metric]:
-        rows = await metrics.company_metrics(info, self.db_id, names=names, start=from_, end=to)
+        rows = await metrics.company_metrics(
+            info, self.db_id, names=names, start=from_, end=to, as_of=as_of
+        )
         return Metric.served(rows)
 
     @strawberry.field(

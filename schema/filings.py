@@ -23,6 +23,13 @@ OfTickers = Annotated[
     list[str] | None, strawberry.argument(description="Only filings of these companies.")
 ]
 OfFormTypes = Annotated[list[str] | None, strawberry.argument(description="Only these form types.")]
+FiledBy = Annotated[
+    datetime | None,
+    strawberry.argument(
+        description="Point in time: only the filings filed at or before this instant (a "
+        "filing filed later did not exist then)."
+    ),
+]
 FiledAfter = Annotated[
     datetime | None, strawberry.argument(description="Filed at or after this instant.")
 ]
@@ -36,6 +43,7 @@ class Filing(Node):
     db_id: strawberry.Private[int]
     company_id: strawberry.Private[int]
     document_key: strawberry.Private[str | None]
+    amends_id: strawberry.Private[int | None]
     accession_number: str = strawberry.field(
         description="SEC accession number, e.g. `0000320193-24-000123`."
     )
@@ -67,6 +75,7 @@ class Filing(Node):
             summary=row.summary,
             ingest_cursor=to_ingest_cursor(row.ingest_seq),
             document_key=row.document_key,
+            amends_id=row.amends_id,
         )
 
     @classmethod
@@ -93,9 +102,19 @@ class Filing(Node):
     )
     def document_url(self, info: Info) -> str | None:
         documents = info.context.documents
+        info.context.loaders.note_instant(None)  # the link expires: an answer of now
         if self.document_key is None or documents is None:
             return None
         return documents.url(self.document_key)
+
+    @strawberry.field(
+        description="The filing this one amends (a `10-K/A`'s `10-K`), when it names one. "
+        "Its restated values are revisions of the periods that filing reported."
+    )
+    async def amends(self, info: Info) -> "Filing | None":
+        if self.amends_id is None:
+            return None
+        return Filing.maybe(await filings.filing_by_id(info, self.amends_id))
 
     @strawberry.field(description="The company that filed it.")
     async def company(

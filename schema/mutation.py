@@ -50,7 +50,15 @@ class IngestFilingInput:
         description="What the filing is about, up to 10,000 characters: searched with the title.",
     )
     metrics: list[MetricValueInput] | None = strawberry.field(
-        default=None, description="Values the filing reports."
+        default=None,
+        description="Values the filing reports: for its own period, and for earlier periods "
+        "(comparatives, restated or not). A period reported before gets a new revision; the "
+        "earlier values stay (`Metric.revisions`).",
+    )
+    amends: str | None = strawberry.field(
+        default=None,
+        description="The accession number of the filing this one amends (a `10-K/A` names its "
+        "`10-K`): the same company's, filed before.",
     )
     document_text: str | None = strawberry.field(
         default=None, description="The document as text (or `documentBase64`, not both)."
@@ -79,6 +87,7 @@ class IngestFilingInput:
             summary=self.summary,
             metrics=tuple(m.to_metric() for m in self.metrics or ()),
             document=document,
+            amends=self.amends,
         )
 
 

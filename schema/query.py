@@ -12,13 +12,13 @@ from resolvers.pagination import MAX_PAGE_SIZE
 from schema.companies import Company, CompanyConnection
 from schema.costs import Cost, assumed, paged, sliced
 from schema.entities import ENTITY_TYPES
-from schema.filings import FiledAfter, Filing, OfFormTypes, OfTickers
+from schema.filings import FiledAfter, FiledBy, Filing, OfFormTypes, OfTickers
 from schema.metrics import PeriodsFrom, PeriodsTo
 from schema.node import Node, from_global_id
 from schema.pagination import After, Before, Connection, Last
 from schema.rate_limit import RateLimit, rate_limit
 from schema.search import FilingSearchHit, SearchMode
-from schema.series import Aggregate, Basis, Interval, MetricSeries, named
+from schema.series import Aggregate, Basis, Interval, MetricSeries, SeriesValues, named
 
 FilingConnection = Connection[Filing]
 
@@ -102,6 +102,7 @@ class Query:
         filed_before: Annotated[
             datetime | None, strawberry.argument(description="Filed strictly before this instant.")
         ] = None,
+        as_of: FiledBy = None,
     ) -> FilingConnection:
         page, count = await filings.filings(
             info,
@@ -113,6 +114,7 @@ class Query:
             form_types=form_types,
             filed_after=filed_after,
             filed_before=filed_before,
+            as_of=as_of,
         )
         return Connection.build(page, count, Filing.from_row, filings.cursor_of)
 
@@ -137,6 +139,20 @@ class Query:
         basis: Annotated[
             Basis, strawberry.argument(description="Quarterly or fiscal-year values.")
         ] = Basis.QUARTERLY,
+        values: Annotated[
+            SeriesValues | None,
+            strawberry.argument(
+                description="Which revision of each period counts: LATEST, AS_OF or "
+                "FIRST_REPORTED. Default: AS_OF when `asOf` is given, else LATEST."
+            ),
+        ] = None,
+        as_of: Annotated[
+            datetime | None,
+            strawberry.argument(
+                description="Point in time: read only what had been filed by this instant "
+                "(AS_OF, or FIRST_REPORTED of the periods filed by then)."
+            ),
+        ] = None,
     ) -> list[MetricSeries]:
         found = await series.metric_series(
             info,
@@ -147,6 +163,8 @@ class Query:
             interval=named(interval),
             aggregate=named(aggregate),
             basis=named(basis),
+            values=None if values is None else named(values),
+            as_of=as_of,
         )
         return [MetricSeries.from_series(one, metric) for one in found]
 

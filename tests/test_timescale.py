@@ -135,7 +135,7 @@ def test_migrate_from_empty_twice(cluster: Any) -> None:
     first = catalog(url)
     asyncio.run(migrated(url))
     assert catalog(url) == first == EXPECTED_CATALOG
-    assert fetch(url, "SELECT version_num FROM alembic_version")[0][0] == "0007"
+    assert fetch(url, "SELECT version_num FROM alembic_version")[0][0] == "0008"
 
 
 def test_migrate_concurrently_from_two_processes(
