@@ -28,6 +28,7 @@ from graph.metrics import OperationNames, metrics_endpoint, operation_names_in
 from graph.persisted import PersistedDocuments, load_manifests
 from graph.ratelimit import RateLimiter
 from graph.response_cache import ResponseCache
+from graph.services import Services, services_of, started
 from graph.settings import Settings
 from graph.telemetry import RequestSpans, start_tracing
 from graph.websocket import SubscriptionsOverWebSocket
@@ -94,72 +95,67 @@ def create_app(settings: Settings) -> Starlette:
         )
         redis = redis_client(settings.redis_url)
         cache_redis = redis_client(settings.cache_redis_url) if settings.cache_redis_url else redis
-        app.state.settings = settings
-        app.state.db = db  # writes, health
-        app.state.reader = reader  # every loader, API keys
-        app.state.embedder = embedder  # search queries, ingested filings
-        app.state.redis = redis
-        app.state.cache_redis = cache_redis
-        app.state.operation_names = (
-            OperationNames(operation_names_in(manifest.values()), settings.metrics_operations)
-            if settings.metrics
-            else None
-        )
-        POOL_SIZE.labels("write").set(connections)
-        POOL_SIZE.labels("read").set(connections)
-        app.state.entity_cache = (
-            EntityCache(cache_redis, settings.entity_cache_ttl)
-            if cache_redis and settings.entity_cache
-            else None
-        )
-        memory_ttl = settings.company_memory_ttl
-        app.state.company_memory = CompanyMemory(memory_ttl) if memory_ttl else None
-        app.state.documents = document_store(settings)
-        app.state.in_flight = InFlight(settings.max_in_flight)
-        app.state.persisted = PersistedDocuments(
-            settings.persisted_mode,
-            manifest,
-            redis,
-            settings.apq_ttl,
-            settings.apq_max_bytes,
-            settings.apq_client_bytes,
-        )
-        app.state.limiter = RateLimiter(redis)
-        app.state.response_cache = response_cache = (
+        response_cache = (
             ResponseCache(cache_redis, settings.response_cache_ttl, settings.settled_max_age)
             if cache_redis and settings.response_cache
             else None
         )
-        app.state.pipeline = Pipeline(
-            schema._schema,
-            settings,
-            executor_class=EXECUTORS[settings.executor],
-            cost_control=CostControl(cost_model, app.state.limiter)
-            if settings.cost_control
-            else None,
-            response_cache=response_cache,
-        )
-        app.state.subscription_slots = ClientSlots(
-            "subscriptions", settings.max_subscriptions_per_client
-        )
-        app.state.connection_slots = ClientSlots("connections", settings.max_connections_per_client)
-        subscriptions.persisted = app.state.persisted
-        subscriptions.pipeline = app.state.pipeline
-        subscriptions.subscription_slots = app.state.subscription_slots
-        subscriptions.connection_slots = app.state.connection_slots
+        limiter = RateLimiter(redis)
+        memory_ttl = settings.company_memory_ttl
+        POOL_SIZE.labels("write").set(connections)
+        POOL_SIZE.labels("read").set(connections)
         assert settings.listen_url is not None
-        app.state.broker = FilingBroker(
-            settings.listen_url,
-            settings.subscriber_backlog,
-            on_ingested=forget_answers_of(response_cache),
+        services = Services(
+            settings=settings,
+            db=db,
+            reader=reader,
+            embedder=embedder,
+            redis=redis,
+            cache_redis=cache_redis,
+            operation_names=OperationNames(
+                operation_names_in(manifest.values()), settings.metrics_operations
+            )
+            if settings.metrics
+            else None,
+            entity_cache=EntityCache(cache_redis, settings.entity_cache_ttl)
+            if cache_redis and settings.entity_cache
+            else None,
+            company_memory=CompanyMemory(memory_ttl) if memory_ttl else None,
+            documents=document_store(settings),
+            in_flight=InFlight(settings.max_in_flight),
+            persisted=PersistedDocuments(
+                settings.persisted_mode,
+                manifest,
+                redis,
+                settings.apq_ttl,
+                settings.apq_max_bytes,
+                settings.apq_client_bytes,
+            ),
+            limiter=limiter,
+            response_cache=response_cache,
+            pipeline=Pipeline(
+                schema._schema,
+                settings,
+                executor_class=EXECUTORS[settings.executor],
+                cost_control=CostControl(cost_model, limiter) if settings.cost_control else None,
+                response_cache=response_cache,
+            ),
+            subscription_slots=ClientSlots("subscriptions", settings.max_subscriptions_per_client),
+            connection_slots=ClientSlots("connections", settings.max_connections_per_client),
+            broker=FilingBroker(
+                settings.listen_url,
+                settings.subscriber_backlog,
+                on_ingested=forget_answers_of(response_cache),
+            ),
+            connections=OpenConnections(),
         )
-        app.state.connections = OpenConnections()
-        await app.state.broker.start()
+        app.state.services = subscriptions.started = services
+        await services.broker.start()
         tune_garbage_collector(settings.gc_threshold)
         try:
             yield
         finally:
-            await app.state.broker.stop()
+            await services.broker.stop()
             for client in {redis, cache_redis} - {None}:
                 await client.aclose()  # type: ignore[union-attr]
             await reader.pool.close()
@@ -212,7 +208,7 @@ def forget_answers_of(
 async def close_subscriptions(app: Starlette) -> None:
     """Before the server stops: flush the alerts already committed, then close every
     subscription's connection with 1012 so that clients reconnect and resume."""
-    state = app.state
-    if hasattr(state, "broker"):  # started
-        await state.broker.drain(state.settings.drain_timeout.total_seconds())
-        await state.connections.hang_up(RESTARTING, RESTART_REASON)
+    if started(app):
+        services = services_of(app)
+        await services.broker.drain(services.settings.drain_timeout.total_seconds())
+        await services.connections.hang_up(RESTARTING, RESTART_REASON)

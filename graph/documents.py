@@ -5,6 +5,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 
 from db.documents import DocumentStore, LocalDocuments, S3Documents
+from graph.services import services_of
 from graph.settings import Settings
 
 
@@ -31,7 +32,7 @@ def document_store(settings: Settings) -> DocumentStore:
 
 
 async def document(request: Request) -> Response:
-    documents: DocumentStore = request.app.state.documents
+    documents = services_of(request.app).documents
     if not isinstance(documents, LocalDocuments):  # links point at the S3 store itself
         return PlainTextResponse("Documents are not served here.", 404)
     found = documents.open(

@@ -1,6 +1,7 @@
 """Liveness and readiness. PostgreSQL down: not ready. Redis down: ready but degraded."""
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -9,6 +10,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+if TYPE_CHECKING:
+    from graph.services import Services
 
 PROBE_TIMEOUT_SECONDS = 2.0
 
@@ -38,14 +42,16 @@ async def redis_status(redis: Redis | None) -> str:
 
 
 async def ready(request: Request) -> JSONResponse:
-    state = request.app.state
-    postgres, redis = await asyncio.gather(postgres_ok(state.db), redis_status(state.redis))
+    services: Services = request.app.state.services  # graph/services.py imports this module
+    postgres, redis = await asyncio.gather(postgres_ok(services.db), redis_status(services.redis))
     body = {
         "status": "ok" if postgres else "unavailable",
         "postgres": "ok" if postgres else "unavailable",
         "redis": redis,
         # budgets: in Redis for every process, or (Redis away) each process on its own
-        "rateLimiting": "shared" if redis == "ok" and not state.limiter.degraded else "per-process",
+        "rateLimiting": "shared"
+        if redis == "ok" and not services.limiter.degraded
+        else "per-process",
     }
     headers = {} if postgres else {"Retry-After": "5"}
     return JSONResponse(body, 200 if postgres else 503, headers)

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
-from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -30,15 +29,14 @@ from graph.execution import (
 )
 from graph.graphiql import graphiql_html
 from graph.limits import limit_error
-from graph.metrics import OperationNames, observe
-from graph.persisted import Document, PersistedDocuments, PersistedError
-from graph.response_cache import ResponseCache
+from graph.metrics import observe
+from graph.persisted import Document, PersistedError
+from graph.services import new_context, services_of
 from graph.settings import Settings
 from graph.sse import HEADERS as SSE_HEADERS
 from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
 from graph.sse import EventStream, wants_event_stream
 from graph.streams import subscription
-from loaders.request import Loaders
 from loaders.tracing import child_span
 from resolvers.context import Context, Viewer
 
@@ -162,7 +160,7 @@ def check_envelope(params: Any) -> Envelope:
 
 async def document_of(request: Request, envelope: Envelope, viewer: Viewer) -> Document:
     """The document to run: the query sent, or the persisted one it names."""
-    persisted: PersistedDocuments = request.app.state.persisted
+    persisted = services_of(request.app).persisted
     try:
         return await persisted.document(
             envelope.query, envelope.extensions, envelope.document_id, viewer.via_gateway
@@ -301,7 +299,7 @@ class GraphQLEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        settings: Settings = request.app.state.settings
+        settings = services_of(request.app).settings
         if wants_graphiql(request, settings):
             answer: Response = HTMLResponse(graphiql_html(settings))
         else:
@@ -320,7 +318,7 @@ async def admitted(request: Request, settings: Settings) -> Response:
             batch, is_batch = await post_params(request, settings)
     except BadRequest as error:
         return response(request, error.outcome)
-    gate: InFlight = request.app.state.in_flight
+    gate = services_of(request.app).in_flight
     if gate.full:
         return response(request, overloaded())
     with gate:
@@ -361,17 +359,17 @@ def failed(error: Exception) -> Outcome:
 async def serve_graphql(
     request: Request, batch: list[Any], is_batch: bool, deadline: float
 ) -> Response:
-    state = request.app.state
-    settings: Settings = state.settings
+    services = services_of(request.app)
+    settings = services.settings
     try:
-        viewer = await viewer_of(request, state.reader, settings)
+        viewer = await viewer_of(request, services.reader, settings)
     except Unauthenticated as error:
         outcome = refused("UNAUTHENTICATED", str(error), 401)
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
     if wants_event_stream(request.headers.get("accept", "")):
         return await event_stream(request, batch, is_batch, viewer)
-    context = new_context(state, viewer, deadline=deadline)
+    context = new_context(services, viewer, deadline=deadline)
     try:
         outcomes = await while_connected(request, run_batch(request, batch, context))
     finally:
@@ -392,7 +390,7 @@ async def event_stream(
 ) -> Response:
     """One subscription as Server-Sent Events (graph/sse.py), or why not: with its status,
     since a client that asked for a stream reads anything else as a failure."""
-    state = request.app.state
+    services = services_of(request.app)
     if is_batch:
         return stream_refused(refused("BAD_REQUEST", "Batches cannot stream: send one request."))
     try:
@@ -400,16 +398,16 @@ async def event_stream(
         requested = await document_of(request, envelope, viewer)
     except BadRequest as error:
         return stream_refused(error.outcome)
-    client, connections = bucket_of(viewer), state.connection_slots
+    client, connections = bucket_of(viewer), services.connection_slots
     if not connections.take(client):
         return stream_refused(Outcome({"errors": [connections.refusal()]}, 429))
     stream = EventStream(request.headers.get("last-event-id"))
     # its slot is given back when the stream ends, or (never started) is collected
     stream.on_end = weakref.finalize(stream, connections.give_back, client)
-    context = new_context(state, viewer, alerts=state.broker, connection=stream)
+    context = new_context(services, viewer, alerts=services.broker, connection=stream)
     events = await subscription(
-        state.pipeline,
-        state.subscription_slots,
+        services.pipeline,
+        services.subscription_slots,
         requested.text,
         envelope.variables,
         envelope.operation_name,
@@ -418,8 +416,8 @@ async def event_stream(
     if isinstance(events, Outcome):
         stream.on_end()
         return stream_refused(events)
-    await state.persisted.remember(requested, bucket_of(viewer))
-    state.connections.add(stream)
+    await services.persisted.remember(requested, bucket_of(viewer))
+    services.connections.add(stream)
     return StreamingResponse(stream.events(events), 200, SSE_HEADERS, SSE_MEDIA_TYPE)
 
 
@@ -427,22 +425,8 @@ def stream_refused(outcome: Outcome) -> Response:
     return Response(orjson.dumps(outcome.payload), outcome.status, outcome.headers, JSON)
 
 
-def new_context(state: State, viewer: Viewer, **extra: Any) -> Context:
-    """A request's (or WebSocket connection's) context: fresh loaders, the app's stores."""
-    loaders = Loaders(state.reader, state.entity_cache, state.embedder, state.company_memory)
-    response_cache: ResponseCache | None = state.response_cache
-    return Context(
-        loaders,
-        viewer,
-        writer=state.db,
-        documents=state.documents,
-        forget_answers=response_cache.drop if response_cache else None,
-        **extra,
-    )
-
-
 async def run_batch(request: Request, batch: list[Any], context: Context) -> list[Outcome]:
-    pipeline: Pipeline = request.app.state.pipeline
+    pipeline = services_of(request.app).pipeline
     return [await run_one(request, pipeline, params, context) for params in batch]
 
 
@@ -453,7 +437,7 @@ async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Co
         outcome = await answer(request, pipeline, params, context, span)
         if span.is_recording():
             describe(span, outcome)
-    names: OperationNames | None = request.app.state.operation_names
+    names = services_of(request.app).operation_names
     if names is not None:
         observe(outcome, names.label(outcome.operation_name), time.perf_counter() - started)
     return outcome
@@ -478,7 +462,7 @@ async def answer(
         document_hash=document.hash,
     )
     if outcome.status == 200:
-        persisted: PersistedDocuments = request.app.state.persisted
+        persisted = services_of(request.app).persisted
         await persisted.remember(document, bucket_of(context.viewer))
     return outcome
 

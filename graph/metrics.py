@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from prometheus_client import (
@@ -33,6 +34,9 @@ from starlette.responses import Response
 
 from graph.execution import Outcome
 from graph.health import PROBE_TIMEOUT_SECONDS, redis_status
+
+if TYPE_CHECKING:
+    from graph.services import Services
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin of every counter and histogram
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -150,14 +154,15 @@ def registry() -> CollectorRegistry:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    state = request.app.state
-    roles = {"state": state.redis, "cache": state.cache_redis}
+    services: Services = request.app.state.services  # graph/services.py imports this module
+    roles = {"state": services.redis, "cache": services.cache_redis}
     statuses = await asyncio.gather(*(redis_status(client) for client in roles.values()))
     for role, status in zip(roles, statuses, strict=True):
         if status != "disabled":
             REDIS_UP.labels(role).set(1 if status == "ok" else 0)
-        if status == "ok":
-            await observe_memory(role, roles[role])
+        client = roles[role]
+        if status == "ok" and client is not None:
+            await observe_memory(role, client)
     # reads every worker's files: off the event loop
     body = await asyncio.to_thread(generate_latest, registry())
     return Response(body, media_type=CONTENT_TYPE_LATEST)

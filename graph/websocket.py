@@ -41,13 +41,12 @@ from strawberry.types.unset import UNSET, UnsetType
 from strawberry.utils.aio import aclosing
 
 from graph.auth import Unauthenticated, presented_key, viewer_for_key
-from graph.client_slots import ClientSlots
 from graph.connections import WebSocketConnection
 from graph.errors import coded
-from graph.execution import Outcome, Pipeline, bucket_of
+from graph.execution import Outcome, bucket_of
 from graph.gateway import from_gateway
-from graph.http import new_context
-from graph.persisted import Document, PersistedDocuments, PersistedError
+from graph.persisted import Document, PersistedError
+from graph.services import Services, new_context
 from graph.settings import Settings
 from graph.streams import Subscription, subscription
 from resolvers.context import Context, Viewer
@@ -63,8 +62,7 @@ async def with_document(
     hash names (APQ, a manifest's id, `documentId`), and the document to remember once it
     proves valid; a PersistedError says why there is none. In trusted mode a manifest's
     document may also come in full, as graphql-ws clients send it."""
-    persisted = view.persisted
-    assert persisted is not None, "the app has started"
+    persisted = view.services.persisted
     if not isinstance(payload, Mapping):
         raise PersistedError("BAD_REQUEST", "A subscribe payload is a JSON object.", 400)
     variables = payload.get("variables")
@@ -244,11 +242,7 @@ class PersistedWS(BaseGraphQLWSHandler[Context, None]):
 class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = PersistedTransportWS
     graphql_ws_handler_class = PersistedWS
-    # set when the app starts (they need its Redis)
-    persisted: PersistedDocuments | None = None
-    pipeline: Pipeline | None = None
-    subscription_slots: ClientSlots | None = None
-    connection_slots: ClientSlots | None = None
+    started: Services | None = None  # set when the app starts
 
     def __init__(self, schema: Any, settings: Settings) -> None:
         super().__init__(
@@ -264,18 +258,23 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
         )
         self.settings = settings
 
+    @property
+    def services(self) -> Services:
+        assert self.started is not None, "the app has started"
+        return self.started
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         assert isinstance(request, WebSocket), "queries and mutations have their own endpoint"
-        state = request.app.state
+        services = self.services
         peer = request.client.host if request.client else None
         connection = WebSocketConnection(request)
-        state.connections.add(connection)
+        services.connections.add(connection)
         return new_context(
-            state,
+            services,
             Viewer(client_ip=peer),  # until connection_init names the key
-            alerts=state.broker,
+            alerts=services.broker,
             max_subscriptions=self.settings.max_subscriptions,
             connection=connection,
         )
@@ -299,8 +298,8 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             if coded(error) is None:
                 raise
             raise TryAgainLater() from error  # a timeout, or PostgreSQL unavailable
-        slots, connection = self.connection_slots, context.connection
-        assert slots is not None and isinstance(connection, WebSocketConnection)
+        slots, connection = self.services.connection_slots, context.connection
+        assert isinstance(connection, WebSocketConnection)
         client = bucket_of(context.viewer)
         if not slots.take(client):
             raise TooManyConnections(slots.message())
@@ -310,9 +309,9 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     def disconnected(self, context: Context) -> None:
         """The connection's slot is free again (if connection_init took one)."""
         connection = context.connection
-        assert self.connection_slots is not None and isinstance(connection, WebSocketConnection)
+        assert isinstance(connection, WebSocketConnection)
         if connection.client is not None:
-            self.connection_slots.give_back(connection.client)
+            self.services.connection_slots.give_back(connection.client)
             connection.client = None
 
     async def events(
@@ -325,12 +324,17 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     ) -> Outcome | Subscription:
         """One operation through the pipeline; a document sent with its hash (APQ) is
         remembered once it proves valid."""
-        assert self.pipeline is not None and self.persisted is not None, "the app has started"
-        slots = self.subscription_slots
-        assert slots is not None
-        events = await subscription(self.pipeline, slots, query, variables, operation_name, context)
+        services = self.services
+        events = await subscription(
+            services.pipeline,
+            services.subscription_slots,
+            query,
+            variables,
+            operation_name,
+            context,
+        )
         if sent is not None and not isinstance(events, Outcome):
-            await self.persisted.remember(sent, bucket_of(context.viewer))
+            await services.persisted.remember(sent, bucket_of(context.viewer))
         return events
 
 

@@ -77,7 +77,7 @@ class Context:
     connection_params: dict[str, object] | None = None  # WebSocket connection_init payload
     connection: Connection | None = None  # subscriptions
     subscriptions_open: int = 0  # on this WebSocket connection
-    max_subscriptions: int = 20
+    max_subscriptions: int | None = None  # per WebSocket connection (Settings); SSE: one
     # event-loop time by which an HTTP request must be answered: execution stops there
     deadline: float | None = None
 

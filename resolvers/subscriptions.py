@@ -43,9 +43,10 @@ async def filing_added(
 ) -> AsyncIterator[FilingRow]:
     """Counted against the connection's limit for as long as it runs."""
     context = info.context
-    if context.subscriptions_open >= context.max_subscriptions:
+    limit = context.max_subscriptions
+    if limit is not None and context.subscriptions_open >= limit:
         raise GraphQLError(
-            f"At most {context.max_subscriptions} subscriptions per connection: complete one, "
+            f"At most {limit} subscriptions per connection: complete one, "
             "or open another connection.",
             extensions={"code": "QUERY_LIMIT_EXCEEDED", "limit": "subscriptions"},
         )

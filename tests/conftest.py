@@ -36,6 +36,7 @@ from db.engine import create_engine, create_maintenance_engine, ensure_database
 from db.migrate import migrate
 from db.seed import Size, seed
 from graph.app import create_app
+from graph.services import services_of
 from graph.settings import Settings, Tier
 from tests.servers import corpgraph_processes
 
@@ -247,12 +248,12 @@ class StatementLog:
 def sql(client: TestClient) -> Iterator[StatementLog]:
     """Statements sent by the loaders' reader and by the SQLAlchemy engine alike."""
     log = StatementLog()
-    state = client.app.state  # type: ignore[attr-defined]
-    engine = state.db.sync_engine
+    services = services_of(client.app)
+    engine = services.db.sync_engine
     event.listen(engine, "before_cursor_execute", log)
-    state.reader.observers.append(log.statements.append)
+    services.reader.observers.append(log.statements.append)
     yield log
-    state.reader.observers.remove(log.statements.append)
+    services.reader.observers.remove(log.statements.append)
     event.remove(engine, "before_cursor_execute", log)
 
 

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from graph.services import services_of
 from graph.settings import Settings
 from loaders import companies
 from tests.conftest import Query, StatementLog
@@ -134,7 +135,8 @@ def test_invalidation_makes_the_next_read_go_to_postgres(
     sql.clear()
     assert gql(query)["data"]["company"]["name"] == "Apple Inc."
     assert len(sql) == 0, sql.statements
-    cache = client.app.state.entity_cache
+    cache = services_of(client.app).entity_cache
+    assert cache is not None
     client.portal.call(cache.invalidate, companies.CACHE_KIND, ["AAPL"])
     assert gql(query)["data"]["company"]["name"] == "Apple Inc."
     assert len(sql) == 1, sql.statements

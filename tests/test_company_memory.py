@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
 from graph.app import create_app
+from graph.services import services_of
 from graph.settings import Settings
 from loaders.cache import CompanyMemory
 from loaders.request import Loaders
@@ -64,7 +65,7 @@ def test_an_unknown_ticker_is_asked_again_every_time(gql: Query, sql: StatementL
 
 def load_twice(client: TestClient, memory: CompanyMemory, pause: float) -> tuple[Any, set[str]]:
     """IBM read by one request, then by another that tracks the companies it reads."""
-    reader = client.app.state.reader  # type: ignore[attr-defined]
+    reader = services_of(client.app).reader
 
     async def read() -> tuple[Any, set[str]]:
         await Loaders(reader, None, memory=memory).company_by_ticker.load("IBM")

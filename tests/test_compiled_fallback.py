@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from graph.app import create_app
 from graph.compiled import EXECUTORS, CompiledExecutor
+from graph.services import services_of
 from graph.settings import Settings
 from schema.schema import build_schema
 from tests.conftest import StatementLog
@@ -95,7 +96,7 @@ def test_a_failed_read_is_not_sent_again(
         with TestClient(create_app(slow)) as client:
             sent: list[str] = []
             runs = compiled_runs()
-            client.app.state.reader.observers.append(sent.append)  # type: ignore[attr-defined]
+            services_of(client.app).reader.observers.append(sent.append)
             answer = client.post("/graphql", json={"query": FAILED_READ}).json()
             assert compiled_runs()[1] == runs[1] + (executor == "compiled")  # given up
         answers[executor] = {"data": answer["data"], "errors": answer["errors"]}

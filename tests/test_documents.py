@@ -24,6 +24,7 @@ from db.engine import create_engine
 from db.ingest import INGEST_LOCK, FilingInput, prune_documents
 from db.ingest import ingest as ingest_filing
 from graph.app import create_app
+from graph.services import services_of
 from graph.settings import Settings
 from tests.servers import free_port
 
@@ -82,7 +83,7 @@ def test_tampered_and_expired_links_are_refused(client: TestClient, writer: str)
     assert client.get(f"{parts.path}?expires={query['expires']}&signature=x").status_code == 403
     other = parts.path.replace("500003", "500001")
     assert client.get(f"{other}?{parts.query}").status_code == 403
-    documents = client.app.state.documents  # type: ignore[attr-defined]
+    documents = services_of(client.app).documents
     key = parts.path.removeprefix("/documents/")
     expired = documents.url(key, now=0)  # signed long ago
     assert fetch(client, expired).status_code == 403
@@ -136,7 +137,7 @@ def test_orphaned_documents_are_pruned(
 ) -> None:
     """A process that died between storing a document and committing its row left it."""
     kept = ingest(client, writer, "0000320193-26-500008", documentText="kept")
-    documents = client.app.state.documents  # type: ignore[attr-defined]
+    documents = services_of(client.app).documents
     orphan = Document(b"left behind", "text/plain")
     asyncio.run(documents.put("filings/0000320193-26-500009/0123456789abcdef01234567", orphan))
     asyncio.run(documents.put("filings/0000320193-26-500010/0123456789abcdef01234567", orphan))
@@ -272,7 +273,7 @@ def test_a_failed_retry_loses_no_document(
     """An identical ingestion that fails (the client gives up, its connection dies, a
     statement times out) removes only what it stored itself: the filing's document stays,
     and no copy of a retry is left beside it."""
-    documents = client.app.state.documents  # type: ignore[attr-defined]
+    documents = services_of(client.app).documents
     asyncio.run(fail_a_retry(database_url, documents, failure))
     number = RETRIED.accession_number
     (key,) = [key for key in documents.keys(timedelta(0)) if number in key]

@@ -25,6 +25,7 @@ from graph.compiled import EXECUTORS, REASONS, CompiledExecutor
 from graph.execution import Pipeline
 from graph.fast_path import FastExecutor
 from graph.persisted import sha256
+from graph.services import services_of
 from graph.settings import Settings
 from loaders.request import Loaders
 from resolvers.context import Budget, Context
@@ -332,7 +333,7 @@ def run_in_portal(
     """Run on the app's event loop: its engine's connections belong to that loop."""
 
     async def go() -> ExecutionResult:
-        context = Context(Loaders(client.app.state.reader, None), budget=BUDGET)
+        context = Context(Loaders(services_of(client.app).reader, None), budget=BUDGET)
         # Strawberry's _entities pops `__typename` out of the representations it is given
         result = execute(
             schema,
@@ -349,7 +350,9 @@ def run_in_portal(
 
 
 def forget_cached_answers(client: Any) -> None:
-    redis = client.app.state.response_cache.redis
+    cache = services_of(client.app).response_cache
+    assert cache is not None
+    redis = cache.redis
 
     async def forget() -> None:
         answers = [key async for key in redis.scan_iter(match=f"{response_cache.PREFIX}*")]
@@ -386,8 +389,8 @@ def test_benchmark_documents_take_the_fast_path(
         assert response.json()["extensions"]["responseCache"] == {"hit": False}
     planned = settings.executor == "compiled"  # standard: field by field, leaves inline
     assert compiled_runs() == (compiled + planned, abandoned)
-    assert isinstance(client.app.state.pipeline, Pipeline)
-    assert client.app.state.pipeline.executor_class is EXECUTORS[settings.executor]
+    assert isinstance(services_of(client.app).pipeline, Pipeline)
+    assert services_of(client.app).pipeline.executor_class is EXECUTORS[settings.executor]
 
 
 @pytest.mark.parametrize("name", ["light", "heavy"])

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from db.reader import plain_dsn
 from graph.app import create_app
 from graph.cli import app as cli
+from graph.services import services_of
 from graph.settings import Settings
 from tests.servers import corpgraph_environment
 
@@ -57,7 +58,7 @@ def test_the_api_keeps_no_prepared_statements(settings: Settings, database_url: 
         query = '{ company(ticker: "AAPL") { name filings(first: 2) { nodes { formType } } } }'
         for _ in range(3):
             assert "errors" not in client.post("/graphql", json={"query": query}).json()
-        reader = client.app.state.reader  # type: ignore[attr-defined]
+        reader = services_of(client.app).reader
 
         async def prepared() -> int:
             async with reader.pool.acquire() as connection:
@@ -69,7 +70,7 @@ def test_the_api_keeps_no_prepared_statements(settings: Settings, database_url: 
         assert portal_of(client).call(prepared) == 0
     with TestClient(create_app(settings)) as client:  # the default caches them
         client.post("/graphql", json={"query": query})
-        reader = client.app.state.reader  # type: ignore[attr-defined]
+        reader = services_of(client.app).reader
         assert portal_of(client).call(prepared) > 0
 
 

@@ -15,6 +15,7 @@ from db.ingest import FilingInput, ingest
 from graph.app import create_app
 from graph.persisted import sha256
 from graph.response_cache import ResponseCache
+from graph.services import services_of
 from graph.settings import Settings
 from resolvers.context import Viewer
 from tests.conftest import new_api_key
@@ -145,7 +146,8 @@ def test_what_is_never_kept(client: TestClient) -> None:
 
 
 def test_an_answer_read_during_an_ingestion_is_not_kept(client: TestClient) -> None:
-    cache: ResponseCache = client.app.state.response_cache  # type: ignore[attr-defined]
+    cache = services_of(client.app).response_cache
+    assert cache is not None
     key = cache.key(sha256("{ x }"), None, None, Viewer())
 
     async def race() -> tuple[bool, bool]:
@@ -164,7 +166,8 @@ def test_an_answer_read_during_an_ingestion_is_not_kept(client: TestClient) -> N
 def test_a_full_index_is_dropped_with_its_answers(client: TestClient) -> None:
     """An index lists at most `max_listed` answers: past that, they are all dropped (misses
     later), so members can never pile up behind answers that expired."""
-    shared: ResponseCache = client.app.state.response_cache  # type: ignore[attr-defined]
+    shared = services_of(client.app).response_cache
+    assert shared is not None
     cache = ResponseCache(shared.redis, timedelta(seconds=60), max_listed=2)
     keys = [cache.key(sha256(f"{{ n{n} }}"), None, None, Viewer()) for n in range(3)]
 

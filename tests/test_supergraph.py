@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db.engine import create_engine
 from graph.app import create_app
+from graph.services import services_of
 from graph.settings import Settings
 from tests import subgraphs
 from tests.conftest import REPO, StatementLog, compose, new_api_key
@@ -153,7 +154,7 @@ def ask(gateway: str) -> Ask:
 @pytest.fixture
 def corpgraph_sql(corpgraph: tuple[str, Any, HeaderLog]) -> Iterator[StatementLog]:
     log = StatementLog()
-    reader = corpgraph[1].state.reader
+    reader = services_of(corpgraph[1]).reader
     reader.observers.append(log.statements.append)
     yield log
     reader.observers.remove(log.statements.append)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from starlette.testclient import TestClient
 
 from graph.app import create_app
+from graph.services import services_of
 from graph.settings import Settings
 
 QUERY = {"query": '{ company(ticker: "AAPL") { name } }'}
@@ -61,7 +62,7 @@ def test_exhausted_pool_is_503_with_retry_after(
     with TestClient(create_app(one_connection)) as client:
         holder = threading.Thread(target=client.post, args=("/graphql",), kwargs={"json": QUERY})
         holder.start()
-        pool = client.app.state.reader.pool  # type: ignore[attr-defined]
+        pool = services_of(client.app).reader.pool
         deadline = time.monotonic() + 10
         while pool.get_idle_size() or pool.get_size() == 0:  # until the request holds it
             assert time.monotonic() < deadline, "the first request never took the connection"

@@ -26,6 +26,7 @@ from db.engine import create_engine
 from graph.app import create_app
 from graph.cost import CostModel, directives_in
 from graph.persisted import sha256
+from graph.services import services_of
 from graph.serving import hypercorn_config
 from graph.settings import Settings, Tier
 from resolvers.subscriptions import to_ingest_cursor
@@ -83,7 +84,7 @@ def sequences(database_url: str) -> tuple[int, int]:
 def server(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Server]:
     app = create_app(settings.replace(env=request.param, tiers=TIERS))
     with threaded(app, "/health/live") as base:
-        make_title_raise(app.state.pipeline.schema)
+        make_title_raise(services_of(app).pipeline.schema)
         yield Server(base, app)
 
 
@@ -239,7 +240,7 @@ CASES = {
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_the_same_document_gets_the_same_error(server: Server, transport: str, case: str) -> None:
-    production = server.app.state.settings.production
+    production = services_of(server.app).settings.production
     document: Case = CASES[case]
     if case == "introspection":  # refused in production, and then only
         code: str | None = "GRAPHQL_VALIDATION_FAILED" if production else "BAD_REQUEST"
@@ -279,7 +280,7 @@ def test_a_persisted_hash_names_the_document_everywhere(
     document = "subscription($since: String) { filingAdded(since: $since) { formType } }"
     if transport == "http":
         document = "{ filings(first: 1) { nodes { formType } } }"
-    mode = server.app.state.settings.env
+    mode = services_of(server.app).settings.env
     document += f" # {transport} {mode}"  # a hash that no other test has registered
     hashed = {"persistedQuery": {"version": 1, "sha256Hash": sha256(document)}}
     variables = {"since": replay_since}
