@@ -147,6 +147,7 @@ def create_app(settings: Settings) -> Starlette:
         subscriptions.pipeline = app.state.pipeline
         subscriptions.subscription_slots = app.state.subscription_slots
         subscriptions.connection_slots = app.state.connection_slots
+        subscriptions.operation_names = app.state.operation_names
         assert settings.listen_url is not None
         app.state.broker = FilingBroker(
             settings.listen_url,

@@ -47,8 +47,10 @@ from graph.errors import coded
 from graph.execution import Outcome, Pipeline, bucket_of
 from graph.gateway import from_gateway
 from graph.http import new_context
+from graph.metrics import OperationNames
 from graph.persisted import Document, PersistedDocuments, PersistedError
 from graph.settings import Settings
+from graph.stream_telemetry import Transport, TransportName
 from graph.streams import Subscription, subscription
 from resolvers.context import Context, Viewer
 
@@ -158,7 +160,12 @@ class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         sent = self.to_remember.pop(operation.id, None)
         try:
             events = await self.view.events(
-                operation.query, operation.variables, operation.operation_name, self.context, sent
+                operation.query,
+                operation.variables,
+                operation.operation_name,
+                self.context,
+                sent,
+                "graphql-transport-ws",
             )
             if isinstance(events, Outcome):
                 errors = events.payload["errors"]
@@ -223,7 +230,9 @@ class PersistedWS(BaseGraphQLWSHandler[Context, None]):
     ) -> None:
         sent = self.to_remember.pop(operation_id, None)
         try:
-            events = await self.view.events(query, variables, operation_name, self.context, sent)
+            events = await self.view.events(
+                query, variables, operation_name, self.context, sent, "graphql-ws"
+            )
             if isinstance(events, Outcome):
                 (first, *_) = events.payload["errors"]
                 await self.send_message(Error(type="error", id=operation_id, payload=first))
@@ -249,6 +258,7 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     pipeline: Pipeline | None = None
     subscription_slots: ClientSlots | None = None
     connection_slots: ClientSlots | None = None
+    operation_names: OperationNames | None = None  # None: metrics are off
 
     def __init__(self, schema: Any, settings: Settings) -> None:
         super().__init__(
@@ -322,13 +332,17 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
         operation_name: str | None,
         context: Context,
         sent: Document | None,
+        transport: TransportName,
     ) -> Outcome | Subscription:
         """One operation through the pipeline; a document sent with its hash (APQ) is
         remembered once it proves valid."""
         assert self.pipeline is not None and self.persisted is not None, "the app has started"
         slots = self.subscription_slots
         assert slots is not None
-        events = await subscription(self.pipeline, slots, query, variables, operation_name, context)
+        carrier = Transport(transport, self.operation_names)
+        events = await subscription(
+            self.pipeline, slots, query, variables, operation_name, context, carrier
+        )
         if sent is not None and not isinstance(events, Outcome):
             await self.persisted.remember(sent, bucket_of(context.viewer))
         return events
