@@ -36,6 +36,7 @@ from graph.settings import Settings
 from graph.sse import HEADERS as SSE_HEADERS
 from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
 from graph.sse import EventStream, wants_event_stream
+from graph.stream_telemetry import Transport
 from graph.streams import subscription
 from loaders.tracing import child_span
 from resolvers.context import Context, Viewer
@@ -412,6 +413,7 @@ async def event_stream(
         envelope.variables,
         envelope.operation_name,
         context,
+        Transport("sse", services.operation_names),
     )
     if isinstance(events, Outcome):
         stream.on_end()

@@ -4,8 +4,9 @@ With several Hypercorn workers, `corpgraph serve` points PROMETHEUS_MULTIPROC_DI
 empty directory before they start: each process then writes its samples to files there, and
 /metrics, whichever worker answers it, adds them all up. The other metrics live next to what
 they measure: DataLoader batches (loaders/request.py), caches (loaders/cache.py), database
-pools (db/engine.py), open subscriptions (resolvers/subscriptions.py), compiled query
-runs answered and abandoned (graph/compiled.py).
+pools (db/engine.py), open subscriptions (resolvers/subscriptions.py), subscriptions by
+transport: admitted, refused, their events and ends (graph/stream_telemetry.py), compiled
+query runs answered and abandoned (graph/compiled.py).
 """
 
 import asyncio
@@ -13,7 +14,7 @@ import os
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from prometheus_client import (
@@ -129,15 +130,20 @@ def observe(outcome: Outcome, operation: str, seconds: float) -> None:
     count, latency = series(operation, result)
     count.inc()
     latency.observe(seconds)
+    count_errors(errors)
+    if outcome.cost is not None:
+        requested, actual = outcome.cost
+        REQUESTED_COST.observe(requested)
+        ACTUAL_COST.observe(actual)
+
+
+def count_errors(errors: Iterable[dict[str, Any]]) -> None:
+    """The errors of a response, by code; those of cost control also as throttled."""
     for error in errors:
         code = error["extensions"]["code"]
         ERRORS.labels(code).inc()
         if code in THROTTLE_CODES:
             THROTTLED.labels(code).inc()
-    if outcome.cost is not None:
-        requested, actual = outcome.cost
-        REQUESTED_COST.observe(requested)
-        ACTUAL_COST.observe(actual)
 
 
 @cache  # bounded: operation names are (OperationNames), outcomes are three

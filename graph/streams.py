@@ -8,7 +8,8 @@ client's budget; the requested cost taken at admission pays for the first ones a
 left of it is given back when the subscription ends. An event the budget cannot pay for ends
 the subscription with RATE_LIMITED, so a replay is bounded by the budget. Unexpected errors
 are masked, like everywhere else. Each client runs at most so many subscriptions at once in
-this process (graph/client_slots.py).
+this process (graph/client_slots.py). Each admission is traced and counted, and each event
+and end counted, by transport (graph/stream_telemetry.py).
 """
 
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -32,6 +33,7 @@ from graph.execution import (
     requested_cost,
     shaped,
 )
+from graph.stream_telemetry import CLOSED, COMPLETE, Admission, Transport
 from resolvers.context import Context
 
 ONLY_SUBSCRIPTIONS = (
@@ -47,14 +49,35 @@ async def subscription(
     variables: dict[str, Any] | None,
     operation_name: str | None,
     context: Context,
+    transport: Transport,
 ) -> "Outcome | Subscription":
     """The events (response payloads) of one subscription, or why it may not run."""
+    with transport.admission() as admission:
+        admitted = await admit(
+            pipeline, slots, query, variables, operation_name, context, admission
+        )
+        if isinstance(admitted, Outcome):
+            admission.refused(admitted)
+    return admitted
+
+
+async def admit(
+    pipeline: Pipeline,
+    slots: ClientSlots,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    context: Context,
+    admission: Admission,
+) -> "Outcome | Subscription":
+    """The subscription, or why it may not run; `admission` notes its operation and cost."""
     prepared = await pipeline.prepare_charged(query, context.viewer)
     if isinstance(prepared, Outcome):
         return prepared
     operation = pipeline.operation_of(prepared, operation_name, variables)
     if isinstance(operation, Outcome):
         return operation
+    admission.of(name_of(operation), operation.operation.value)
     if operation.operation != OperationType.SUBSCRIPTION:
         return refused("BAD_REQUEST", ONLY_SUBSCRIPTIONS)
     client = bucket_of(context.viewer)
@@ -63,11 +86,14 @@ async def subscription(
     meter: Meter | None = None
     try:
         if pipeline.cost_control is not None:
-            admitted = await admitted_meter(pipeline, prepared, operation, variables, context)
+            admitted = await admitted_meter(
+                pipeline, prepared, operation, variables, context, admission.transport
+            )
             if isinstance(admitted, Outcome):
                 slots.give_back(client)
                 return admitted
             meter = admitted
+            admission.requested(meter.deposit)
         assert prepared.document is not None
         name = name_of(operation)
         results = subscribe(pipeline.schema, prepared.document, None, context, variables, name)
@@ -79,7 +105,7 @@ async def subscription(
     if isinstance(results, ExecutionResult):  # e.g. variables that do not fit: nothing ran
         await Subscription.ended(slots, client, meter)
         return shaped(results)
-    return Subscription(events(results, meter), slots, client, meter)
+    return Subscription(results, slots, client, meter, admission.transport)
 
 
 async def admitted_meter(
@@ -88,6 +114,7 @@ async def admitted_meter(
     operation: Any,
     variables: dict[str, Any] | None,
     context: Context,
+    transport: Transport,
 ) -> "Meter | Outcome":
     """The selection's requested cost, taken from the budget (a deposit for the first events),
     or why not (over the tier's ceiling, the budget short, a list size out of range)."""
@@ -99,15 +126,22 @@ async def admitted_meter(
     throttle, refusal = await pipeline.admit(context.viewer, requested)
     if refusal is not None:
         return refusal_outcome(refusal, throttle, requested)
-    return Meter(pipeline, context, costing, requested)
+    return Meter(pipeline, context, costing, requested, transport)
 
 
 class Meter:
     """Charges each event of one subscription its actual cost."""
 
-    def __init__(self, pipeline: Pipeline, context: Context, costing: Costing, deposit: int):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        context: Context,
+        costing: Costing,
+        deposit: int,
+        transport: Transport,
+    ) -> None:
         self.pipeline, self.context, self.costing = pipeline, context, costing
-        self.deposit = deposit
+        self.deposit, self.transport = deposit, transport
 
     async def charge(self, data: dict[str, Any] | None) -> dict[str, Any] | None:
         """Takes the event's cost (from the deposit first); the error that ends the
@@ -125,6 +159,7 @@ class Meter:
                     f"subscription ends. Resume with `since` in {wait} s."
                 )
                 return request_error(message, refusal.code, retryAfter=wait, cost=cost)
+        self.transport.charged(cost)
         return None
 
     async def close(self) -> None:
@@ -137,41 +172,22 @@ class Meter:
             await self.pipeline.cost_control.limiter.refund(bucket_of(viewer), tier, deposit)
 
 
-async def events(
-    results: AsyncIterator[ExecutionResult], meter: Meter | None
-) -> AsyncGenerator[dict[str, Any], None]:
-    """Each result as a payload, errors coded and masked; an error raised by the stream
-    itself (a bad argument, a limit) is the last event."""
-    try:
-        async for result in results:
-            payload = shaped(result).payload
-            if meter is not None and (ended := await meter.charge(payload.get("data"))):
-                yield {"errors": [ended]}
-                return
-            yield payload
-    except GraphQLError as error:
-        yield {"errors": [format_execution_error(error)]}
-    except Exception as error:
-        masked = GraphQLError(str(error), original_error=error)
-        yield {"errors": [format_execution_error(masked)]}
-    finally:
-        if hasattr(results, "aclose"):
-            with suppress(Exception):
-                await results.aclose()
-
-
 class Subscription:
-    """The events of a running subscription: its slot and what is left of its deposit are
-    given back when it ends, or is closed (even before its first event)."""
+    """The events of a running subscription, each result as a payload with its errors coded
+    and masked: its slot and what is left of its deposit are given back when it ends, or is
+    closed (even before its first event)."""
 
     def __init__(
         self,
-        payloads: AsyncGenerator[dict[str, Any], None],
+        results: AsyncIterator[ExecutionResult],
         slots: ClientSlots,
         client: str,
         meter: Meter | None,
+        transport: Transport,
     ) -> None:
-        self.payloads, self.slots, self.client, self.meter = payloads, slots, client, meter
+        self.slots, self.client, self.meter, self.transport = slots, client, meter, transport
+        self.payloads = self._payloads(results)
+        self.reason = CLOSED  # until its source ends, or an error ends it
         self.done = False
 
     def __aiter__(self) -> "Subscription":
@@ -179,10 +195,39 @@ class Subscription:
 
     async def __anext__(self) -> dict[str, Any]:
         try:
-            return await anext(self.payloads)
+            payload = await anext(self.payloads)
         except StopAsyncIteration:
             await self._end()
             raise
+        self.transport.delivered(payload)
+        return payload
+
+    async def _payloads(
+        self, results: AsyncIterator[ExecutionResult]
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """An error raised by the stream itself (a bad argument, a limit) is the last event."""
+        try:
+            async for result in results:
+                payload = shaped(result).payload
+                meter = self.meter
+                if meter is not None and (ended := await meter.charge(payload.get("data"))):
+                    yield self.last(ended)
+                    return
+                yield payload
+            self.reason = COMPLETE
+        except GraphQLError as error:
+            yield self.last(format_execution_error(error))
+        except Exception as error:
+            yield self.last(format_execution_error(GraphQLError(str(error), original_error=error)))
+        finally:
+            if hasattr(results, "aclose"):
+                with suppress(Exception):
+                    await results.aclose()
+
+    def last(self, error: dict[str, Any]) -> dict[str, Any]:
+        """The payload of the error that ends the subscription: its code is why it ended."""
+        self.reason = error["extensions"]["code"]
+        return {"errors": [error]}
 
     async def aclose(self) -> None:
         try:
@@ -193,6 +238,7 @@ class Subscription:
     async def _end(self) -> None:
         if not self.done:
             self.done = True
+            self.transport.ended(self.reason)
             await self.ended(self.slots, self.client, self.meter)
 
     @staticmethod

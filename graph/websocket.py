@@ -48,6 +48,7 @@ from graph.gateway import from_gateway
 from graph.persisted import Document, PersistedError
 from graph.services import Services, new_context
 from graph.settings import Settings
+from graph.stream_telemetry import Transport, TransportName
 from graph.streams import Subscription, subscription
 from resolvers.context import Context, Viewer
 
@@ -156,7 +157,12 @@ class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         sent = self.to_remember.pop(operation.id, None)
         try:
             events = await self.view.events(
-                operation.query, operation.variables, operation.operation_name, self.context, sent
+                operation.query,
+                operation.variables,
+                operation.operation_name,
+                self.context,
+                sent,
+                "graphql-transport-ws",
             )
             if isinstance(events, Outcome):
                 errors = events.payload["errors"]
@@ -221,7 +227,9 @@ class PersistedWS(BaseGraphQLWSHandler[Context, None]):
     ) -> None:
         sent = self.to_remember.pop(operation_id, None)
         try:
-            events = await self.view.events(query, variables, operation_name, self.context, sent)
+            events = await self.view.events(
+                query, variables, operation_name, self.context, sent, "graphql-ws"
+            )
             if isinstance(events, Outcome):
                 (first, *_) = events.payload["errors"]
                 await self.send_message(Error(type="error", id=operation_id, payload=first))
@@ -321,6 +329,7 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
         operation_name: str | None,
         context: Context,
         sent: Document | None,
+        transport: TransportName,
     ) -> Outcome | Subscription:
         """One operation through the pipeline; a document sent with its hash (APQ) is
         remembered once it proves valid."""
@@ -332,6 +341,7 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
             variables,
             operation_name,
             context,
+            Transport(transport, services.operation_names),
         )
         if sent is not None and not isinstance(events, Outcome):
             await services.persisted.remember(sent, bucket_of(context.viewer))

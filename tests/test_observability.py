@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,14 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from starlette.responses import PlainTextResponse
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import connect
+from websockets.sync.client import connect as connect_sync
 from websockets.typing import Subprotocol
 
 from graph.app import create_app
@@ -35,9 +37,11 @@ from graph.logs import configure_logging, redact
 from graph.metrics import ANONYMOUS, OperationNames
 from graph.settings import Settings, Tier
 from graph.telemetry import RequestSpans, start_tracing
+from resolvers.subscriptions import to_ingest_cursor
 from tests.conftest import REPO, new_api_key
-from tests.servers import corpgraph_environment, free_port, stop, wait_ready
+from tests.servers import corpgraph_environment, free_port, stop, threaded, wait_ready
 from tests.test_fast_path import compiled_runs
+from tests.test_transports import sequences
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 REMOTE_PARENT = "00f067aa0ba902b7"
@@ -225,6 +229,143 @@ def test_metrics_after_traffic(settings: Settings, database_url: str) -> None:
     assert exposed(after, "corpgraph_db_pool_in_use", pool="read") == 0  # all returned
     assert exposed(after, "corpgraph_redis_up", role="state") == 1
     exposed(after, "corpgraph_subscriptions_active")
+
+
+ALERTS = "subscription Alerts($since: String) { filingAdded(since: $since) { accessionNumber } }"
+STREAM = {"accept": "text/event-stream"}
+
+
+@pytest.fixture(scope="module")
+def streaming(settings: Settings, spans: InMemorySpanExporter) -> Iterator[str]:
+    """A traced server on a port of its own, in this process (its spans reach `spans`)."""
+    with threaded(create_app(settings.replace(tracing=True)), "/health/live") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def replay_one(database_url: str) -> dict[str, Any]:
+    """Variables of a subscription that replays the newest filing, then waits for more."""
+    _, newest = sequences(database_url)
+    return {"since": to_ingest_cursor(newest - 1)}
+
+
+def first_sse_event(base: str, body: dict[str, Any]) -> dict[str, Any]:
+    with httpx.stream("POST", base + "/graphql", json=body, headers=STREAM, timeout=30) as answer:
+        for line in answer.iter_lines():
+            if line.startswith("data: ") and line != "data: ":
+                event: dict[str, Any] = json.loads(line.removeprefix("data: "))
+                return event
+    raise AssertionError("the stream ended without an event")
+
+
+def first_ws_message(base: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Over graphql-transport-ws: the first answer to a subscribe, then `complete` from us."""
+    url = base.replace("http://", "ws://") + "/graphql"
+    with connect_sync(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "connection_ack"
+        ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        message: dict[str, Any] = json.loads(ws.recv(timeout=30))
+        ws.send(json.dumps({"id": "1", "type": "complete"}))
+    return message
+
+
+def admission_span(spans: InMemorySpanExporter, name: str, transport: str) -> ReadableSpan:
+    (span,) = [
+        span
+        for span in spans.get_finished_spans()
+        if span.name == name and (span.attributes or {}).get("graphql.transport") == transport
+    ]
+    return span
+
+
+def grown(base: str, before: str, name: str, wanted: float, **labels: str) -> float:
+    """How much a counter grew since `before`, waiting (5 s at most) for it to reach `wanted`:
+    a subscription ends in the server a moment after its client leaves."""
+    for _ in range(50):
+        grew = exposed(httpx.get(base + "/metrics").text, name, **labels) - value(
+            before, name, **labels
+        )
+        if grew >= wanted:
+            break
+        time.sleep(0.1)
+    return grew
+
+
+@pytest.mark.parametrize("transport", ["graphql-transport-ws", "sse"])
+def test_a_subscription_is_traced_and_counted(
+    streaming: str, spans: InMemorySpanExporter, replay_one: dict[str, Any], transport: str
+) -> None:
+    spans.clear()
+    before = httpx.get(streaming + "/metrics").text
+    body = {"query": ALERTS, "variables": replay_one}
+    if transport == "sse":
+        event = first_sse_event(streaming, body)
+    else:
+        message = first_ws_message(streaming, body)
+        assert message["type"] == "next", message
+        event = message["payload"]
+    assert "errors" not in event and event["data"]["filingAdded"]["accessionNumber"]
+
+    span = admission_span(spans, "subscription Alerts", transport)
+    attributes: dict[str, Any] = dict(span.attributes or {})
+    assert attributes["graphql.operation.name"] == "Alerts"
+    assert attributes["graphql.operation.type"] == "subscription"
+    assert attributes["graphql.cost.requested"] > 0
+    assert "graphql.error.codes" not in attributes
+    assert span.parent is not None  # the request's span, or the WebSocket connection's
+
+    on = {"transport": transport}
+    admitted = {**on, "operation": "Alerts", "outcome": "admitted"}
+    assert grown(streaming, before, "corpgraph_subscriptions_total", 1, **admitted) == 1
+    assert grown(streaming, before, "corpgraph_subscription_events_total", 1, **on) == 1
+    assert grown(streaming, before, "corpgraph_subscription_charged_points_total", 1, **on) > 0
+    ended = {**on, "reason": "closed"}  # its client stopped it, or left
+    assert grown(streaming, before, "corpgraph_subscriptions_ended_total", 1, **ended) == 1
+    count = "corpgraph_subscription_admission_duration_seconds_count"
+    assert grown(streaming, before, count, 1, **on) == 1
+
+
+@pytest.mark.parametrize(
+    ("transport", "document", "span_name", "code"),
+    [
+        ("sse", "subscription Bad { filingAdded { nope } }", "graphql.operation",
+         "GRAPHQL_VALIDATION_FAILED"),
+        ("graphql-transport-ws", "query Q { __typename }", "query Q", "BAD_REQUEST"),
+    ],
+)  # fmt: skip
+def test_a_refused_subscription_is_traced_and_counted_with_its_code(
+    streaming: str,
+    spans: InMemorySpanExporter,
+    transport: str,
+    document: str,
+    span_name: str,
+    code: str,
+) -> None:
+    spans.clear()
+    before = httpx.get(streaming + "/metrics").text
+    if transport == "sse":
+        answer = httpx.post(streaming + "/graphql", json={"query": document}, headers=STREAM)
+        errors = answer.json()["errors"]
+    else:
+        message = first_ws_message(streaming, {"query": document})
+        assert message["type"] == "error", message
+        errors = message["payload"]
+    assert errors[0]["extensions"]["code"] == code
+
+    span = admission_span(spans, span_name, transport)
+    assert (span.attributes or {})["graphql.error.codes"] == (code,)
+    assert span.status.status_code == StatusCode.ERROR
+
+    on = {"transport": transport}
+    refused = {**on, "outcome": "refused"}
+    assert grown(streaming, before, "corpgraph_subscriptions_total", 1, **refused) == 1
+    by_code = {**on, "code": code}
+    assert grown(streaming, before, "corpgraph_subscriptions_refused_total", 1, **by_code) == 1
+    assert grown(streaming, before, "corpgraph_graphql_errors_total", 1, code=code) == 1
+    after, admitted = httpx.get(streaming + "/metrics").text, {**on, "outcome": "admitted"}
+    name = "corpgraph_subscriptions_total"
+    assert value(after, name, **admitted) == value(before, name, **admitted)
 
 
 def test_operation_names_are_bounded() -> None:
