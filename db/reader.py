@@ -76,17 +76,23 @@ class Reader:
         return connection
 
     async def fetch(
-        self, statement: ClauseElement, params: Mapping[str, Any] | None = None
+        self, statement: ClauseElement, params: Mapping[str, Any] | None = None, hints: str = ""
     ) -> Sequence[asyncpg.Record]:
         """One statement on its own pooled connection: batches of different loaders run as
-        concurrent tasks, and a connection serves one statement at a time."""
+        concurrent tasks, and a connection serves one statement at a time. `hints` (`SET
+        LOCAL` commands) are planner settings for this statement alone: with them it runs in
+        a transaction of its own, three more round trips."""
         sql, names = self.compiled(statement)
         arguments = [params[name] for name in names] if params else []
         for observe in self.observers:
             observe(sql)
         connection = await self.acquire()
         try:
-            rows: Sequence[asyncpg.Record] = await connection.fetch(sql, *arguments)
+            rows = await (
+                hinted(connection, hints, sql, arguments)
+                if hints
+                else connection.fetch(sql, *arguments)
+            )
         except asyncio.CancelledError:
             self.release_later(connection)
             raise
@@ -114,6 +120,16 @@ class Reader:
         self._releasing.discard(task)
         if not task.cancelled():
             task.exception()  # a connection closed after the timeout: nothing more to do
+
+
+async def hinted(
+    connection: asyncpg.Connection, hints: str, sql: str, arguments: Sequence[Any]
+) -> Sequence[asyncpg.Record]:
+    # a managed transaction: a cancel or an error rolls it back (and the settings with it)
+    async with connection.transaction(readonly=True):
+        await connection.execute(hints)
+        rows: Sequence[asyncpg.Record] = await connection.fetch(sql, *arguments)
+        return rows
 
 
 def plain_dsn(url: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from starlette.testclient import TestClient
 
 from db.embeddings import (
@@ -34,7 +34,13 @@ from db.seed import TOPICS
 from graph.app import create_app
 from graph.settings import Settings
 from loaders.filings import FilingFilter
-from loaders.search import SearchRequest, search_filings
+from loaders.search import (
+    PREFER_INDEX,
+    SIMILAR_COMPANIES,
+    SIMILAR_FILINGS,
+    SearchRequest,
+    search_filings,
+)
 from tests.conftest import BOTH_PATHS, Query, StatementLog, seeded_database
 
 STORAGE_PATHS = BOTH_PATHS  # tests/conftest.py: plain PostgreSQL, and TimescaleDB
@@ -241,6 +247,36 @@ def test_similar_filings_are_the_nearest(gql: Query, database_url: str) -> None:
             await connection.close()
 
     assert [round(hit["score"], 9) for hit in hits] == [round(s, 9) for s in asyncio.run(exact())]
+
+
+@pytest.mark.parametrize(
+    ("statement", "table"), [(SIMILAR_FILINGS, "filings"), (SIMILAR_COMPANIES, "companies")]
+)
+def test_neighbours_of_each_key_come_from_the_index(
+    database_url: str, statement: TextClause, table: str
+) -> None:
+    """Each key's neighbours are an HNSW index scan, as the loaders plan them: a sequential
+    scan and sort of the whole table per key would cost PostgreSQL time growing with it."""
+
+    async def plan() -> tuple[str, int]:
+        db = await create_reader(pg(database_url))
+        try:
+            sql, names = db.compiled(statement)
+            async with db.pool.acquire() as connection, connection.transaction():
+                await connection.execute(f"ANALYZE {table}")
+                keys = await connection.fetchval(f"SELECT array_agg(id) FROM {table}")
+                await connection.execute(PREFER_INDEX)
+                params = {"keys": keys[:100], "first": 5}
+                arguments = [params[name] for name in names]
+                rows = await connection.fetch(f"EXPLAIN (ANALYZE) {sql}", *arguments)
+            return "\n".join(row[0] for row in rows), len(params["keys"])
+        finally:
+            await db.pool.close()
+
+    explained, keys = asyncio.run(plan())
+    assert f"Index Scan using ix_{table}_embedding on {table}" in explained, explained
+    assert f"loops={keys})" in explained.split(f"ix_{table}_embedding", 1)[1].split("\n")[0]
+    assert f"Seq Scan on {table}" not in explained, explained
 
 
 @pytest.mark.parametrize(
