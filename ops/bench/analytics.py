@@ -19,7 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import date
 from functools import partial
 from itertools import cycle
@@ -149,13 +149,19 @@ async def measure(database_url: str, url: str, runs: int) -> None:
     await connection.close()
 
 
-def main() -> None:
+def against_default_data_set(
+    measure: Callable[[str, str, int], Coroutine[Any, Any, None]],
+    description: str | None,
+    prefix: str,
+) -> None:
+    """Seeds the default data set into a fresh embedded PostgreSQL, starts a one-worker
+    corpgraph on it and runs `measure(database_url, url, requests)`."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     with embedded_servers(data_dir, print, with_redis=True) as embedded:
         assert embedded.redis_url is not None
         asyncio.run(prepare_database(Settings(database_url=embedded.database_url), "default"))
@@ -170,6 +176,10 @@ def main() -> None:
         finally:
             server.process.terminate()
             server.process.wait(30)
+
+
+def main() -> None:
+    against_default_data_set(measure, __doc__, "corpgraph-bench-")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,7 @@ of `Company.metrics(asOf:)`'s for the 50 companies.
 Nothing is asserted: the machines are shared and noisy, so only ratios from one run compare.
 """
 
-import argparse
-import asyncio
-import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
@@ -30,12 +25,8 @@ import httpx2 as httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from analytics import percentiles, raw_sql  # noqa: E402  (ops/bench/analytics.py, beside this)
-from run import ROOMY, start_corpgraph, wait_up  # noqa: E402
+from analytics import against_default_data_set, percentiles, raw_sql  # noqa: E402  (ops/bench/analytics.py, beside this)
 
-from graph.embedded import embedded_servers  # noqa: E402
-from graph.prepare import prepare_database  # noqa: E402
-from graph.settings import Settings  # noqa: E402
 from loaders.metrics import by_company_statement  # noqa: E402
 from loaders.series import metric_series_statement  # noqa: E402
 
@@ -121,26 +112,7 @@ async def measure(database_url: str, url: str, runs: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--requests", type=int, default=200)
-    args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="corpgraph-bench-pit-"))
-    with embedded_servers(data_dir, print, with_redis=True) as embedded:
-        assert embedded.redis_url is not None
-        asyncio.run(prepare_database(Settings(database_url=embedded.database_url), "default"))
-        env = {**os.environ, "CORPGRAPH_DATABASE_URL": embedded.database_url,
-               "CORPGRAPH_REDIS_URL": embedded.redis_url,
-               "CORPGRAPH_TIERS": json.dumps({"anonymous": ROOMY})}  # fmt: skip
-        server = start_corpgraph(env, 1)
-        url = server.urls["LIGHT"]
-        try:
-            wait_up(url)
-            asyncio.run(measure(embedded.database_url, url, args.requests))
-        finally:
-            server.process.terminate()
-            server.process.wait(30)
+    against_default_data_set(measure, __doc__, "corpgraph-bench-pit-")
 
 
 if __name__ == "__main__":
