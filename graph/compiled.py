@@ -54,9 +54,12 @@ from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path
 from prometheus_client import Counter
 
+from graph.bounded import BoundedByBytes
 from graph.fast_path import Completer, FastExecutor, compiled_selection
 
-PLANS_KEPT = 1000
+# a plan holds its operation's nodes, and they the whole text of its document: the plans kept
+# are bounded by that text's size, as the document cache is (graph/execution.py)
+PLANS_KEPT_BYTES = 16_000_000
 
 # why a compiled run is abandoned (the counter's `reason`)
 RESOLVER_ERROR = "resolver_error"  # a resolver raised, or its awaitable did
@@ -232,19 +235,26 @@ class PlanCache:
     """Plans by operation node: documents are parsed once and kept (graph/execution.py), so
     an operation's node is the same object on every request that sends its text."""
 
-    def __init__(self, size: int = PLANS_KEPT) -> None:
-        self.size = size
-        self._plans: dict[int, tuple[Node, ObjectPlan | None]] = {}
+    def __init__(self, max_bytes: int = PLANS_KEPT_BYTES) -> None:
+        self._plans: BoundedByBytes[int, tuple[Node, ObjectPlan | None]] = BoundedByBytes(max_bytes)
+
+    @property
+    def bytes(self) -> int:
+        return self._plans.bytes
 
     def plan(self, executor: Executor[Any]) -> ObjectPlan | None:
         operation = executor.operation
         entry = self._plans.get(id(operation))
         if entry is None or entry[0] is not operation:
-            if len(self._plans) >= self.size:
-                self._plans.clear()
             plan = plan_operation(executor.schema, operation, executor.fragment_definitions)
-            entry = self._plans[id(operation)] = (operation, plan)
+            entry = (operation, plan)
+            self._plans.put(id(operation), entry, text_size(operation))
         return entry[1]
+
+
+def text_size(operation: Node) -> int:
+    """The size of the document text an operation's nodes keep alive."""
+    return len(operation.loc.source.body) if operation.loc is not None else 1
 
 
 Level = list[tuple[ObjectPlan, Any, dict[str, Any], Path | None]]
