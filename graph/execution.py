@@ -89,6 +89,15 @@ class CostControl:
     limiter: RateLimiter
 
 
+@dataclass(frozen=True)
+class Debited:
+    """An operation admitted by its requested cost, which its client's budget now owes."""
+
+    costing: Costing
+    requested: int
+    throttle: Throttle
+
+
 class Refusal:
     """Why cost control turns an operation away, before it runs."""
 
@@ -354,13 +363,10 @@ class Pipeline:
         """Refused before execution when over the tier's ceiling or the client's budget;
         otherwise debited the requested cost, run, and settled at the actual cost."""
         assert self.cost_control is not None and prepared.document is not None
-        costing = self.costing(self.cost_control.model, prepared, operation, variables)
-        requested = requested_cost(costing)
-        if isinstance(requested, Outcome):
-            return requested
-        throttle, refusal = await self.admit(context.viewer, requested)
-        if refusal is not None:
-            return refusal_outcome(refusal, throttle, requested)
+        debited = await self.debit_requested(prepared, operation, variables, context.viewer)
+        if isinstance(debited, Outcome):
+            return debited
+        costing, requested, throttle = debited.costing, debited.requested, debited.throttle
         tier = self.settings.tiers[context.viewer.tier]
         context.budget = budget(tier, requested, throttle)
         outcome = await self._execute(prepared.document, variables, operation_name, context)
@@ -370,6 +376,25 @@ class Pipeline:
             bucket = bucket_of(context.viewer)
             throttle = await self.cost_control.limiter.refund(bucket, tier, requested - actual)
         return with_cost(outcome, requested, actual, throttle)
+
+    async def debit_requested(
+        self,
+        prepared: Prepared,
+        operation: OperationDefinitionNode,
+        variables: dict[str, Any] | None,
+        viewer: Viewer,
+    ) -> Debited | Outcome:
+        """The operation's requested cost, debited from the viewer's budget; or why not (a
+        list size out of range, over the tier's ceiling, the budget short)."""
+        assert self.cost_control is not None
+        costing = self.costing(self.cost_control.model, prepared, operation, variables)
+        requested = requested_cost(costing)
+        if isinstance(requested, Outcome):
+            return requested
+        throttle, refusal = await self.admit(viewer, requested)
+        if refusal is not None:
+            return refusal_outcome(refusal, throttle, requested)
+        return Debited(costing, requested, throttle)
 
     async def admit(self, viewer: Viewer, requested: int) -> tuple[Throttle, Refusal | None]:
         """Debits `requested` from the viewer's budget, or says why not (debiting nothing)."""

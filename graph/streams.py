@@ -28,9 +28,7 @@ from graph.execution import (
     Prepared,
     bucket_of,
     name_of,
-    refusal_outcome,
     refused,
-    requested_cost,
     shaped,
 )
 from graph.stream_telemetry import CLOSED, COMPLETE, Admission, Transport
@@ -118,15 +116,10 @@ async def admitted_meter(
 ) -> "Meter | Outcome":
     """The selection's requested cost, taken from the budget (a deposit for the first events),
     or why not (over the tier's ceiling, the budget short, a list size out of range)."""
-    assert pipeline.cost_control is not None
-    costing = pipeline.costing(pipeline.cost_control.model, prepared, operation, variables)
-    requested = requested_cost(costing)
-    if isinstance(requested, Outcome):
-        return requested
-    throttle, refusal = await pipeline.admit(context.viewer, requested)
-    if refusal is not None:
-        return refusal_outcome(refusal, throttle, requested)
-    return Meter(pipeline, context, costing, requested, transport)
+    debited = await pipeline.debit_requested(prepared, operation, variables, context.viewer)
+    if isinstance(debited, Outcome):
+        return debited
+    return Meter(pipeline, context, debited.costing, debited.requested, transport)
 
 
 class Meter:
