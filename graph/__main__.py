@@ -1,3 +1,3 @@
-from graph.cli import main
+from graph.cli.commands import main
 
 main()

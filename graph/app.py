@@ -14,24 +14,24 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from db.embeddings import check_embeddings, embedder_named
 from db.engine import POOL_SIZE, create_engine
 from db.reader import create_reader
-from graph import health
-from graph.broker import FilingBroker
-from graph.client_slots import ClientSlots
-from graph.compiled import EXECUTORS
-from graph.connections import RESTART_REASON, RESTARTING, OpenConnections
-from graph.cost import CostModel, directives_in
-from graph.documents import document, document_store
-from graph.execution import CostControl, Pipeline
-from graph.graphiql import ASSETS_PATH, graphiql_assets
-from graph.http import GraphQLEndpoint, InFlight
-from graph.metrics import OperationNames, metrics_endpoint, operation_names_in
-from graph.persisted import PersistedDocuments, load_manifests
-from graph.ratelimit import RateLimiter
-from graph.response_cache import ResponseCache
+from graph.execution.compiled import EXECUTORS
+from graph.observability import health
+from graph.observability.metrics import OperationNames, metrics_endpoint, operation_names_in
+from graph.observability.telemetry import RequestSpans, start_tracing
+from graph.pipeline.cost import CostModel, directives_in
+from graph.pipeline.persisted import PersistedDocuments, load_manifests
+from graph.pipeline.pipeline import CostControl, Pipeline
+from graph.pipeline.ratelimit import RateLimiter
+from graph.pipeline.response_cache import ResponseCache
 from graph.services import Services, services_of, started
 from graph.settings import Settings
-from graph.telemetry import RequestSpans, start_tracing
-from graph.websocket import SubscriptionsOverWebSocket
+from graph.transports.broker import FilingBroker
+from graph.transports.client_slots import ClientSlots
+from graph.transports.connections import RESTART_REASON, RESTARTING, OpenConnections
+from graph.transports.documents import document, document_store
+from graph.transports.graphiql import ASSETS_PATH, graphiql_assets
+from graph.transports.http import GraphQLEndpoint, InFlight
+from graph.transports.websocket import SubscriptionsOverWebSocket
 from loaders.cache import CompanyMemory, EntityCache
 from loaders.filings import FilingRow
 from schema.schema import build_schema, sdl

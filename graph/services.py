@@ -12,21 +12,23 @@ from starlette.types import ASGIApp
 from db.documents import DocumentStore
 from db.embeddings import Embedder
 from db.reader import Reader
-from graph.broker import FilingBroker
-from graph.client_slots import ClientSlots
-from graph.connections import OpenConnections
-from graph.execution import Pipeline
-from graph.metrics import OperationNames
-from graph.persisted import PersistedDocuments
-from graph.ratelimit import RateLimiter
-from graph.response_cache import ResponseCache
+from graph.observability.metrics import OperationNames
+from graph.pipeline.persisted import PersistedDocuments
+from graph.pipeline.pipeline import Pipeline
+from graph.pipeline.ratelimit import RateLimiter
+from graph.pipeline.response_cache import ResponseCache
 from graph.settings import Settings
+from graph.transports.broker import FilingBroker
+from graph.transports.client_slots import ClientSlots
+from graph.transports.connections import OpenConnections
 from loaders.cache import CompanyMemory, EntityCache
 from loaders.request import Loaders
 from resolvers.context import Context, Viewer
 
 if TYPE_CHECKING:
-    from graph.http import InFlight  # graph/http.py reads the services: no import at run time
+    from graph.transports.http import (
+        InFlight,  # graph/transports/http.py reads the services: no import at run time
+    )
 
 
 @dataclass(frozen=True)

@@ -114,9 +114,9 @@ class Settings(BaseSettings):
     all); companies change only when a data set is loaded. See `loaders/cache.py`."""
     executor: Literal["compiled", "standard"] = "compiled"
     """How queries run: `compiled` from a plan made once per document, level by level
-    (`graph/compiled.py`), giving up for the standard path when an answer has an error;
+    (`graph/execution/compiled.py`), giving up for the standard path when an answer has an error;
     `standard` field by field, as graphql-core does (with scalar leaves inline,
-    `graph/fast_path.py`). Both give the same answers."""
+    `graph/execution/fast_path.py`). Both give the same answers."""
     gc_threshold: int = Field(default=50_000, ge=700)
     """Allocations between young-generation garbage collections. A large response allocates
     some 100,000 objects that die young; CPython's default (700) would collect hundreds of
@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     """Tokens per document."""
     max_document_chars: int = Field(default=100_000, ge=100)
     """Characters per document, comments included (checked, as the limits below, after parsing
-    and before validation, `graph/prevalidation.py`: real operations stay far below them)."""
+    and before validation, `graph/pipeline/prevalidation.py`: real operations stay far below
+    them)."""
     max_selections: int = Field(default=5_000, ge=1)
     """Fields per document, with fragments expanded."""
     max_field_occurrences: int = Field(default=20, ge=1)
@@ -160,8 +161,8 @@ class Settings(BaseSettings):
     """Parsed, valid documents each worker keeps, in estimated bytes of memory."""
 
     cost_control: bool = True
-    """Query cost, per-request ceilings and per-client budgets (`graph/cost.py`,
-    `graph/ratelimit.py`)."""
+    """Query cost, per-request ceilings and per-client budgets (`graph/pipeline/cost.py`,
+    `graph/pipeline/ratelimit.py`)."""
     tiers: dict[str, Tier] = DEFAULT_TIERS
     """JSON that overrides tiers by name, e.g.
     `{"free": {"ceiling": 2000, "capacity": 20000, "restore_rate": 200}}`."""
@@ -218,7 +219,7 @@ class Settings(BaseSettings):
 
     persisted_mode: Literal["apq", "trusted"] = "apq"
     """`apq` runs any document and keeps those sent with their hash; `trusted` runs only the
-    documents of the manifests (`graph/persisted.py`)."""
+    documents of the manifests (`graph/pipeline/persisted.py`)."""
     persisted_manifests: Annotated[list[Path], NoDecode] = []
     """Comma-separated Apollo persisted-query manifests or graphql-codegen
     `persisted-documents.json` files."""

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from graph.cli import app
+from graph.cli.commands import app
 
 
 @pytest.mark.parametrize("days", ["0", "-3"])

@@ -14,7 +14,7 @@ from redis.exceptions import OutOfMemoryError
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.persisted import KEY_PREFIX, QUOTA_PREFIX, sha256
+from graph.pipeline.persisted import KEY_PREFIX, QUOTA_PREFIX, sha256
 from graph.settings import Settings
 from tests.conftest import REPO, new_api_key
 from tests.servers import free_port, redis_server

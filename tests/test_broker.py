@@ -1,10 +1,11 @@
 """The broker's subscriber queues: bounded, and fair to a subscriber that keeps up with a
-burst (graph/broker.py). The end-to-end 1013 test is in tests/test_alert_resilience.py."""
+burst (graph/transports/broker.py). The end-to-end 1013 test is in
+tests/test_alert_resilience.py."""
 
 import asyncio
 from datetime import UTC, datetime
 
-from graph.broker import Subscriber
+from graph.transports.broker import Subscriber
 from loaders.filings import FilingRow
 
 FILED = datetime(2026, 11, 2, tzinfo=UTC)

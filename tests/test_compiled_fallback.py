@@ -1,5 +1,5 @@
-"""A compiled run given up for the standard executor (graph/compiled.py): counted by reason
-on /metrics, and answered from what the request's DataLoaders already read, with no
+"""A compiled run given up for the standard executor (graph/execution/compiled.py): counted by
+reason on /metrics, and answered from what the request's DataLoaders already read, with no
 statement sent twice."""
 
 import threading
@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.compiled import EXECUTORS, CompiledExecutor
+from graph.execution.compiled import EXECUTORS, CompiledExecutor
 from graph.services import services_of
 from graph.settings import Settings
 from schema.schema import build_schema

@@ -1,4 +1,4 @@
-"""Query cost (graph/cost.py) and per-client budgets (graph/ratelimit.py)."""
+"""Query cost (graph/pipeline/cost.py) and per-client budgets (graph/pipeline/ratelimit.py)."""
 
 import asyncio
 import time
@@ -12,10 +12,10 @@ from redis.asyncio import Redis as AsyncRedis
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.cost import CostModel, FieldCost, directives_in
-from graph.graphiql import EXAMPLE_QUERY
-from graph.ratelimit import RateLimiter
+from graph.pipeline.cost import CostModel, FieldCost, directives_in
+from graph.pipeline.ratelimit import RateLimiter
 from graph.settings import DEFAULT_TIERS, Settings, Tier
+from graph.transports.graphiql import EXAMPLE_QUERY
 from schema.costs import Cost, assumed, paged
 from schema.schema import SDL_PATH, build_schema, sdl
 from tests.conftest import StatementLog, new_api_key

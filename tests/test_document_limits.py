@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.execution import Pipeline
+from graph.pipeline.pipeline import Pipeline
 from graph.settings import Settings, Tier
 from schema.schema import build_schema
 from tests.conftest import REPO, new_api_key

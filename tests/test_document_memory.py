@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from graph.bounded import BoundedByBytes
-from graph.execution import Pipeline
+from graph.pipeline.pipeline import Pipeline
 from graph.settings import Settings
 from schema.schema import build_schema
 from tests.conftest import ROOMY_TIERS

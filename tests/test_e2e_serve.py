@@ -78,7 +78,7 @@ def test_serve_query_and_stop(tmp_path: Path) -> None:
                 "company": {"name": "Apple Inc."},
                 "companies": {"totalCount": 60},
             }
-            # RFC 9110's Date (made once a second: graph/serving.ServerConfig), no server banner
+            # RFC 9110's Date (made once a second: graph/cli/serving.ServerConfig), no server banner
             sent = parsedate_to_datetime(response.headers["date"])
             assert abs((sent - datetime.now(UTC)).total_seconds()) < 5
             assert "server" not in response.headers

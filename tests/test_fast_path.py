@@ -1,5 +1,5 @@
 """The fast path's conformance guard: every document gives the same response through
-graph.fast_path.FastExecutor as through graphql-core's standard executor. The module runs
+graph.execution.fast_path.FastExecutor as through graphql-core's standard executor. The module runs
 with both `executor` settings (the app's), marked `executors`."""
 
 import asyncio
@@ -20,11 +20,11 @@ from graphql import ExecutionResult, GraphQLSchema, execute, parse
 from graphql.execution.executor import Executor
 from prometheus_client import REGISTRY
 
-from graph import response_cache
-from graph.compiled import EXECUTORS, REASONS, CompiledExecutor
-from graph.execution import Pipeline
-from graph.fast_path import FastExecutor
-from graph.persisted import sha256
+from graph.execution.compiled import EXECUTORS, REASONS, CompiledExecutor
+from graph.execution.fast_path import FastExecutor
+from graph.pipeline import response_cache
+from graph.pipeline.persisted import sha256
+from graph.pipeline.pipeline import Pipeline
 from graph.services import services_of
 from graph.settings import Settings
 from loaders.request import Loaders

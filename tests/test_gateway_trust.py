@@ -8,7 +8,7 @@ from starlette.requests import HTTPConnection
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.gateway import client_ip, from_gateway
+from graph.pipeline.gateway import client_ip, from_gateway
 from graph.settings import Settings
 
 SECRET = "s3cret-shared-with-the-gateway"

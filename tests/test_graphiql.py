@@ -10,8 +10,8 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.graphiql import EXAMPLE_QUERY, EXAMPLE_VARIABLES, STATIC
 from graph.settings import Settings
+from graph.transports.graphiql import EXAMPLE_QUERY, EXAMPLE_VARIABLES, STATIC
 
 PINS = Path(__file__).parent.parent / "ops" / "graphiql"
 HTML = {"accept": "text/html"}

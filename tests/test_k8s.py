@@ -39,7 +39,8 @@ def test_deployments_have_probes_and_resource_requests(
             assert container["readinessProbe"]["httpGet"]["path"], name
             assert container["livenessProbe"]["httpGet"]["path"], name
     (api,) = containers(objects[("Deployment", "corpgraph")])
-    # readiness follows PostgreSQL and tolerates Redis (graph/health.py); liveness is the process
+    # readiness follows PostgreSQL and tolerates Redis (graph/observability/health.py);
+    # liveness is the process
     assert api["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     assert api["livenessProbe"]["httpGet"]["path"] == "/health/live"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from graph.app import create_app
-from graph.cli import app as cli
+from graph.cli.commands import app as cli
 from graph.settings import Settings
 from tests.servers import threaded
 

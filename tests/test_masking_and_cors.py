@@ -10,8 +10,8 @@ import strawberry
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.compiled import EXECUTORS
-from graph.execution import Pipeline
+from graph.execution.compiled import EXECUTORS
+from graph.pipeline.pipeline import Pipeline
 from graph.settings import Settings
 from loaders.request import Loaders
 from resolvers.context import Context
@@ -51,7 +51,7 @@ def run(query: str, settings: Settings) -> dict[str, Any]:
 def test_unexpected_errors_are_masked_and_logged(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="graph.errors"):
+    with caplog.at_level(logging.ERROR, logger="graph.pipeline.errors"):
         payload = run("{ boom { fine broken } }", settings)
     assert payload["data"] == {"boom": {"fine": "ok", "broken": None}}  # partial data kept
     (error,) = payload["errors"]

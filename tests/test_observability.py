@@ -1,4 +1,4 @@
-"""Traces, metrics and logs: graph/telemetry.py, graph/metrics.py, graph/logs.py."""
+"""Traces, metrics and logs: graph/observability/telemetry.py, metrics.py and logs.py."""
 
 import asyncio
 import io
@@ -33,10 +33,10 @@ from websockets.sync.client import connect as connect_sync
 from websockets.typing import Subprotocol
 
 from graph.app import create_app
-from graph.logs import configure_logging, redact
-from graph.metrics import ANONYMOUS, OperationNames
+from graph.observability.logs import configure_logging, redact
+from graph.observability.metrics import ANONYMOUS, OperationNames
+from graph.observability.telemetry import RequestSpans, start_tracing
 from graph.settings import Settings, Tier
-from graph.telemetry import RequestSpans, start_tracing
 from resolvers.subscriptions import to_ingest_cursor
 from tests.conftest import REPO, new_api_key
 from tests.servers import corpgraph_environment, free_port, stop, threaded, wait_ready

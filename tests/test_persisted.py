@@ -14,8 +14,8 @@ from redis import Redis
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.execution import Pipeline
-from graph.persisted import KEY_PREFIX, build_manifest, sha256
+from graph.pipeline.persisted import KEY_PREFIX, build_manifest, sha256
+from graph.pipeline.pipeline import Pipeline
 from graph.settings import Settings
 from schema.schema import build_schema
 from tests.conftest import REPO

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from db.reader import plain_dsn
 from graph.app import create_app
-from graph.cli import app as cli
+from graph.cli.commands import app as cli
 from graph.services import services_of
 from graph.settings import Settings
 from tests.servers import corpgraph_environment

@@ -5,7 +5,7 @@ nodes, and they the whole text of the document, so counting plans alone let larg
 from graphql import parse
 from graphql.execution.executor import Executor
 
-from graph.compiled import PlanCache
+from graph.execution.compiled import PlanCache
 from schema.schema import build_schema
 
 SCHEMA = build_schema()._schema

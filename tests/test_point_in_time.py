@@ -12,7 +12,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from graph.persisted import sha256
+from graph.pipeline.persisted import sha256
 from tests.conftest import BOTH_PATHS, Query, StatementLog, new_api_key
 from tests.test_response_cache import get, hit, persisted
 from tests.test_series import SERIES, assert_same, expected_series, fetch, got_series

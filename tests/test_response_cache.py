@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 from db.engine import create_engine
 from db.ingest import FilingInput, ingest
 from graph.app import create_app
-from graph.persisted import sha256
-from graph.response_cache import ResponseCache
+from graph.pipeline.persisted import sha256
+from graph.pipeline.response_cache import ResponseCache
 from graph.services import services_of
 from graph.settings import Settings
 from resolvers.context import Viewer

@@ -1,5 +1,6 @@
-"""OTLP/HTTP in JSON (graph/span_export.py): the very messages the SDK's protobuf encoder
-builds, posted as the OTLP specification says, chosen by the standard protocol variable."""
+"""OTLP/HTTP in JSON (graph/observability/span_export.py): the very messages the SDK's
+protobuf encoder builds, posted as the OTLP specification says, chosen by the standard protocol
+variable."""
 
 import base64
 import threading
@@ -29,7 +30,7 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from graph.span_export import JsonSpanExporter, encode, span_exporter
+from graph.observability.span_export import JsonSpanExporter, encode, span_exporter
 
 IDS = ("traceId", "spanId", "parentSpanId")
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import create_engine
-from graph.broker import CHECK_SECONDS
+from graph.transports.broker import CHECK_SECONDS
 from resolvers.subscriptions import to_ingest_cursor
 from tests.filings import ingest
 from tests.node import Subscriber

@@ -24,10 +24,10 @@ from websockets.sync.client import ClientConnection, connect
 
 from db.engine import create_engine
 from graph.app import create_app
-from graph.cost import CostModel, directives_in
-from graph.persisted import sha256
+from graph.cli.serving import hypercorn_config
+from graph.pipeline.cost import CostModel, directives_in
+from graph.pipeline.persisted import sha256
 from graph.services import services_of
-from graph.serving import hypercorn_config
 from graph.settings import Settings, Tier
 from resolvers.subscriptions import to_ingest_cursor
 from schema.schema import build_schema, sdl

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from graph.app import create_app
-from graph.persisted import sha256
+from graph.pipeline.persisted import sha256
 from graph.settings import Settings
 from tests.conftest import new_api_key
 

@@ -1,6 +1,6 @@
 """Subscriptions through the pipeline, whatever carries them (WebSocket, Server-Sent Events).
 
-A subscription is admitted by the same chain as an HTTP operation (`Pipeline.prepare_charged`:
+A subscription is admitted by the same chain as an HTTP operation (`Pipeline.prepare_operation`:
 size and token limits before parsing, the document caches, shape limits, introspection and
 suggestion rules; then the operation, its cost against the tier's ceiling and the budget).
 Its events are then charged one by one, each its actual cost (a replay included), from the
@@ -8,8 +8,8 @@ client's budget; the requested cost taken at admission pays for the first ones a
 left of it is given back when the subscription ends. An event the budget cannot pay for ends
 the subscription with RATE_LIMITED, so a replay is bounded by the budget. Unexpected errors
 are masked, like everywhere else. Each client runs at most so many subscriptions at once in
-this process (graph/client_slots.py). Each admission is traced and counted, and each event
-and end counted, by transport (graph/stream_telemetry.py).
+this process (graph/transports/client_slots.py). Each admission is traced and counted, and
+each event and end counted, by transport (graph/observability/stream_telemetry.py).
 """
 
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -19,10 +19,10 @@ from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, OperationType, subscribe
 
-from graph.client_slots import ClientSlots
-from graph.cost import Costing
-from graph.errors import format_execution_error, request_error
-from graph.execution import (
+from graph.observability.stream_telemetry import CLOSED, COMPLETE, Admission, Transport
+from graph.pipeline.cost import Costing
+from graph.pipeline.errors import format_execution_error, request_error
+from graph.pipeline.pipeline import (
     Outcome,
     Pipeline,
     Prepared,
@@ -31,7 +31,7 @@ from graph.execution import (
     refused,
     shaped,
 )
-from graph.stream_telemetry import CLOSED, COMPLETE, Admission, Transport
+from graph.transports.client_slots import ClientSlots
 from resolvers.context import Context
 
 ONLY_SUBSCRIPTIONS = (
@@ -69,12 +69,10 @@ async def admit(
     admission: Admission,
 ) -> "Outcome | Subscription":
     """The subscription, or why it may not run; `admission` notes its operation and cost."""
-    prepared = await pipeline.prepare_charged(query, context.viewer)
-    if isinstance(prepared, Outcome):
-        return prepared
-    operation = pipeline.operation_of(prepared, operation_name, variables)
-    if isinstance(operation, Outcome):
-        return operation
+    ready = await pipeline.prepare_operation(query, operation_name, variables, context.viewer)
+    if isinstance(ready, Outcome):
+        return ready
+    prepared, operation = ready
     admission.of(name_of(operation), operation.operation.value)
     if operation.operation != OperationType.SUBSCRIPTION:
         return refused("BAD_REQUEST", ONLY_SUBSCRIPTIONS)

@@ -1,6 +1,8 @@
-"""Traces and metrics of subscriptions, whatever carries them (graph/streams.py calls this).
+"""Traces and metrics of subscriptions, whatever carries them (graph/transports/streams.py
+calls this).
 
-As for an operation over HTTP (graph/http.py, graph/metrics.py), a subscription's admission is
+As for an operation over HTTP (graph/transports/http.py, graph/observability/metrics.py), a
+subscription's admission is
 one span, `subscription <name>`, under the span of its request or WebSocket connection, with
 the operation's name and type, the transport, its requested cost and, when refused, its error
 codes (then its status is ERROR); and it is counted by transport, operation name and outcome,
@@ -18,8 +20,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
 from prometheus_client import Counter, Histogram
 
-from graph.execution import Outcome
-from graph.metrics import OperationNames, count_errors
+from graph.observability.metrics import OperationNames, count_errors
+from graph.pipeline.pipeline import Outcome
 from loaders.tracing import child_span
 
 TransportName = Literal["graphql-transport-ws", "graphql-ws", "sse"]

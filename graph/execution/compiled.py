@@ -1,6 +1,6 @@
 """Queries run from a plan made once per operation, without graphql-core's per-field machinery.
 
-graph/fast_path.py completes default-resolved scalar leaves inline, but each field with a
+graph/execution/fast_path.py completes default-resolved scalar leaves inline, but each field with a
 resolver still takes graphql-core's path: a resolve info, a `Path`, argument coercion, a
 coroutine to complete an awaited value, `complete_value`, `collect_subfields` and
 `execute_fields`, some twenty calls before its children start. For a query whose selections
@@ -55,10 +55,10 @@ from graphql.pyutils import Path
 from prometheus_client import Counter
 
 from graph.bounded import BoundedByBytes
-from graph.fast_path import Completer, FastExecutor, compiled_selection
+from graph.execution.fast_path import Completer, FastExecutor, compiled_selection
 
 # a plan holds its operation's nodes, and they the whole text of its document: the plans kept
-# are bounded by that text's size, as the document cache is (graph/execution.py)
+# are bounded by that text's size, as the document cache is (graph/pipeline/pipeline.py)
 PLANS_KEPT_BYTES = 16_000_000
 
 # why a compiled run is abandoned (the counter's `reason`)
@@ -232,7 +232,7 @@ def _uses_variables(value: ValueNode) -> bool:
 
 
 class PlanCache:
-    """Plans by operation node: documents are parsed once and kept (graph/execution.py), so
+    """Plans by operation node: documents are parsed once and kept (graph/pipeline/pipeline.py), so
     an operation's node is the same object on every request that sends its text."""
 
     def __init__(self, max_bytes: int = PLANS_KEPT_BYTES) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.documents import DocumentStore
 from db.embeddings import Embedder, embed
 from db.ingest import Conflict, FilingInput, InvalidFiling, from_json, ingest
-from graph.console import Advance
+from graph.cli.console import Advance
 
 EMBEDDING_BATCH = 64  # filings embedded together
 

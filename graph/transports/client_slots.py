@@ -4,7 +4,7 @@ running subscriptions. A client is its API key, or its IP address without one.""
 from collections import Counter
 from typing import Any
 
-from graph.errors import request_error
+from graph.pipeline.errors import request_error
 
 
 class ClientSlots:

@@ -1,7 +1,7 @@
 """A validation rule that bounds a document's shape: depth, aliases and root fields.
 
 Each refusal is QUERY_LIMIT_EXCEEDED with `extensions.limit` naming the bound. The token
-limit is enforced by the parser itself (see graph.execution).
+limit is enforced by the parser itself (see graph.pipeline.pipeline).
 """
 
 from typing import Any

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Scope
 
 from graph.settings import Settings
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parents[1] / "static"
 ASSETS_PATH = "/graphiql"  # where the assets are mounted; the page names them relative to it
 MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 # each URL names its package's version, so a browser may keep what it fetched for good

@@ -21,9 +21,9 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
-from graph import metrics
 from graph.app import close_subscriptions, create_app
-from graph.logs import configure_logging
+from graph.observability import metrics
+from graph.observability.logs import configure_logging
 from graph.settings import Settings
 
 POLL_SECONDS = 0.1
@@ -48,7 +48,9 @@ def hypercorn_config(settings: Settings) -> Config:
     config = ServerConfig()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")  # our handler (graph/logs.py)
+    config.errorlog = logging.getLogger(
+        "hypercorn.error"
+    )  # our handler (graph/observability/logs.py)
     config.graceful_timeout = 5.0
     # a WebSocket message carries one operation, as a request body does (Hypercorn's own
     # bound, 16 MiB, let a 7 MiB subscribe message take 1.5 GB)

@@ -31,16 +31,16 @@ from graphql.execution.executor import Executor
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from graph.bounded import BoundedByBytes
-from graph.compiled import CompiledExecutor
-from graph.cost import Costing, CostModel, ListSizeError
-from graph.errors import format_execution_error, format_request_errors, request_error
-from graph.gateway import GATEWAY_ONLY, root_field_names
-from graph.limits import limit_error, shape_limits
-from graph.prevalidation import DocumentBounds, prevalidation_errors
-from graph.ratelimit import RateLimiter, Throttle
-from graph.response_cache import UNCACHEABLE_FIELDS, ResponseCache
+from graph.execution.compiled import CompiledExecutor
+from graph.pipeline.cost import Costing, CostModel, ListSizeError
+from graph.pipeline.errors import format_execution_error, format_request_errors, request_error
+from graph.pipeline.gateway import GATEWAY_ONLY, root_field_names
+from graph.pipeline.limits import limit_error, shape_limits
+from graph.pipeline.prevalidation import DocumentBounds, prevalidation_errors
+from graph.pipeline.ratelimit import RateLimiter, Throttle
+from graph.pipeline.response_cache import UNCACHEABLE_FIELDS, ResponseCache
+from graph.pipeline.text_inputs import NoNulInArguments, nul_in_variables
 from graph.settings import Settings, Tier
-from graph.text_inputs import NoNulInArguments, nul_in_variables
 from resolvers.context import Budget, Context, Viewer
 
 # what a parsed document takes in memory, per token of its text (AST nodes, locations and
@@ -212,12 +212,10 @@ class Pipeline:
         document_hash: str | None = None,
     ) -> Outcome:
         """`document_hash` names a persisted document: its query's answers may be cached."""
-        prepared = await self.prepare_charged(query, context.viewer)
-        if isinstance(prepared, Outcome):
-            return prepared
-        operation = self.operation_of(prepared, operation_name, variables)
-        if isinstance(operation, Outcome):
-            return operation
+        ready = await self.prepare_operation(query, operation_name, variables, context.viewer)
+        if isinstance(ready, Outcome):
+            return ready
+        prepared, operation = ready
         assert prepared.document is not None
         refusal = self.refusal(
             prepared.document, operation, mutations_allowed, context.viewer.via_gateway
@@ -296,8 +294,26 @@ class Pipeline:
         outcome.payload.setdefault("extensions", {})["responseCache"] = {"hit": True}
         return outcome
 
-    def operation_of(
-        self, prepared: Prepared, operation_name: str | None, variables: dict[str, Any] | None
+    async def prepare_operation(
+        self,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        viewer: Viewer,
+    ) -> tuple[Prepared, OperationDefinitionNode] | Outcome:
+        """The document, prepared and charged for (`prepare_charged`), and the operation to
+        run; or why there is none. Every transport starts here."""
+        prepared = await self.prepare_charged(query, viewer)
+        if isinstance(prepared, Outcome):
+            return prepared
+        operation = self._operation_of(prepared, operation_name, variables)
+        if isinstance(operation, Outcome):
+            return operation
+        return prepared, operation
+
+    @staticmethod
+    def _operation_of(
+        prepared: Prepared, operation_name: str | None, variables: dict[str, Any] | None
     ) -> OperationDefinitionNode | Outcome:
         """The operation to run, or why there is none."""
         if prepared.document is None or prepared.errors:

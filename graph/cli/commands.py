@@ -67,11 +67,11 @@ def serve(
     if seed_size not in ("small", "default"):
         raise typer.BadParameter(f"--seed-size takes small or default, received {seed_size!r}")
     # the app's modules (seconds of imports) load on the second core while the servers start
-    loading = threading.Thread(target=importlib.import_module, args=("graph.serving",))
+    loading = threading.Thread(target=importlib.import_module, args=("graph.cli.serving",))
     loading.start()
-    from graph.logs import configure_logging
-    from graph.prepare import prepare_database
-    from graph.running import servers
+    from graph.cli.prepare import prepare_database
+    from graph.cli.running import servers
+    from graph.observability.logs import configure_logging
 
     settings = settings_for(data_dir, host=host, port=port, workers=workers)
     configure_logging(settings.json_logs, settings.log_level)
@@ -79,7 +79,7 @@ def serve(
         if settings.embedded:
             asyncio.run(prepare_database(running, seed_size))  # type: ignore[arg-type]
         loading.join()
-        from graph import serving
+        from graph.cli import serving
 
         log.info("GraphiQL on http://%s:%s/graphql", settings.host, settings.port)
         exit_code = serving.serve(running)
@@ -89,8 +89,8 @@ def serve(
 @app.command("migrate")
 def migrate_command(data_dir: DataDir = None) -> None:
     """Upgrade the database schema (safe to run from many replicas at once)."""
-    from graph.prepare import prepare_database
-    from graph.running import servers
+    from graph.cli.prepare import prepare_database
+    from graph.cli.running import servers
 
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
@@ -108,8 +108,8 @@ def seed_command(
     is left as it is)."""
     if size not in ("small", "default"):
         raise typer.BadParameter(f"--size takes small or default, received {size!r}")
-    from graph.prepare import prepare_database
-    from graph.running import servers
+    from graph.cli.prepare import prepare_database
+    from graph.cli.running import servers
 
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, size))  # type: ignore[arg-type]
@@ -143,8 +143,8 @@ def apikey_create(
         raise typer.BadParameter(f"unknown scopes {sorted(unknown)}: use filings:write, admin")
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
     from db.apikeys import create_key
-    from graph.prepare import prepare_database
-    from graph.running import servers, with_engine
+    from graph.cli.prepare import prepare_database
+    from graph.cli.running import servers, with_engine
 
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
@@ -161,7 +161,7 @@ def apikey_create(
 def apikey_list(data_dir: DataDir = None) -> None:
     """List keys (prefixes only; keys themselves are never stored)."""
     from db.apikeys import list_keys
-    from graph.running import servers, with_engine
+    from graph.cli.running import servers, with_engine
 
     with servers(settings_for(data_dir)) as running:
         rows = asyncio.run(with_engine(running, list_keys))
@@ -179,7 +179,7 @@ def apikey_revoke(
 ) -> None:
     """Revoke a key: requests that present it are refused from now on."""
     from db.apikeys import revoke_key
-    from graph.running import servers, with_engine
+    from graph.cli.running import servers, with_engine
 
     with servers(settings_for(data_dir)) as running:
         revoked = asyncio.run(with_engine(running, lambda db: revoke_key(db, key_id)))
@@ -201,11 +201,11 @@ def ingest_command(
 ) -> None:
     """Load filings from JSON Lines files (as `ingestFiling` would); report what was refused."""
     from db.embeddings import embedder_named
-    from graph.console import progress_bar
-    from graph.documents import document_store
-    from graph.ingest_files import ingest_files
-    from graph.prepare import prepare_database
-    from graph.running import servers, with_engine
+    from graph.cli.console import progress_bar
+    from graph.cli.ingest_files import ingest_files
+    from graph.cli.prepare import prepare_database
+    from graph.cli.running import servers, with_engine
+    from graph.transports.documents import document_store
 
     with servers(settings_for(data_dir)) as running:
         asyncio.run(prepare_database(running, None))
@@ -243,8 +243,8 @@ def prices_command(
     with TimescaleDB the weekly and monthly aggregates are refreshed over them at once."""
     from db.engine import create_maintenance_engine
     from db.prices import InvalidPrices, read_csv, store_prices
-    from graph.prepare import prepare_database
-    from graph.running import servers
+    from graph.cli.prepare import prepare_database
+    from graph.cli.running import servers
 
     async def store(listen_url: str, bars: list[Any]) -> int:
         engine = create_maintenance_engine(listen_url)
@@ -274,8 +274,8 @@ def prune_documents_command(
 ) -> None:
     """Remove stored documents that no filing points at (left by a crashed ingestion)."""
     from db.ingest import prune_documents
-    from graph.documents import document_store
-    from graph.running import servers, with_engine
+    from graph.cli.running import servers, with_engine
+    from graph.transports.documents import document_store
 
     with servers(settings_for(data_dir)) as running:
         documents = document_store(running)
@@ -292,8 +292,8 @@ def reindex_command(data_dir: DataDir = None) -> None:
     changing CORPGRAPH_EMBEDDER. Search keeps working meanwhile, on a mix of old and new; an
     interrupted run is resumed by the next."""
     from db.embeddings import embedder_named, reindex
-    from graph.console import progress_bar
-    from graph.running import servers, with_engine
+    from graph.cli.console import progress_bar
+    from graph.cli.running import servers, with_engine
 
     with servers(settings_for(data_dir)) as running:
         embedder = embedder_named(running.embedder)
@@ -362,7 +362,7 @@ def persisted_build(
     import orjson
     from graphql import GraphQLError
 
-    from graph.persisted import build_manifest
+    from graph.pipeline.persisted import build_manifest
     from schema.schema import build_schema
 
     try:

@@ -17,9 +17,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from graph.auth import Unauthenticated, viewer_of
-from graph.errors import MASKED, coded
-from graph.execution import (
+from graph.observability.metrics import observe
+from graph.observability.stream_telemetry import Transport
+from graph.pipeline.auth import Unauthenticated, viewer_of
+from graph.pipeline.errors import MASKED, coded
+from graph.pipeline.limits import limit_error
+from graph.pipeline.persisted import Document, PersistedError
+from graph.pipeline.pipeline import (
     RETRY_AFTER_SECONDS,
     Outcome,
     Pipeline,
@@ -27,17 +31,13 @@ from graph.execution import (
     refused,
     timed_out,
 )
-from graph.graphiql import graphiql_html
-from graph.limits import limit_error
-from graph.metrics import observe
-from graph.persisted import Document, PersistedError
 from graph.services import new_context, services_of
 from graph.settings import Settings
-from graph.sse import HEADERS as SSE_HEADERS
-from graph.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
-from graph.sse import EventStream, wants_event_stream
-from graph.stream_telemetry import Transport
-from graph.streams import subscription
+from graph.transports.graphiql import graphiql_html
+from graph.transports.sse import HEADERS as SSE_HEADERS
+from graph.transports.sse import MEDIA_TYPE as SSE_MEDIA_TYPE
+from graph.transports.sse import EventStream, wants_event_stream
+from graph.transports.streams import subscription
 from loaders.tracing import child_span
 from resolvers.context import Context, Viewer
 
@@ -130,7 +130,7 @@ def envelope_error(message: str) -> BadRequest:
 @dataclass(frozen=True)
 class Envelope:
     """One operation as a client sent it: the document itself, or the hash of a persisted one
-    (graph/persisted.py)."""
+    (graph/pipeline/persisted.py)."""
 
     query: str | None
     variables: dict[str, Any] | None
@@ -389,8 +389,8 @@ async def serve_graphql(
 async def event_stream(
     request: Request, batch: list[Any], is_batch: bool, viewer: Viewer
 ) -> Response:
-    """One subscription as Server-Sent Events (graph/sse.py), or why not: with its status,
-    since a client that asked for a stream reads anything else as a failure."""
+    """One subscription as Server-Sent Events (graph/transports/sse.py), or why not: with its
+    status, since a client that asked for a stream reads anything else as a failure."""
     services = services_of(request.app)
     if is_batch:
         return stream_refused(refused("BAD_REQUEST", "Batches cannot stream: send one request."))

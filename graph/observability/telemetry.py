@@ -3,10 +3,10 @@
 The exporter is OTLP over HTTP, configured by the SDK's standard variables
 (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME,
 OTEL_TRACES_SAMPLER, ...), encoded as protobuf or, with OTEL_EXPORTER_OTLP_PROTOCOL=http/json,
-as JSON at a third of the cost (graph/span_export.py). A request's spans: the HTTP request
-(`RequestSpans`, which continues a W3C `traceparent` sent by the gateway) -> the GraphQL
-operation (graph/http.py) -> DataLoader batches (loaders/request.py) -> SQL (asyncpg) and Redis
-commands. The spans under the HTTP one are made by loaders/tracing.py.
+as JSON at a third of the cost (graph/observability/span_export.py). A request's spans: the
+HTTP request (`RequestSpans`, which continues a W3C `traceparent` sent by the gateway) -> the
+GraphQL operation (graph/transports/http.py) -> DataLoader batches (loaders/request.py) -> SQL
+(asyncpg) and Redis commands. The spans under the HTTP one are made by loaders/tracing.py.
 
 The sampler decides once per request, before any work: a request it leaves out runs with
 instrumentation suppressed and makes no span at all. (The ASGI instrumentation computes a
@@ -39,7 +39,7 @@ from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_OR
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graph.span_export import span_exporter
+from graph.observability.span_export import span_exporter
 
 DEFAULT_SERVICE_NAME = "corpgraph"
 TRACER = trace.get_tracer(__name__)

@@ -9,7 +9,7 @@ A stream the server ends (its client fell too far behind, or the server is resta
 without `complete`, so that the client reconnects and resumes.
 
 Refusals (a bad document or key, a query, the cost over budget) come before the stream, as
-ordinary GraphQL responses with their status (graph/http.py).
+ordinary GraphQL responses with their status (graph/transports/http.py).
 """
 
 import asyncio
@@ -48,8 +48,8 @@ class EventStream:
         self.hung_up.set()  # SSE has no close codes: the stream just ends
 
     async def events(self, results: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-        """`next` per payload (graph/streams.py: coded, masked, charged) and `complete` at
-        the end; `: ping` comments when quiet."""
+        """`next` per payload (graph/transports/streams.py: coded, masked, charged) and
+        `complete` at the end; `: ping` comments when quiet."""
         hung_up = asyncio.ensure_future(self.hung_up.wait())
         pending = asyncio.ensure_future(anext(results))
         try:

@@ -8,8 +8,8 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import create_engine
-from graph.console import say
-from graph.embedded import LOG_FILE, embedded_servers
+from graph.cli.console import say
+from graph.cli.embedded import LOG_FILE, embedded_servers
 from graph.settings import Settings
 
 T = TypeVar("T")

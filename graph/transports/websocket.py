@@ -2,7 +2,8 @@
 (Strawberry's protocol handlers), authenticated at `connection_init` like HTTP requests.
 
 The handlers only translate their protocol: each operation runs through the pipeline, as over
-HTTP and SSE (graph/streams.py), so the same limits, caches, rules, costs and masking apply.
+HTTP and SSE (graph/transports/streams.py), so the same limits, caches, rules, costs and
+masking apply.
 Only subscriptions run here: queries and mutations go over HTTP.
 A page from another origin may connect only when the CORS allowlist names its origin.
 """
@@ -40,16 +41,16 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage as 
 from strawberry.types.unset import UNSET, UnsetType
 from strawberry.utils.aio import aclosing
 
-from graph.auth import Unauthenticated, presented_key, viewer_for_key
-from graph.connections import WebSocketConnection
-from graph.errors import coded
-from graph.execution import Outcome, bucket_of
-from graph.gateway import from_gateway
-from graph.persisted import Document, PersistedError
+from graph.observability.stream_telemetry import Transport, TransportName
+from graph.pipeline.auth import Unauthenticated, presented_key, viewer_for_key
+from graph.pipeline.errors import coded
+from graph.pipeline.gateway import from_gateway
+from graph.pipeline.persisted import Document, PersistedError
+from graph.pipeline.pipeline import Outcome, bucket_of
 from graph.services import Services, new_context
 from graph.settings import Settings
-from graph.stream_telemetry import Transport, TransportName
-from graph.streams import Subscription, subscription
+from graph.transports.connections import WebSocketConnection
+from graph.transports.streams import Subscription, subscription
 from resolvers.context import Context, Viewer
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Forbidden(Exception):
 
 
 class TooManyConnections(Exception):
-    """The client holds as many connections as it may (graph/client_slots.py)."""
+    """The client holds as many connections as it may (graph/transports/client_slots.py)."""
 
 
 FORBIDDEN = 4403  # WebSocket close codes, on both protocols
@@ -119,7 +120,8 @@ async def refuse_connection(websocket: Any, error: Exception) -> bool:
 
 
 class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws; each operation runs through the pipeline (graph/streams.py)."""
+    """graphql-transport-ws; each operation runs through the pipeline
+    (graph/transports/streams.py)."""
 
     view: "SubscriptionsOverWebSocket"
 
@@ -183,7 +185,7 @@ class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class PersistedWS(BaseGraphQLWSHandler[Context, None]):
-    """Legacy graphql-ws; each operation runs through the pipeline (graph/streams.py)."""
+    """Legacy graphql-ws; each operation runs through the pipeline (graph/transports/streams.py)."""
 
     view: "SubscriptionsOverWebSocket"
 

@@ -11,7 +11,7 @@ from db.engine import create_maintenance_engine, kept_settings
 from db.migrate import keep_role_settings, migrate
 from db.reader import SEARCH_SETTINGS
 from db.seed import STEPS, is_seeded, seed
-from graph.console import say, step_bar
+from graph.cli.console import say, step_bar
 from graph.settings import Settings
 
 SeedSize = Literal["small", "default"]

@@ -33,7 +33,7 @@ from graphql import (
     SelectionSetNode,
 )
 
-from graph.limits import limit_error
+from graph.pipeline.limits import limit_error
 
 # one position of the merged operation: the selection sets merged there, each with the
 # fragments being expanded on its way (a cycle is left to validation's NoFragmentCycles)

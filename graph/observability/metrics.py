@@ -5,8 +5,8 @@ empty directory before they start: each process then writes its samples to files
 /metrics, whichever worker answers it, adds them all up. The other metrics live next to what
 they measure: DataLoader batches (loaders/request.py), caches (loaders/cache.py), database
 pools (db/engine.py), open subscriptions (resolvers/subscriptions.py), subscriptions by
-transport: admitted, refused, their events and ends (graph/stream_telemetry.py), compiled
-query runs answered and abandoned (graph/compiled.py).
+transport: admitted, refused, their events and ends (graph/observability/stream_telemetry.py),
+compiled query runs answered and abandoned (graph/execution/compiled.py).
 """
 
 import asyncio
@@ -33,8 +33,8 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from graph.execution import Outcome
-from graph.health import PROBE_TIMEOUT_SECONDS, redis_status
+from graph.observability.health import PROBE_TIMEOUT_SECONDS, redis_status
+from graph.pipeline.pipeline import Outcome
 
 if TYPE_CHECKING:
     from graph.services import Services

