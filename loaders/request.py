@@ -104,7 +104,7 @@ def watched_batch(
     their SQL; `read` is told what each batch returned. A batch that fails answers each of
     its keys with its error: DataLoader forgets the keys of a batch that raises, and a second
     read of them in the request (the standard executor answering a compiled run it gave up,
-    graph/compiled.py) would send the failed statement again, a slow one twice as long."""
+    graph/execution/compiled.py) would send the failed statement again, a slow one twice as long."""
     sizes = batch_sizes(name)
     span_name = f"dataloader {name}"
 

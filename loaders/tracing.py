@@ -1,4 +1,5 @@
-"""Spans for a request's work below the HTTP span (graph/telemetry.py makes that one)."""
+"""Spans for a request's work below the HTTP span (graph/observability/telemetry.py makes
+that one)."""
 
 from contextlib import AbstractContextManager, nullcontext
 

@@ -42,7 +42,7 @@ class AlertQueue(Protocol):
 
 
 class FilingAlerts(Protocol):
-    """New filings as they are ingested, in order (graph/broker.py)."""
+    """New filings as they are ingested, in order (graph/transports/broker.py)."""
 
     position: int | None  # ingest_seq of the last filing handed out; None until known
 
@@ -52,7 +52,8 @@ class FilingAlerts(Protocol):
 
 
 class Connection(Protocol):
-    """What a subscription runs over: a WebSocket, or an SSE stream (graph/connections.py)."""
+    """What a subscription runs over: a WebSocket, or an SSE stream
+    (graph/transports/connections.py)."""
 
     def resume_point(self) -> str | None:
         """An ingestCursor to resume after, whatever `since` says (SSE's Last-Event-ID)."""

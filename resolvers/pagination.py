@@ -12,7 +12,7 @@ from resolvers.errors import UserInputError
 
 Cursor = tuple[Any, ...]
 # the most items one `first`, `last` or other slicing argument may ask for: the resolvers, the
-# schema's descriptions and the cost model (graph/cost.py) all read it here
+# schema's descriptions and the cost model (graph/pipeline/cost.py) all read it here
 MAX_PAGE_SIZE = 100
 
 

@@ -1,4 +1,4 @@
-"""The cost directives of the schema (`@cost`, `@listSize`), read by graph/cost.py."""
+"""The cost directives of the schema (`@cost`, `@listSize`), read by graph/pipeline/cost.py."""
 
 from strawberry.federation.schema_directives import Cost, ListSize
 

@@ -38,8 +38,8 @@ from run import ROOMY, start_corpgraph, wait_up  # noqa: E402  (ops/bench/run.py
 from db.embeddings import HashingEmbedder, literal  # noqa: E402
 from db.reader import DIALECT, SEARCH_SETTINGS  # noqa: E402
 from db.seed import TOPICS  # noqa: E402
-from graph.embedded import embedded_servers  # noqa: E402
-from graph.prepare import prepare_database  # noqa: E402
+from graph.cli.embedded import embedded_servers  # noqa: E402
+from graph.cli.prepare import prepare_database  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from loaders.search import SearchMode, search_statement  # noqa: E402
 from loaders.series import metric_series_statement, price_bars_statement  # noqa: E402

@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO))
 
 from run import HEAVY, LIGHT, ROOMY, cpu_seconds, start_corpgraph, wait_up  # noqa: E402
 
-from graph.embedded import embedded_servers  # noqa: E402
-from graph.prepare import prepare_database  # noqa: E402
+from graph.cli.embedded import embedded_servers  # noqa: E402
+from graph.cli.prepare import prepare_database  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 
 MARGINAL_FROM = 10  # points

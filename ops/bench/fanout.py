@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO))
 
 from db.apikeys import create_key  # noqa: E402
 from db.engine import create_engine  # noqa: E402
-from graph.embedded import embedded_servers  # noqa: E402
-from graph.prepare import prepare_database  # noqa: E402
+from graph.cli.embedded import embedded_servers  # noqa: E402
+from graph.cli.prepare import prepare_database  # noqa: E402
 from graph.settings import Settings  # noqa: E402
 from tests.servers import corpgraph_processes  # noqa: E402
 

@@ -48,7 +48,7 @@ from run import (  # noqa: E402
     wait_up,
 )
 
-from graph.embedded import embedded_servers  # noqa: E402
+from graph.cli.embedded import embedded_servers  # noqa: E402
 
 WARMUP = 100
 VALGRIND = ("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null")

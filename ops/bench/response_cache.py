@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from graph.response_cache import INDEX, ResponseCache
+from graph.pipeline.response_cache import INDEX, ResponseCache
 from resolvers.context import Viewer
 
 ANSWER = b'{"company":{"name":"x"}}' * 400  # about 10 kB, a mid-sized answer

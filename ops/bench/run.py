@@ -53,11 +53,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 
-from graph.embedded import embedded_servers  # noqa: E402
-from graph.persisted import sha256  # noqa: E402
-from graph.prepare import prepare_database  # noqa: E402
+from graph.cli.embedded import embedded_servers  # noqa: E402
+from graph.cli.prepare import prepare_database  # noqa: E402
+from graph.observability.span_export import JSON_PROTOCOL  # noqa: E402
+from graph.pipeline.persisted import sha256  # noqa: E402
 from graph.settings import Settings  # noqa: E402
-from graph.span_export import JSON_PROTOCOL  # noqa: E402
 
 LIGHT = (HERE / "light.graphql").read_text()
 HEAVY = (HERE / "heavy.graphql").read_text()

@@ -1,6 +1,6 @@
 // Copies GraphiQL's browser bundles from node_modules into graph/static/graphiql/, laid out
 // as a CDN lays out npm (<package>@<version>/<file>), and writes graph/static/graphiql.json
-// naming them for graph/graphiql.py. Run after `npm ci`: `npm run vendor`. The versions are
+// naming them for graph/transports/graphiql.py. Run after `npm ci`: `npm run vendor`. The versions are
 // package.json's (and its lock's), nowhere else.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
