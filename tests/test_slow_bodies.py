@@ -56,14 +56,14 @@ async def http_response(reader: asyncio.StreamReader) -> bytes:
 
 async def slow_body(host: str, port: int) -> tuple[bytes, float]:
     """Headers, then one body byte every DRIP_SECONDS; the answer (empty if none came) and
-    when it came, in seconds after the headers were sent."""
+    when it came, in seconds after the headers were sent (from just before)."""
     reader, writer = await asyncio.open_connection(host, port)
+    sent = time.monotonic()  # before the server can have the headers: the deadline starts later
     writer.write(
         f"POST /graphql HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
         "Content-Length: 1000\r\n\r\n{".encode()
     )
     await writer.drain()
-    sent = time.monotonic()
     answer = asyncio.ensure_future(http_response(reader))
     try:
         for _ in range(DRIPS):
