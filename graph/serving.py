@@ -113,11 +113,11 @@ async def serve_app(
 async def with_granian(
     app: Starlette, settings: Settings, shutdown_trigger: Callable[[], Awaitable[None]]
 ) -> None:
-    """Granian embedded in this event loop, so that subscriptions are closed before it stops
-    (its own workers' signal handlers would stop it first, closing them with 1005). Each
-    process binds the port itself: Granian's listener sets SO_REUSEPORT, and the kernel
-    spreads connections over the processes. Granian adds `server: granian` to every response
-    and cannot be told not to."""
+    """Granian embedded in this event loop, so that subscriptions are closed with 1012 before
+    it stops (the signal handlers of Granian's own workers stop it first, and it drops the
+    WebSockets still open). Each process binds the port itself: Granian's listener sets
+    SO_REUSEPORT, and the kernel spreads connections over the processes. Granian adds
+    `server: granian` to every response and cannot be told not to."""
     server = Granian(
         app,
         address=settings.host,
