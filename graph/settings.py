@@ -70,12 +70,15 @@ class Settings(BaseSettings):
     """Redis for the entity and response caches (LRU eviction is fine). Default:
     `CORPGRAPH_REDIS_URL`."""
 
+    server: Literal["hypercorn", "granian"] = "hypercorn"
+    """The HTTP server: `hypercorn` (pure Python), or `granian` (Rust: more requests per CPU
+    second on small queries, docs/operations.md#choosing-the-http-server)."""
     host: str = "127.0.0.1"
-    """The interface Hypercorn listens on."""
+    """The interface the server listens on."""
     port: int = Field(default=8000, ge=0, le=65535)
-    """The port Hypercorn listens on."""
+    """The port the server listens on."""
     workers: int = Field(default=1, ge=1, le=64)
-    """Hypercorn worker processes."""
+    """Worker processes, sharing the port."""
 
     max_in_flight: int = Field(default=100, ge=1)
     """GraphQL requests at once per process; more are shed with 503 and `Retry-After`."""
@@ -127,7 +130,7 @@ class Settings(BaseSettings):
     body_timeout: Duration = timedelta(seconds=10)
     """From the end of a request's headers until its whole body has arrived; later: 408. A body
     still arriving holds a connection but no in-flight slot (`CORPGRAPH_MAX_IN_FLIGHT`):
-    Hypercorn times out slow headers, not slow bodies."""
+    Hypercorn and Granian time out slow headers, not slow bodies."""
     max_depth: int = Field(default=15, ge=1)
     """The deepest selection a document may have."""
     max_aliases: int = Field(default=30, ge=0)

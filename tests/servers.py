@@ -21,6 +21,10 @@ from hypercorn.config import Config
 from redis import Redis
 from redis.exceptions import RedisError
 
+# the HTTP servers `corpgraph serve` runs (CORPGRAPH_SERVER): the tests of what is the
+# server's behaviour (start, stop, WebSocket, SSE, workers, slow bodies) run on each
+SERVERS = ("hypercorn", "granian")
+
 
 def free_port() -> int:
     with socket.socket() as sock:

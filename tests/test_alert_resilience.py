@@ -5,8 +5,10 @@ after a commit, a server stops (1012 after flushing), a consumer is too slow (10
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from db.engine import create_engine
 from tests.filings import ALERT, NUMBERS, ingest
 from tests.node import NodeClient, Subscriber
 from tests.servers import (
+    SERVERS,
     corpgraph_environment,
     free_port,
     redis_server,
@@ -169,17 +172,65 @@ async def stored_numbers(database_url: str, wanted: list[str]) -> list[str]:
         await engine.dispose()
 
 
+@pytest.mark.parametrize("server", SERVERS)
 def test_a_stopping_server_flushes_then_closes_with_1012(
-    stack: Stack, writer_server: str, writer: str, clients: Any
+    stack: Stack, writer_server: str, writer: str, clients: Any, server: str
 ) -> None:
-    reader = stack.serve()
+    """On either HTTP server: subscribers over both protocols (graphql-ws's npm client, and
+    legacy graphql-ws) get every alert committed before SIGTERM, then 1012. A message larger
+    than a request body may be is refused with 1009 first."""
+    reader = stack.serve(server=server, max_body_bytes="4096")
+    assert asyncio.run(closed_by_a_large_message(f"ws://{reader}/graphql")) == 1009
     alerts = clients(reader, {"tickers": ["GOOGL"]})
     alerts.connected()
+    legacy = legacy_subscriber(f"ws://{reader}/graphql", "GOOGL")
     sent = [ingest(writer_server, writer, "GOOGL")["accessionNumber"] for _ in range(5)]
     stack.processes[-1].terminate()  # SIGTERM at once: the alerts may not have gone out yet
     assert numbers(alerts, 5) == sent
     assert alerts.next() == {"closed": 1012}
+    assert legacy.result(timeout=30) == (sent, 1012)
     assert stack.processes[-1].wait(30) == 0
+
+
+async def closed_by_a_large_message(url: str) -> int:
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with connect(url, subprotocols=protocols) as ws:
+        await ws.send(orjson.dumps({"type": "connection_init"}).decode())
+        assert orjson.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(orjson.dumps({"id": "1", "type": "subscribe",
+                                    "payload": {"query": "#" * 5000}}).decode())  # fmt: skip
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None, "closed without a close frame"
+    return closed.value.rcvd.code
+
+
+def legacy_subscriber(url: str, ticker: str) -> "Future[tuple[list[str], int]]":
+    """A legacy graphql-ws (subscriptions-transport-ws) subscriber in a thread of its own,
+    subscribed when this returns: the accession numbers it then gets, and its close code."""
+    subscribed = threading.Event()
+
+    async def run() -> tuple[list[str], int]:
+        got = []
+        async with connect(url, subprotocols=[Subprotocol("graphql-ws")]) as ws:
+            await ws.send(orjson.dumps({"type": "connection_init"}).decode())
+            assert orjson.loads(await ws.recv())["type"] == "connection_ack"
+            payload = {"query": ALERT, "variables": {"tickers": [ticker]}}
+            await ws.send(orjson.dumps({"id": "1", "type": "start", "payload": payload}).decode())
+            await asyncio.sleep(0.5)  # registered
+            subscribed.set()
+            try:
+                while True:
+                    message = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                    if message["type"] == "data":
+                        got.append(message["payload"]["data"]["filingAdded"]["accessionNumber"])
+            except ConnectionClosed as error:
+                assert error.rcvd is not None, "closed without a close frame"
+                return got, error.rcvd.code
+
+    done = ThreadPoolExecutor(1).submit(asyncio.run, run())
+    assert subscribed.wait(30) or done.result(), "the legacy subscriber never subscribed"
+    return done
 
 
 METRICS = "metrics { name value unit periodStart periodEnd fiscalYear fiscalPeriod }"

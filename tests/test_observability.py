@@ -39,7 +39,7 @@ from graph.observability.telemetry import RequestSpans, start_tracing
 from graph.settings import Settings, Tier
 from resolvers.subscriptions import to_ingest_cursor
 from tests.conftest import REPO, new_api_key
-from tests.servers import corpgraph_environment, free_port, stop, threaded, wait_ready
+from tests.servers import SERVERS, corpgraph_environment, free_port, stop, threaded, wait_ready
 from tests.test_fast_path import compiled_runs
 from tests.test_transports import sequences
 
@@ -412,15 +412,17 @@ def test_redaction_leaves_ordinary_text_alone() -> None:
 
 
 @pytest.mark.e2e
-def test_metrics_add_up_across_two_workers(database_url: str, redis_url: str) -> None:
-    """Two Hypercorn workers, each answering some of the requests: /metrics (answered by
-    either) counts them all, and a subscription open in one of them. The log is JSON lines,
-    without the API key the requests carried."""
+@pytest.mark.parametrize("server", SERVERS)
+def test_metrics_add_up_across_two_workers(database_url: str, redis_url: str, server: str) -> None:
+    """Two workers of either HTTP server, each answering some of the requests: /metrics
+    (answered by either) counts them all, and a subscription open in one of them. The log is
+    JSON lines, the server's own included, without the API key the requests carried."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="corpgraph-test-")
     environment = corpgraph_environment(
-        database_url, redis_url, data_dir, workers="2", log_format="json", tiers="{}"
-    )
+        database_url, redis_url, data_dir, workers="2", log_format="json", tiers="{}",
+        server=server,
+    )  # fmt: skip
     key = new_api_key(database_url)
     logged = Path(data_dir) / "stderr"
     with logged.open("wb") as stderr:
@@ -451,7 +453,8 @@ def test_metrics_add_up_across_two_workers(database_url: str, redis_url: str) ->
         stop(process)
     lines = logged.read_text().splitlines()
     records = [json.loads(line) for line in lines if line.strip()]
-    assert any("Running on" in record["message"] for record in records), lines[:5]
+    listening = {"hypercorn": "Running on", "granian": "Listening at"}[server]
+    assert any(listening in record["message"] for record in records), lines[:5]
     assert key not in logged.read_text()
     shutil.rmtree(data_dir, ignore_errors=True)
 

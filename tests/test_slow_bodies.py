@@ -12,7 +12,7 @@ import httpx2 as httpx
 import orjson
 import pytest
 
-from tests.servers import corpgraph_environment, free_port, start_corpgraph, stop
+from tests.servers import SERVERS, corpgraph_environment, free_port, start_corpgraph, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -25,13 +25,15 @@ DRIPS = 20  # at most: the attack ends within DRIPS * DRIP_SECONDS
 QUERY = {"query": '{ company(ticker: "AAPL") { name } }'}
 
 
-@pytest.fixture(scope="module")
-def server(database_url: str, redis_url: str) -> Iterator[str]:
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request: pytest.FixtureRequest, database_url: str, redis_url: str) -> Iterator[str]:
+    """`corpgraph serve` on each HTTP server: the deadline is the app's, not the server's."""
     data_dir = tempfile.mkdtemp(prefix="corpgraph-slow-")
     environment = corpgraph_environment(
         database_url,
         redis_url,
         data_dir,
+        server=request.param,
         max_in_flight=str(SLOTS),
         body_timeout=str(BODY_SECONDS),
     )

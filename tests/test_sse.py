@@ -2,6 +2,7 @@
 `graphql-sse` client gets the same events as a WebSocket client; refusals come before the
 stream, with their status. (Resuming with Last-Event-ID: tests/test_alert_resilience.py.)"""
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,20 @@ import pytest
 
 from tests.filings import ALERT, ingest
 from tests.node import NodeClient, Subscriber
+from tests.servers import SERVERS, corpgraph_processes
 
 pytestmark = pytest.mark.e2e
 
 STREAM = {"accept": "text/event-stream"}
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def servers(
+    request: pytest.FixtureRequest, database_url: str, redis_url: str
+) -> Iterator[list[str]]:
+    """Two `corpgraph serve` processes of each HTTP server: streaming is the server's job."""
+    with corpgraph_processes(2, database_url, redis_url, server=request.param) as hosts:
+        yield hosts
 
 
 def sse_client(tools: Path, server: str, variables: dict[str, Any], count: int) -> NodeClient:

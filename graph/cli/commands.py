@@ -57,7 +57,10 @@ def serve(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Hypercorn worker processes.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes, sharing the port.")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="The HTTP server: hypercorn (default) or granian.")
+    ] = None,
     seed_size: Annotated[
         str,
         typer.Option(help="Demo data set loaded on first start (embedded only): small or default."),
@@ -73,7 +76,7 @@ def serve(
     from graph.cli.running import servers
     from graph.observability.logs import configure_logging
 
-    settings = settings_for(data_dir, host=host, port=port, workers=workers)
+    settings = settings_for(data_dir, host=host, port=port, workers=workers, server=server)
     configure_logging(settings.json_logs, settings.log_level)
     with servers(settings, with_redis=True) as running:
         if settings.embedded:

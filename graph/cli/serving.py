@@ -1,6 +1,6 @@
-"""Serve the app with Hypercorn: in this process, or in worker processes sharing the listening
-sockets. On SIGTERM or SIGINT every worker first flushes and closes its subscriptions (1012),
-then lets Hypercorn finish the requests in flight and stop."""
+"""Serve the app with Hypercorn or Granian (`CORPGRAPH_SERVER`): in this process, or in worker
+processes sharing the port. On SIGTERM or SIGINT every worker first flushes and closes its
+subscriptions (1012), then lets the server finish the requests in flight and stop."""
 
 import asyncio
 import logging
@@ -17,16 +17,24 @@ from pathlib import Path
 from wsgiref.handlers import format_date_time
 
 import uvloop
+from granian.constants import Interfaces
+from granian.server.embed import Server as Granian
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
+from starlette.applications import Starlette
 
 from graph.app import close_subscriptions, create_app
 from graph.observability import metrics
 from graph.observability.logs import configure_logging
 from graph.settings import Settings
 
+log = logging.getLogger("corpgraph")
 POLL_SECONDS = 0.1
+GRACEFUL_SECONDS = 5.0  # for the requests in flight at shutdown
+# Granian's own loggers go to ours (graph/observability/logs.py), not to a handler of its own on
+# stdout
+GRANIAN_LOGGING = {"loggers": {"_granian": {"propagate": True}}}
 
 
 class ServerConfig(Config):
@@ -48,10 +56,8 @@ def hypercorn_config(settings: Settings) -> Config:
     config = ServerConfig()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
-    config.errorlog = logging.getLogger(
-        "hypercorn.error"
-    )  # our handler (graph/observability/logs.py)
-    config.graceful_timeout = 5.0
+    config.errorlog = logging.getLogger("hypercorn.error")  # graph/observability/logs.py's
+    config.graceful_timeout = GRACEFUL_SECONDS
     # a WebSocket message carries one operation, as a request body does (Hypercorn's own
     # bound, 16 MiB, let a 7 MiB subscribe message take 1.5 GB)
     config.websocket_max_message_size = settings.max_body_bytes
@@ -60,15 +66,14 @@ def hypercorn_config(settings: Settings) -> Config:
 
 def serve(settings: Settings) -> int:
     """Serve until SIGTERM or SIGINT; the exit code."""
-    config = hypercorn_config(settings)
     if settings.workers == 1:
-        uvloop.run(serve_app(settings, config, None, signalled))
+        uvloop.run(serve_app(settings, None, signalled))
         return 0
     given = os.environ.get(metrics.MULTIPROCESS_DIR)
     samples = Path(given) if given else Path(tempfile.mkdtemp(prefix="corpgraph-metrics-"))
     metrics.prepare_multiprocess(samples)
     try:
-        return supervise(settings, config)
+        return supervise(settings)
     finally:
         if not given:
             shutil.rmtree(samples, ignore_errors=True)
@@ -84,7 +89,6 @@ async def signalled() -> None:
 
 async def serve_app(
     settings: Settings,
-    config: Config,
     sockets: Sockets | None,
     stopped: Callable[[], Awaitable[None]],
 ) -> None:
@@ -95,23 +99,63 @@ async def serve_app(
         await stopped()
         await close_subscriptions(app)
 
-    await worker_serve(
-        wrap_app(app, config.wsgi_max_body_size, None),  # type: ignore[arg-type]
-        config,
-        sockets=sockets,
-        shutdown_trigger=shutdown_trigger,
+    if settings.server == "granian":
+        await with_granian(app, settings, shutdown_trigger)
+    else:
+        config = hypercorn_config(settings)
+        await worker_serve(
+            wrap_app(app, config.wsgi_max_body_size, None),  # type: ignore[arg-type]
+            config,
+            sockets=sockets,
+            shutdown_trigger=shutdown_trigger,
+        )
+
+
+async def with_granian(
+    app: Starlette, settings: Settings, shutdown_trigger: Callable[[], Awaitable[None]]
+) -> None:
+    """Granian embedded in this event loop, so that subscriptions are closed with 1012 before
+    it stops (the signal handlers of Granian's own workers stop it first, and it drops the
+    WebSockets still open). Each process binds the port itself: Granian's listener sets
+    SO_REUSEPORT, and the kernel spreads connections over the processes. Granian adds
+    `server: granian` to every response and cannot be told not to."""
+    server = Granian(
+        app,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,  # with the lifespan
+        backlog=1024,
+        # no limit of Granian's on requests at once: ours shed the excess with 503
+        # (CORPGRAPH_MAX_IN_FLIGHT) and bound the open connections per client
+        backpressure=2**20,
+        log_dictconfig=GRANIAN_LOGGING,
     )
+    configure_logging(settings.json_logs, settings.log_level)  # Granian's replaced our handler
+    serving = asyncio.ensure_future(server.serve())
+    stopping = asyncio.ensure_future(shutdown_trigger())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if serving.done():  # the port was taken, or the lifespan failed (logged)
+        stopping.cancel()
+        serving.result()
+        raise RuntimeError("Granian stopped by itself")
+    server.stop()  # type: ignore[no-untyped-call]
+    try:
+        await asyncio.wait_for(serving, GRACEFUL_SECONDS)
+    except TimeoutError:
+        log.warning("requests still in flight %g s after shutdown: cut off", GRACEFUL_SECONDS)
 
 
-def supervise(settings: Settings, config: Config) -> int:
+def supervise(settings: Settings) -> int:
     """`settings.workers` processes; when one exits, or a signal comes, all stop."""
-    sockets = config.create_sockets()
+    # Hypercorn's workers share the supervisor's sockets; Granian's bind the port themselves
+    granian = settings.server == "granian"
+    sockets = None if granian else hypercorn_config(settings).create_sockets()
     spawn = multiprocessing.get_context("spawn")
     stop = spawn.Event()
     # ignored signals stay ignored in the workers: the supervisor alone decides when to stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     workers = [
-        spawn.Process(target=run_worker, args=(settings, config, sockets, stop))
+        spawn.Process(target=run_worker, args=(settings, sockets, stop))
         for _ in range(settings.workers)
     ]
     for worker in workers:
@@ -121,7 +165,7 @@ def supervise(settings: Settings, config: Config) -> int:
     wait([worker.sentinel for worker in workers])
     stop.set()
     for worker in workers:
-        worker.join(config.graceful_timeout + 10)
+        worker.join(GRACEFUL_SECONDS + settings.drain_timeout.total_seconds() + 10)
         if worker.exitcode is None:
             worker.terminate()
             worker.join()
@@ -130,7 +174,7 @@ def supervise(settings: Settings, config: Config) -> int:
     return max((abs(worker.exitcode or 0) for worker in workers), default=0)
 
 
-def run_worker(settings: Settings, config: Config, sockets: Sockets, stop: Event) -> None:
+def run_worker(settings: Settings, sockets: Sockets | None, stop: Event) -> None:
     supervisor = os.getppid()
 
     async def stopped() -> None:
@@ -139,4 +183,4 @@ def run_worker(settings: Settings, config: Config, sockets: Sockets, stop: Event
         while not stop.is_set() and os.getppid() == supervisor:  # noqa: ASYNC110
             await asyncio.sleep(POLL_SECONDS)
 
-    uvloop.run(serve_app(settings, config, sockets, stopped))
+    uvloop.run(serve_app(settings, sockets, stopped))

@@ -110,14 +110,24 @@ app = Starlette(
 )
 
 
-if __name__ == "__main__":
-    import sys
-
+def serve(port: int, server: str) -> None:
+    """On Hypercorn, or Granian embedded as `corpgraph serve --server granian` runs it."""
     import uvloop
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
+    if server == "granian":
+        uvloop.run(Server(app, port=port, interface=Interfaces.ASGI, backpressure=2**20).serve())
+        return
     config = Config()
-    config.bind = [f"127.0.0.1:{sys.argv[1]}"]
+    config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     uvloop.run(serve(app, config))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "hypercorn")

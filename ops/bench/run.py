@@ -1,15 +1,21 @@
-"""Side-by-side throughput on one database: corpgraph (1 and 2 Hypercorn workers), PostGraphile
-v5 (one Node process) and a raw Starlette + asyncpg + orjson endpoint running the same SQL.
+"""Side-by-side throughput on one database: corpgraph (1 and 2 workers, on Hypercorn, Granian
+or both), PostGraphile v5 (one Node process) and a raw Starlette + asyncpg + orjson endpoint
+running the same SQL (on each of those HTTP servers).
 
     python ops/bench/run.py [--duration 10s] [--vus 8,32] [--workers 1,2] [--no-postgraphile]
-                            [--cost-off] [--persisted] [--observability] [--rounds 1]
+                            [--server hypercorn,granian] [--cost-off] [--persisted]
+                            [--observability] [--rounds 3]
 
 Every server answers the LIGHT and HEAVY requests; the answers are compared for equality before
 any timing. k6 drives each (server, request, virtual users) for --duration, and this prints
 requests/s, latency percentiles, the server's CPU time per request (its process and workers,
 from /proc), SQL statements per request and the ratios of each server to PostGraphile and to
-raw. Nothing is asserted: the machines are shared and noisy, so only ratios from one run
-compare. PostGraphile is installed with `npm ci` from ops/bench/postgraphile.
+raw (on the same HTTP server). Nothing is asserted: the machines are shared and noisy, so
+only ratios from one run compare. PostGraphile is installed with `npm ci` from
+ops/bench/postgraphile.
+
+--server hypercorn,granian runs corpgraph and the raw endpoint on each, and prints Granian's
+requests/s and CPU per request over Hypercorn's; the extra corpgraphs below run on the first.
 
 corpgraph runs with cost control on (every request costed, debited and refunded in Redis), under
 a tier roomy enough that the benchmark is never throttled; --cost-off adds a one-worker corpgraph
@@ -76,6 +82,12 @@ class Server:
     urls: dict[str, str]  # request name -> URL
     bodies: dict[str, bytes]
     setup: tuple[bytes, ...] = ()  # POSTed once before anything else
+    http: str = "hypercorn"  # the HTTP server it runs on
+
+
+def on(http: str) -> str:
+    """The suffix of a server's name: none for Hypercorn, the default."""
+    return "" if http == "hypercorn" else f" {http}"
 
 
 def free_port() -> int:
@@ -96,7 +108,11 @@ def wait_up(url: str, seconds: float = 60) -> None:
 
 
 def start_corpgraph(
-    env: dict[str, str], workers: int, label: str = "", wrapper: Sequence[str] = ()
+    env: dict[str, str],
+    workers: int,
+    label: str = "",
+    wrapper: Sequence[str] = (),
+    http: str = "hypercorn",
 ) -> Server:
     """`wrapper`: a command to run the server under (instructions.py's valgrind)."""
     port = free_port()
@@ -110,19 +126,21 @@ def start_corpgraph(
         str(port),
         "--workers",
         str(workers),
+        "--server",
+        http,
     ]
     process = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/graphql"
     bodies = {name: json.dumps({"query": query}).encode() for name, query in REQUESTS.items()}
-    name = f"corpgraph x{workers}{label}"
-    return Server(name, process, {name: url for name in REQUESTS}, bodies)
+    name = f"corpgraph x{workers}{label}{on(http)}"
+    return Server(name, process, {name: url for name in REQUESTS}, bodies, http=http)
 
 
-def start_persisted(env: dict[str, str], label: str) -> Server:
+def start_persisted(env: dict[str, str], label: str, http: str) -> Server:
     """corpgraph x1 sent hashes only, the documents registered with APQ first; with the
     response cache on only for CACHE_HIT."""
     cache = "true" if label == CACHE_HIT else "false"
-    server = start_corpgraph({**env, "CORPGRAPH_RESPONSE_CACHE": cache}, 1, label)
+    server = start_corpgraph({**env, "CORPGRAPH_RESPONSE_CACHE": cache}, 1, label, http=http)
     persisted = {
         name: {"persistedQuery": {"version": 1, "sha256Hash": sha256(query)}}
         for name, query in REQUESTS.items()
@@ -171,19 +189,23 @@ def traced(env: dict[str, str], endpoint: str) -> dict[str, str]:
     }
 
 
-def start_observed(env: dict[str, str]) -> list[Server]:
+def start_observed(env: dict[str, str], http: str) -> list[Server]:
     """corpgraph x1 without metrics, and with metrics and tracing."""
     bare = {**env, "CORPGRAPH_METRICS": "false"}
-    return [start_corpgraph(bare, 1, BARE), start_corpgraph(traced(env, span_sink()), 1, TRACED)]
+    return [
+        start_corpgraph(bare, 1, BARE, http=http),
+        start_corpgraph(traced(env, span_sink()), 1, TRACED, http=http),
+    ]
 
 
-def start_raw(env: dict[str, str], wrapper: Sequence[str] = ()) -> Server:
+def start_raw(env: dict[str, str], wrapper: Sequence[str] = (), http: str = "hypercorn") -> Server:
     port = free_port()
-    command = [*wrapper, sys.executable, str(HERE / "raw.py"), str(port)]
-    process = subprocess.Popen(command, env=env, cwd=REPO)
+    command = [*wrapper, sys.executable, str(HERE / "raw.py"), str(port), http]
+    process = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     urls = {"LIGHT": f"{base}/light", "HEAVY": f"{base}/heavy"}
-    return Server("raw asyncpg", process, urls, {name: b"{}" for name in REQUESTS})
+    bodies = {name: b"{}" for name in REQUESTS}
+    return Server(f"raw asyncpg{on(http)}", process, urls, bodies, http=http)
 
 
 def start_postgraphile(env: dict[str, str]) -> Server:
@@ -363,23 +385,30 @@ def main() -> None:
     parser.add_argument(
         "--observability", action="store_true", help="also corpgraph x1 bare, and traced"
     )
-    parser.add_argument("--rounds", type=int, default=1, help="medians of this many k6 runs")
+    parser.add_argument(
+        "--server", default="hypercorn", help="HTTP servers to run corpgraph and raw on"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="medians of this many interleaved k6 runs"
+    )
     args = parser.parse_args()
+    https = args.server.split(",")
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
     with embedded_servers(data_dir, print, with_redis=True) as embedded:
         assert embedded.redis_url is not None
         env = servers_env(embedded.database_url, embedded.redis_url)
-        servers = [start_corpgraph(env, int(w)) for w in args.workers.split(",")]
+        workers = [int(w) for w in args.workers.split(",")]
+        servers = [start_corpgraph(env, w, http=http) for w in workers for http in https]
         if args.cost_off:
             off = {**env, "CORPGRAPH_COST_CONTROL": "false"}
-            servers.append(start_corpgraph(off, 1, COST_OFF))
+            servers.append(start_corpgraph(off, 1, COST_OFF, http=https[0]))
         if args.persisted:
-            servers += [start_persisted(env, APQ), start_persisted(env, CACHE_HIT)]
+            servers += [start_persisted(env, label, https[0]) for label in (APQ, CACHE_HIT)]
         if args.observability:
-            servers += start_observed(env)
+            servers += start_observed(env, https[0])
         if not args.no_postgraphile:
             servers.append(start_postgraphile(env))
-        servers.append(start_raw(env))
+        servers += [start_raw(env, http=http) for http in https]
         try:
             run_all(servers, embedded.database_url, data_dir / "postgres" / "log", args)
         finally:
@@ -393,10 +422,10 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
         wait_up(next(iter(server.urls.values())))
         for body in server.setup:
             httpx.post(server.urls["LIGHT"], content=body, headers=JSON, timeout=30)
-    raw = servers[-1]
+    raws = {s.http: s for s in servers if s.name.startswith("raw asyncpg")}
     graphile = next((s for s in servers if s.name == "postgraphile"), None)
     for request in REQUESTS:
-        expected = normalized(answer(raw, request))
+        expected = normalized(answer(servers[-1], request))
         for server in servers[:-1]:
             if normalized(answer(server, request)) != expected:
                 raise SystemExit(f"{server.name} and raw disagree on {request}")
@@ -416,7 +445,10 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                 ]
                 results = {s.name: median_of([r[s.name] for r in rounds]) for s in servers}
                 for server in servers:
+                    raw = raws.get(server.http) or next(iter(raws.values()))
                     print(row(server.name, request, vus, results, statements, graphile, raw))
+                if len(raws) > 1:
+                    print(granian_ratios(results, request, vus))
                 if f"corpgraph x1{APQ}" in results:
                     print(persisted_ratios(results, request, vus))
                 if f"corpgraph x1{TRACED}" in results:
@@ -460,6 +492,19 @@ def observability_ratios(results: dict[str, dict[str, float]], request: str, vus
             " -10%, which one k6 run's noise can exceed: instructions.py counts it steadily)"
         )
     return line
+
+
+def granian_ratios(results: dict[str, dict[str, float]], request: str, vus: int) -> str:
+    """Each server's requests/s on Granian over Hypercorn, and its CPU time per request."""
+    pairs = [
+        (name, results[name], results[f"{name} granian"])
+        for name in results
+        if f"{name} granian" in results
+    ]
+    return f"  {request} {vus} VUs, granian/hypercorn: " + "; ".join(
+        f"{name} {g['rps'] / h['rps']:.2f} (CPU per request {g['cpu_us'] / h['cpu_us'] - 1:+.0%})"
+        for name, h, g in pairs
+    )
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
