@@ -245,12 +245,25 @@ async def until(condition: Callable[[], Awaitable[bool]], seconds: float, what: 
 async def fail_a_retry(
     server: str, body: bytes, writer: str, failure: str, observer: asyncpg.Connection
 ) -> None:
-    """Sends `body` again, then leaves, or lets its deadline pass; its statement is gone
-    within GONE_WITHIN_SECONDS."""
+    """Sends `body` again, then leaves, lets its deadline pass, or terminates its backend;
+    its statement is gone within GONE_WITHIN_SECONDS."""
     if failure == "disconnect":
         request = await raw_post(server, body, authorization=f"Bearer {writer}")
         await until(lambda: ingest_waits(observer), 30, "the retry never waited for the lock")
         request.close()
+    elif failure == "dead connection":
+        async with httpx.AsyncClient(timeout=30) as client:
+            sent = asyncio.ensure_future(
+                post(client, server, body, authorization=f"Bearer {writer}")
+            )
+            await until(lambda: ingest_waits(observer), 30, "the retry never waited for the lock")
+            await observer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+                "pg_backend_pid() AND query LIKE '%pg_advisory_xact_lock%'"
+            )
+            retry = await sent
+        assert retry.status_code == 503, retry.text
+        assert retry.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
     else:
         async with httpx.AsyncClient(timeout=30) as client:
             retry = await post(client, server, body, authorization=f"Bearer {writer}")
@@ -262,14 +275,15 @@ async def fail_a_retry(
     await until(settled, GONE_WITHIN_SECONDS, "the retry's statement still runs")
 
 
-@pytest.mark.parametrize("failure", ["disconnect", "deadline"])
+@pytest.mark.parametrize("failure", ["disconnect", "deadline", "dead connection"])
 def test_a_retry_that_fails_keeps_the_stored_document(
     patient: str, hasty: str, database_url: str, failure: str
 ) -> None:
     """An ingestion, then the identical one again while another session holds the ingestion
-    lock; the retry's client leaves, or its deadline passes: the filing's document is still
-    served at its documentUrl, before and after one more retry that succeeds."""
-    server = patient if failure == "disconnect" else hasty
+    lock; the retry's client leaves, its deadline passes or its connection dies: the filing's
+    document is still served at its documentUrl, before and after one more retry that
+    succeeds."""
+    server = hasty if failure == "deadline" else patient
     writer = new_api_key(database_url, "pro", ("filings:write",))
     number = f"0000320193-26-5003{len(failure):02d}"
     body = ingest_body(number)
