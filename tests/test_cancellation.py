@@ -8,12 +8,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import httpx2 as httpx
 import orjson
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from db.ingest import INGEST_LOCK
@@ -300,5 +301,47 @@ def test_a_retry_that_fails_keeps_the_stored_document(
             assert again.json()["data"]["ingestFiling"]["accessionNumber"] == number, again.text
             found = (await post(client, server, read)).json()["data"]["filing"]["documentUrl"]
             assert (await client.get(found)).text == f"the document of {number}"
+
+    asyncio.run(run())
+
+
+async def next_of(websocket: ClientConnection, id: str) -> dict[str, Any]:
+    """The next `next` payload of subscription `id` (others' skipped), within 10 s."""
+    async with asyncio.timeout(10):
+        while True:
+            message = orjson.loads(await websocket.recv())
+            if (message.get("id"), message.get("type")) == (id, "next"):
+                payload: dict[str, Any] = message["payload"]
+                return payload
+
+
+def test_one_subscriptions_event_cancels_nothing_of_anothers(
+    patient: str, database_url: str
+) -> None:
+    """On one connection, subscription `a` replays and waits for its next event's metrics
+    (locked) when subscription `b` gets a live filing: `a`'s statement goes on, and its event
+    comes once the lock is gone."""
+    writer = new_api_key(database_url, "pro", ("filings:write",))
+    subprotocols = [Subprotocol("graphql-transport-ws")]
+    replay = WAITS["event"][1]
+    live = "subscription { filingAdded { accessionNumber } }"
+    accession = "0000320193-26-500400"
+
+    async def run() -> None:
+        async with connect(f"ws://{patient}/graphql", subprotocols=subprotocols) as websocket:
+            await websocket.send(orjson.dumps({"type": "connection_init"}).decode())
+            assert orjson.loads(await websocket.recv())["type"] == "connection_ack"
+            async with locked(database_url, "financial_metrics") as observer:
+                for id, query in (("a", replay), ("b", live)):
+                    message = {"id": id, "type": "subscribe", "payload": {"query": query}}
+                    await websocket.send(orjson.dumps(message).decode())
+                await waiting_on_lock(observer)
+                async with httpx.AsyncClient(timeout=30) as client:
+                    body = ingest_body(accession)
+                    stored = await post(client, patient, body, authorization=f"Bearer {writer}")
+                assert "errors" not in stored.json(), stored.text
+                event = await next_of(websocket, "b")
+                assert event["data"]["filingAdded"]["accessionNumber"] == accession
+            assert "errors" not in await next_of(websocket, "a")
 
     asyncio.run(run())
