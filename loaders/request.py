@@ -245,6 +245,13 @@ class Loaders:
         response's rows would wait for the cycle collector instead of dying with the request."""
         for task in self._running:
             task.cancel()
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop every loader and its cached rows, so that what is read next is read afresh.
+        Batches still running finish for whoever waits on them: on a WebSocket connection
+        that may be another subscription's event (a cancelled batch would leave it waiting
+        for ever)."""
         self._loaders.clear()
 
     def _loader(

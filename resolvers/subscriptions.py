@@ -108,7 +108,7 @@ async def alerts_for(
             if live.ingest_seq <= last:
                 continue
             last = live.ingest_seq
-            loaders.clear()  # the previous event is resolved: start each one afresh
+            loaders.forget()  # the previous event is resolved: start each one afresh
             connection.delivered(to_ingest_cursor(last))
             yield live
         if subscriber.overflowed:

