@@ -11,6 +11,10 @@ cannot drift apart):
   slicing argument (`first`, `last`); else its `assumedSize`; else the default list size.
   `_entities` is sized by its representations;
 - a selection on an interface or union costs as much as its most expensive possible type;
+- what the directives cannot say (a slicing argument must be an Int), `ARGUMENT_SIZES` says:
+  `metricSeries` is as long as its `tickers`, each series has a point per calendar bucket
+  between `from` and `to` that can hold a value, and price bars are counted between their dates
+  (`span` and `buckets` below);
 - `@skip`, `@include`, fragments, aliases and variables count as they execute;
 - each root field of a mutation adds a base cost, introspection a flat cost, `__typename` 0;
 - beyond the directives, each field that fetches (its resolver awaits a loader: one SQL
@@ -26,8 +30,9 @@ The actual cost applies the same weights to the response: real list lengths, nul
 and a fetch costs its `fetch_cost` if it ran at all (for a null or an empty list too).
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -63,7 +68,9 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 
+from db.ingest import EARLIEST_PERIOD
 from resolvers.pagination import MAX_PAGE_SIZE
+from resolvers.series import MAX_TICKERS
 
 INTROSPECTION = frozenset({"__schema", "__type"})
 
@@ -123,6 +130,80 @@ def directives_in(sdl: str) -> dict[tuple[str, str], FieldCost]:
     return found
 
 
+Sized = tuple[tuple[str, ...], int] | None  # the sized fields of a connection and their size
+METRIC_HISTORY = 10  # years of reported values a series spans when `from` is omitted
+PRICE_HISTORY = 2  # years of daily bars, likewise (Company.prices assumes 500 bars in the SDL)
+MONTHS = {"MONTH": 1, "QUARTER": 3, "YEAR": 12}  # a bucket's length
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def named(value: Any) -> Any:
+    """An enum argument's name (Strawberry coerces enums to Python enum members)."""
+    return getattr(value, "value", value)
+
+
+def span(arguments: dict[str, Any], today: date, years: int) -> tuple[date, date]:
+    """The dates a `from`/`to` pair covers: `to` defaults to today and `from` to `years` before
+    it; no value is older than EARLIEST_PERIOD nor newer than today, so a range past them
+    costs no more than what can exist."""
+    end = min(arguments.get("to") or today, today)
+    start = arguments.get("from") or end - timedelta(days=365 * years + years // 4)
+    return max(start, EARLIEST_PERIOD), end
+
+
+def buckets(start: date, end: date, interval: Any) -> int:
+    """How many calendar buckets of `interval` meet the dates from `start` to `end`; DAY counts
+    weekdays (price bars), as does an unknown interval (the most)."""
+    if start > end:
+        return 0
+    months = MONTHS.get(interval)
+    if months is not None:
+        return (
+            (end.year * 12 + end.month - 1) // months
+            - (start.year * 12 + start.month - 1) // months
+            + 1
+        )
+    if interval == "WEEK":  # from Monday
+        mondays = (end - timedelta(days=end.weekday())) - (start - timedelta(days=start.weekday()))
+        return mondays.days // 7 + 1
+    weeks, rest = divmod((end - start).days + 1, 7)
+    return weeks * 5 + sum((start.weekday() + day) % 7 < 5 for day in range(rest))
+
+
+def series_sizes(arguments: dict[str, Any], today: date) -> tuple[int, Sized]:
+    """`Query.metricSeries`: a series per ticker, each with a point per bucket that can hold a
+    value (a metric is reported once a quarter, or once a year on the ANNUAL basis)."""
+    tickers = min(len(arguments.get("tickers") or ()), MAX_TICKERS)
+    start, end = span(arguments, today, METRIC_HISTORY)
+    reported = "YEAR" if named(arguments.get("basis")) == "ANNUAL" else "QUARTER"
+    interval = named(arguments.get("interval"))
+    points = min(buckets(start, end, interval), buckets(start, end, reported))
+    return tickers, (("points",), points)
+
+
+def price_series_sizes(arguments: dict[str, Any], today: date) -> tuple[int, Sized]:
+    """`Company.priceSeries`: a bar per bucket."""
+    start, end = span(arguments, today, PRICE_HISTORY)
+    return buckets(start, end, named(arguments.get("interval"))), None
+
+
+def price_sizes(arguments: dict[str, Any], today: date) -> tuple[int, Sized]:
+    """`Company.prices`: a bar per weekday."""
+    return buckets(*span(arguments, today, PRICE_HISTORY), "DAY"), None
+
+
+# Lists sized by arguments that no `@listSize` can name: a field's own size, and the size of the
+# sized fields of its items. They stay >= 0 and grow with every list and every range.
+ARGUMENT_SIZES: dict[str, Callable[[dict[str, Any], date], tuple[int, Sized]]] = {
+    "Query.metricSeries": series_sizes,
+    "Company.priceSeries": price_series_sizes,
+    "Company.prices": price_sizes,
+}
+
+
 def is_list(type_: GraphQLOutputType) -> bool:
     return isinstance(type_.of_type if isinstance(type_, GraphQLNonNull) else type_, GraphQLList)
 
@@ -143,6 +224,7 @@ class CostModel:
     introspection_cost: int = 100
     fetch_cost: int = 4
     max_list_size: int = MAX_PAGE_SIZE
+    today: Callable[[], date] = utc_today  # where an omitted `to` ends
 
     def costing(
         self,
@@ -155,7 +237,6 @@ class CostModel:
         return Costing(self, document, operation, variables)
 
 
-Sized = tuple[tuple[str, ...], int] | None  # the sized fields of a connection and their size
 Estimate = tuple[int, int]  # (points the lists above multiply, points of fetches: once each)
 Reached = set[tuple[int, str]]  # the fetches a response shows to have run
 Selections = list[tuple[str, GraphQLObjectType, FieldDetailsList]]  # (key, type, field)
@@ -194,6 +275,7 @@ class Costing:
         self._subfields: dict[tuple[int, str], GroupedFieldSet] = {}
         self._selections: dict[tuple[int, str], Selections] = {}
         self._plans: dict[tuple[int, str], tuple[int, Any, bool]] = {}
+        self.today = model.today()
 
     @cached_property
     def requested(self) -> int:
@@ -272,29 +354,40 @@ class Costing:
         if definition is None:  # __typename, or introspection
             return (self.model.introspection_cost if name in INTROSPECTION else 0), 0
         node = details[0].node
-        arguments = self.arguments(definition, node)
-        coordinate = f"{parent.name}.{name}"
-        size = 1
-        if is_list(definition.type):
-            in_connection = sized is not None and name in sized[0]
-            size = (
-                sized[1]
-                if sized and in_connection
-                else self.slice_size(node, coordinate, config, arguments)
-            )
-        named = get_named_type(definition.type)
+        size, below = self.sizes(f"{parent.name}.{name}", definition, config, node, sized)
+        named_type = get_named_type(definition.type)
         children, once = 0, self.model.fetch_cost if fetches(name, definition) else 0
-        if is_composite_type(named):
-            below: Sized = None
-            if config.sized_fields:
-                below = (config.sized_fields, self.slice_size(node, coordinate, config, arguments))
+        if is_composite_type(named_type):
             estimates = [
                 self.requested_fields(t, self.subfields(t, details), below)
-                for t in self.runtime_types(named)
+                for t in self.runtime_types(named_type)
             ]
             children = max(items for items, _ in estimates)
             once += max(fetched for _, fetched in estimates)
         return size * (self.weight(definition, config) + children), once
+
+    def sizes(
+        self,
+        coordinate: str,
+        definition: GraphQLField,
+        config: FieldCost,
+        node: FieldNode,
+        sized: Sized,
+    ) -> tuple[int, Sized]:
+        """How many items a field returns (1 if it is not a list), and the size it gives the
+        sized fields of its items (a connection's `nodes` and `edges`)."""
+        arguments = self.arguments(definition, node)
+        rule = ARGUMENT_SIZES.get(coordinate)
+        if rule is not None:
+            return rule(arguments, self.today)
+        below: Sized = None
+        if config.sized_fields:
+            below = (config.sized_fields, self.slice_size(node, coordinate, config, arguments))
+        if not is_list(definition.type):
+            return 1, below
+        if sized is not None and node.name.value in sized[0]:
+            return sized[1], below
+        return self.slice_size(node, coordinate, config, arguments), below
 
     # actual: after execution, from the response
 
