@@ -27,7 +27,8 @@ from graphql import (
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.cost import ARGUMENT_SIZES, ListSizeError
+from graph.argument_sizes import ARGUMENT_SIZES
+from graph.cost import ListSizeError
 from graph.settings import Settings, Tier
 from resolvers.pagination import MAX_PAGE_SIZE
 from tests.conftest import StatementLog, new_api_key
