@@ -3,6 +3,7 @@
 import asyncio
 import time
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -23,7 +24,8 @@ from tests.conftest import StatementLog, new_api_key
 pytestmark = pytest.mark.executors  # the HTTP answers are the same with both
 
 SCHEMA = build_schema()
-MODEL = CostModel(SCHEMA._schema, directives_in(sdl(SCHEMA)))
+TODAY = date(2026, 9, 30)  # a Wednesday, where an omitted `to` ends
+MODEL = CostModel(SCHEMA._schema, directives_in(sdl(SCHEMA)), today=lambda: TODAY)
 
 F = MODEL.fetch_cost  # each field that fetches: once per place in the document
 
@@ -43,9 +45,12 @@ COSTS: list[tuple[str, dict[str, Any] | None, int]] = [
     ('{ company(ticker: "A") { ...F } } '
      "fragment F on Company { filings(last: 2) { nodes { formType } } metrics { value } }",
      None, 3 * F + 1 + (1 + 2) + 200),
-    # aliases count each; prices: 500 items
+    # aliases count each; prices: a bar per weekday, two years of them when the dates are
+    # omitted (Monday 2024-09-30 to Wednesday 2026-09-30: 104 weeks and 3 days)
     ('{ a: company(ticker: "A") { name } b: company(ticker: "B") { prices { close } } }',
-     None, 3 * F + 1 + (1 + 500)),
+     None, 3 * F + 1 + (1 + 104 * 5 + 3)),
+    ('{ company(ticker: "A") { prices(from: "2026-09-21", to: "2026-10-30") { close } } }',
+     None, 2 * F + 1 + 8),  # Monday to Wednesday of the next week; nothing after today
     ("query($n: Int) { companies(first: $n) { nodes { name } } }", {"n": 7}, F + 1 + 7),
     ("query($n: Int) { companies(first: $n) { nodes { name } } }", {}, F + 1 + 20),
     ('query($s: Boolean!) { company(ticker: "A") { name } '
@@ -67,9 +72,24 @@ COSTS: list[tuple[str, dict[str, Any] | None, int]] = [
     ('{ filing(accessionNumber: "x") { similarFilings { filing { similarFilings(first: 3) '
      "{ score } } } } }", None, 3 * F + 1 + 5 * (5 + 1 + 3 * 5)),
     ('{ company(ticker: "A") { similarCompanies(first: 20) { name } } }', None, 2 * F + 1 + 20 * 5),
-    # a series per ticker (10 assumed), of 40 points each
+    # a series per ticker, a point per bucket: from 2016-09-30 (ten years) to today, 11 years
     ('{ metricSeries(tickers: ["A"], metric: "revenue", interval: YEAR) { points { value } } }',
-     None, F + 10 * (1 + 40)),
+     None, F + 1 + 11),
+    ('query($t: [String!]!) { metricSeries(tickers: $t, metric: "revenue", interval: QUARTER, '
+     'from: "2024-01-01", to: "2024-12-31") { ticker points { value } } }',
+     {"t": ["A", "B", "C"]}, F + 3 * (1 + 4)),
+    # a metric is reported once a quarter (QUARTERLY) or a year (ANNUAL): no more points than that
+    ('{ metricSeries(tickers: ["A", "B"], metric: "revenue", interval: WEEK, from: "2024-01-01", '
+     'to: "2024-12-31") { points { value } } }', None, F + 2 * (1 + 4)),
+    ('{ metricSeries(tickers: ["A"], metric: "revenue", interval: QUARTER, basis: ANNUAL, '
+     'from: "2023-01-01", to: "2024-12-31") { points { value } } }', None, F + 1 + 2),
+    ('{ metricSeries(tickers: ["A"], metric: "revenue", interval: QUARTER, from: "2027-01-01") '
+     "{ points { value } } }", None, F + 1),  # after today: nothing yet
+    # price bars per bucket: the weeks from Monday 2026-08-31 to Monday 2026-09-28
+    ('{ company(ticker: "A") { priceSeries(interval: WEEK, from: "2026-09-01") { close } } }',
+     None, 2 * F + 1 + 5),
+    ('{ company(ticker: "A") { priceSeries(interval: MONTH) { close } } }',
+     None, 2 * F + 1 + 25),  # two years: 2024-09 to 2026-09
 ]  # fmt: skip
 
 
@@ -90,7 +110,7 @@ def test_an_analysts_queries_fit_without_a_key() -> None:
     points when each bar weighed 2), and GraphiQL's example stays far below it."""
     ceiling = DEFAULT_TIERS["anonymous"].ceiling
     prices = '{ company(ticker: "A") { name prices { date close } } }'
-    assert requested(MODEL, prices, None) == 2 * F + 1 + 500 <= ceiling
+    assert requested(MODEL, prices, None) == 2 * F + 1 + 523 <= ceiling
     assert requested(MODEL, EXAMPLE_QUERY, {"ticker": "AAPL"}) <= ceiling // 10
 
 
@@ -328,28 +348,59 @@ def test_a_request_that_cost_more_than_requested_pays_the_difference(
     """Shopify's rule: the actual cost is charged, the requested one only admits."""
     slow = Tier(ceiling=1000, capacity=5000, restore_rate=0.001)  # no restoring to blur the sums
     tiers = {tier: slow for tier in ("anonymous", "free", "pro", "enterprise")}
-    series = 'query($t: [String!]!) { metricSeries(tickers: $t, metric: "revenue", '
-    series += "interval: QUARTER) { points { value } } }"  # assumes 10 tickers
+    # Filing.metrics assumes 12 values; a 10-K reports its year, its fourth quarter and the
+    # prior year's figures as comparatives
+    annual = '{ filings(first: 10, formTypes: ["10-K"]) { nodes { metrics { value } } } }'
     with TestClient(create_app(settings.replace(tiers=tiers))) as client:
-        every = "{ companies(first: 100) { nodes { ticker } } }"
-        _, _, listed = post(client, every, authorization=f"Bearer {key}")
-        tickers = [company["ticker"] for company in listed["data"]["companies"]["nodes"]]
-        before = listed["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
-        body = client.post(
-            "/graphql",
-            json={"query": series, "variables": {"t": tickers}},
-            headers={"authorization": f"Bearer {key}"},
-        ).json()
+        _, _, probe = post(client, "{ rateLimit { remaining } }", authorization=f"Bearer {key}")
+        before = probe["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
+        _, _, body = post(client, annual, authorization=f"Bearer {key}")
         assert "errors" not in body, body
         cost = body["extensions"]["cost"]
-        points = sum(1 + len(one["points"]) for one in body["data"]["metricSeries"])
-        assert cost["requestedQueryCost"] == F + 10 * (1 + 40)
-        assert cost["actualQueryCost"] == F + points > cost["requestedQueryCost"]
+        values = sum(len(one["metrics"]) for one in body["data"]["filings"]["nodes"])
+        assert cost["requestedQueryCost"] == 2 * F + 1 + 10 * (1 + 12)
+        assert cost["actualQueryCost"] == 2 * F + 1 + 10 + values > cost["requestedQueryCost"]
         available = cost["throttleStatus"]["currentlyAvailable"]
         assert available == pytest.approx(before - cost["actualQueryCost"], abs=1)
         _, _, probe = post(client, "{ rateLimit { remaining } }", authorization=f"Bearer {key}")
         left = probe["data"]["rateLimit"]["remaining"]
         assert left == pytest.approx(before - cost["actualQueryCost"] - 1, abs=1)
+
+
+def test_series_are_costed_by_their_tickers_and_dates(settings: Settings, key: str) -> None:
+    """The review's underestimate: two series of 60 tickers were requested at 828 points (10
+    tickers assumed) and cost 1,420, past the anonymous ceiling of 1,000. Now the estimate
+    follows the tickers and the buckets between the dates, and holds what comes back."""
+    series = (
+        "query($t: [String!]!, $from: Date, $to: Date) { q: metricSeries(tickers: $t, metric: "
+        '"revenue", interval: QUARTER, from: $from, to: $to) { points { value } } '
+        'y: metricSeries(tickers: $t, metric: "net_income", interval: YEAR, from: $from, to: $to) '
+        "{ points { value } } }"
+    )
+    roomy = Tier(ceiling=10_000, capacity=100_000, restore_rate=0.001)
+    tiers = {tier: roomy for tier in ("anonymous", "free", "pro", "enterprise")}
+    with TestClient(create_app(settings.replace(tiers=tiers))) as client:
+        every = "{ companies(first: 60) { nodes { ticker } } }"
+        _, _, listed = post(client, every, authorization=f"Bearer {key}")
+        tickers = [company["ticker"] for company in listed["data"]["companies"]["nodes"]]
+        assert len(tickers) == 60
+        costs: dict[str | None, tuple[int, int]] = {}
+        # 3 quarters of a year, 15 quarters of 4 years, and ten years to today by default
+        for start, end in (("2026-01-01", "2026-09-30"), ("2023-01-01", "2026-09-30"), (None,) * 2):
+            variables = {"t": tickers, "from": start, "to": end}
+            body = client.post(
+                "/graphql",
+                json={"query": series, "variables": variables},
+                headers={"authorization": f"Bearer {key}"},
+            ).json()
+            assert "errors" not in body, body
+            cost = body["extensions"]["cost"]
+            costs[start] = (cost["requestedQueryCost"], cost["actualQueryCost"])
+            assert cost["requestedQueryCost"] >= cost["actualQueryCost"], (start, cost)
+    assert costs["2026-01-01"][0] == 2 * F + 60 * (1 + 3) + 60 * (1 + 1)
+    assert costs["2023-01-01"][0] == 2 * F + 60 * (1 + 15) + 60 * (1 + 4)
+    assert costs[None][0] >= 2 * F + 60 * (1 + 40) + 60 * (1 + 10)
+    assert costs[None][0] > DEFAULT_TIERS["anonymous"].ceiling  # refused without a key
 
 
 def test_without_redis_the_difference_is_charged_as_well() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from graphql import ASTValidationRule, DocumentNode
 from starlette.testclient import TestClient
 
 from graph.app import create_app
@@ -182,6 +183,37 @@ def test_a_hostile_subscription_is_refused_before_strawberry_validates_it(
     (error,) = message["payload"]
     assert error["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED"
     assert error["extensions"]["limit"] == "fieldOccurrences"
+
+
+UNKNOWN = " ".join(f"x{i}" for i in range(30))  # 30 validation errors, were it validated
+SHAPES = {
+    "depth": f"{{ {COMPANY} {{ {UNKNOWN} "
+    + "filings { nodes { company { " * 6
+    + "name"
+    + " } } }" * 6
+    + " } }",
+    "rootFields": "{ " + " ".join(f"r{i}: nope" for i in range(21)) + " }",
+}
+
+
+def test_a_document_too_deep_or_wide_gets_one_error_and_no_validation(settings: Settings) -> None:
+    """Depth and root fields are checked with the other limits, before validation: the refusal
+    is the one error (not followed by 20 of validation's), and validation never runs."""
+    validated: list[DocumentNode] = []
+
+    class Seen(ASTValidationRule):
+        def enter_document(self, node: DocumentNode, *_: Any) -> None:
+            validated.append(node)
+
+    pipeline = Pipeline(build_schema()._schema, settings)
+    pipeline.rules.append(Seen)
+    for limit, document in SHAPES.items():
+        (error,) = pipeline.prepare(document).errors
+        assert error["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED", error
+        assert error["extensions"]["limit"] == limit, error
+    assert validated == []
+    assert pipeline.prepare(f"{{ {COMPANY} {{ {UNKNOWN} }} }}").errors  # the rule does run
+    assert len(validated) == 1
 
 
 def test_validation_stops_after_twenty_errors(pipeline: Pipeline) -> None:

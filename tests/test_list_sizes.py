@@ -2,7 +2,8 @@
 never falls when a list grows. The cases are generated from the schema's own `@listSize`
 fields, so a new paged field is covered without being listed here."""
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import pytest
@@ -17,13 +18,16 @@ from graphql import (
     GraphQLObjectType,
     GraphQLScalarType,
     get_named_type,
+    get_nullable_type,
     get_operation_ast,
+    is_list_type,
     is_object_type,
     parse,
 )
 from starlette.testclient import TestClient
 
 from graph.app import create_app
+from graph.pipeline.argument_sizes import ARGUMENT_SIZES
 from graph.pipeline.cost import ListSizeError
 from graph.settings import Settings, Tier
 from resolvers.pagination import MAX_PAGE_SIZE
@@ -59,11 +63,13 @@ def literal(type_: GraphQLInputType) -> str:
     return SCALAR_LITERALS.get(type_.name, '"AAPL"')
 
 
-def required_arguments(arguments: dict[str, GraphQLArgument], skip: str = "") -> list[str]:
+def required_arguments(
+    arguments: dict[str, GraphQLArgument], skip: Collection[str] = ()
+) -> list[str]:
     return [
         f"{name}: {literal(argument.type)}"
         for name, argument in arguments.items()
-        if name != skip and isinstance(argument.type, GraphQLNonNull)
+        if name not in skip and isinstance(argument.type, GraphQLNonNull)
     ]
 
 
@@ -107,7 +113,7 @@ def document_for(type_name: str, field_name: str, argument: str) -> str:
     parent = SCHEMA.get_type(type_name)
     assert isinstance(parent, GraphQLObjectType)
     field: GraphQLField = parent.fields[field_name]
-    arguments = [f"{argument}: $n", *required_arguments(field.args, skip=argument)]
+    arguments = [f"{argument}: $n", *required_arguments(field.args, skip=(argument,))]
     sized = MODEL.fields[(type_name, field_name)].sized_fields  # a connection's nodes
     below = f"{{ {sized[0]} {{ __typename }} }}" if sized else "{ __typename }"
     selection = f"sized: {call(field_name, arguments)} {below} __typename"
@@ -171,6 +177,82 @@ def test_hostile_sizes_anywhere_are_refused(query: str) -> None:
     assert operation is not None
     with pytest.raises(ListSizeError):
         _ = MODEL.costing(parsed, operation, None).requested
+
+
+# Lists sized by a rule of graph/pipeline/cost.py rather than a directive: by the length of a list
+# argument, and by the calendar buckets between `from` and `to`, for every choice of the enums
+RULED = [tuple(coordinate.split(".")) for coordinate in sorted(ARGUMENT_SIZES)]
+EARLIER = ("2026-09-29", "2026-06-01", "2025-01-01", "2020-01-01", "2010-01-01", "1900-01-01")
+LATER = ("1900-01-01", "1970-01-01", "2000-06-30", "2020-01-01", "2026-09-30", "2100-01-01")
+
+
+def ruled_field(type_name: str, field_name: str) -> GraphQLField:
+    parent = SCHEMA.get_type(type_name)
+    assert isinstance(parent, GraphQLObjectType)
+    field: GraphQLField = parent.fields[field_name]
+    return field
+
+
+def items_selection(field: GraphQLField) -> str:
+    """A selection of the field's items and of every list of objects below them."""
+    item = get_named_type(field.type)
+    if not isinstance(item, GraphQLObjectType):
+        return ""
+    lists = [
+        name
+        for name, below in item.fields.items()
+        if is_list_type(get_nullable_type(below.type))
+        and is_object_type(get_named_type(below.type))
+    ]
+    return "{ __typename " + " ".join(f"{name} {{ __typename }}" for name in lists) + " }"
+
+
+def ruled_requested(type_name: str, field_name: str, given: dict[str, str]) -> int:
+    field = ruled_field(type_name, field_name)
+    arguments = [f"{n}: {v}" for n, v in given.items()]
+    arguments += required_arguments(field.args, skip=given)
+    selection = f"sized: {call(field_name, arguments)} {items_selection(field)} __typename"
+    return requested(routes()[type_name].replace("{}", f"{{ {selection} }}"), None)
+
+
+def enum_choices(field: GraphQLField) -> list[dict[str, str]]:
+    """Every combination of the values of the field's enum arguments."""
+    enums = {
+        name: list(named.values)
+        for name, argument in field.args.items()
+        if isinstance(named := get_named_type(argument.type), GraphQLEnumType)
+    }
+    return [dict(zip(enums, values, strict=True)) for values in itertools.product(*enums.values())]
+
+
+def growing(costs: list[int], why: Any) -> None:
+    assert all(cost >= 0 for cost in costs), (why, costs)
+    assert costs == sorted(costs), (why, costs)
+    assert costs[-1] > costs[0], (why, costs)
+
+
+def test_every_ruled_field_is_sized_by_its_arguments() -> None:
+    assert {("Query", "metricSeries"), ("Company", "priceSeries")} <= set(RULED)
+    assert not {t for t, _ in RULED} - routes().keys()
+
+
+@pytest.mark.parametrize(("type_name", "field_name"), RULED)
+def test_ruled_cost_grows_with_every_list_and_range(type_name: str, field_name: str) -> None:
+    field = ruled_field(type_name, field_name)
+    lists = [n for n, a in field.args.items() if is_list_type(get_nullable_type(a.type))]
+    dated = {n for n, a in field.args.items() if get_named_type(a.type).name == "Date"}
+    assert lists or dated == {"from", "to"}, "a ruled field is sized by a list or a range"
+    for choice in enum_choices(field):
+        for name in lists:
+            sized = [choice | {name: "[" + ", ".join(['"A"'] * n) + "]"} for n in IN_RANGE]
+            costs = [ruled_requested(type_name, field_name, given) for given in sized]
+            growing(costs, (field_name, name, choice))
+        if dated:
+            widening = [{"from": f'"{day}"', "to": '"2026-09-30"'} for day in EARLIER]
+            widening_forward = [{"from": '"1969-01-01"', "to": f'"{day}"'} for day in LATER]
+            for ranges in (widening, widening_forward):
+                costs = [ruled_requested(type_name, field_name, choice | r) for r in ranges]
+                growing(costs, (field_name, choice, ranges))
 
 
 SLOW = Tier(ceiling=1000, capacity=2000, restore_rate=0.001)  # no restoring to blur the sums

@@ -206,6 +206,15 @@ CASES = {
         "QUERY_LIMIT_EXCEEDED",
     ),
     "depth": Case(DEEP, "QUERY_LIMIT_EXCEEDED"),
+    # over a limit and invalid too: the limit's one error, no validation errors after it
+    "depth and invalid": Case(
+        DEEP.replace("accessionNumber", " ".join(f"x{i}" for i in range(25))),
+        "QUERY_LIMIT_EXCEEDED",
+    ),
+    "root fields and invalid": Case(
+        "subscription { " + " ".join(f"r{i}: filingAdded {{ nope }}" for i in range(21)) + " }",
+        "QUERY_LIMIT_EXCEEDED",
+    ),
     "aliases": Case(
         "subscription { filingAdded { "
         + " ".join(f"a{i}: accessionNumber" for i in range(31))
@@ -254,6 +263,8 @@ def test_the_same_document_gets_the_same_error(server: Server, transport: str, c
         return
     assert errors, f"{case} over {transport}: no error"
     assert errors[0]["extensions"]["code"] == document.code, errors
+    if document.code == "QUERY_LIMIT_EXCEEDED":  # refused before validation: alone
+        assert len(errors) == 1, errors
     if case == "invalid":  # suggestions only in development, everywhere
         assert ("Did you mean" in errors[0]["message"]) is not production, errors[0]
 

@@ -11,6 +11,10 @@ cannot drift apart):
   slicing argument (`first`, `last`); else its `assumedSize`; else the default list size.
   `_entities` is sized by its representations;
 - a selection on an interface or union costs as much as its most expensive possible type;
+- what the directives cannot say (a slicing argument must be an Int), `ARGUMENT_SIZES` says:
+  `metricSeries` is as long as its `tickers`, each series has a point per calendar bucket
+  between `from` and `to` that can hold a value, and price bars are counted between their dates
+  (graph/pipeline/argument_sizes.py);
 - `@skip`, `@include`, fragments, aliases and variables count as they execute;
 - each root field of a mutation adds a base cost, introspection a flat cost, `__typename` 0;
 - beyond the directives, each field that fetches (its resolver awaits a loader: one SQL
@@ -26,8 +30,9 @@ The actual cost applies the same weights to the response: real list lengths, nul
 and a fetch costs its `fetch_cost` if it ran at all (for a null or an empty list too).
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 from typing import Any
 
@@ -63,6 +68,7 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 
+from graph.pipeline.argument_sizes import ARGUMENT_SIZES, Sized, utc_today
 from resolvers.pagination import MAX_PAGE_SIZE
 
 INTROSPECTION = frozenset({"__schema", "__type"})
@@ -143,6 +149,7 @@ class CostModel:
     introspection_cost: int = 100
     fetch_cost: int = 4
     max_list_size: int = MAX_PAGE_SIZE
+    today: Callable[[], date] = utc_today  # where an omitted `to` ends
 
     def costing(
         self,
@@ -155,7 +162,6 @@ class CostModel:
         return Costing(self, document, operation, variables)
 
 
-Sized = tuple[tuple[str, ...], int] | None  # the sized fields of a connection and their size
 Estimate = tuple[int, int]  # (points the lists above multiply, points of fetches: once each)
 Reached = set[tuple[int, str]]  # the fetches a response shows to have run
 Selections = list[tuple[str, GraphQLObjectType, FieldDetailsList]]  # (key, type, field)
@@ -194,6 +200,7 @@ class Costing:
         self._subfields: dict[tuple[int, str], GroupedFieldSet] = {}
         self._selections: dict[tuple[int, str], Selections] = {}
         self._plans: dict[tuple[int, str], tuple[int, Any, bool]] = {}
+        self.today = model.today()
 
     @cached_property
     def requested(self) -> int:
@@ -272,29 +279,40 @@ class Costing:
         if definition is None:  # __typename, or introspection
             return (self.model.introspection_cost if name in INTROSPECTION else 0), 0
         node = details[0].node
-        arguments = self.arguments(definition, node)
-        coordinate = f"{parent.name}.{name}"
-        size = 1
-        if is_list(definition.type):
-            in_connection = sized is not None and name in sized[0]
-            size = (
-                sized[1]
-                if sized and in_connection
-                else self.slice_size(node, coordinate, config, arguments)
-            )
-        named = get_named_type(definition.type)
+        size, below = self.sizes(f"{parent.name}.{name}", definition, config, node, sized)
+        named_type = get_named_type(definition.type)
         children, once = 0, self.model.fetch_cost if fetches(name, definition) else 0
-        if is_composite_type(named):
-            below: Sized = None
-            if config.sized_fields:
-                below = (config.sized_fields, self.slice_size(node, coordinate, config, arguments))
+        if is_composite_type(named_type):
             estimates = [
                 self.requested_fields(t, self.subfields(t, details), below)
-                for t in self.runtime_types(named)
+                for t in self.runtime_types(named_type)
             ]
             children = max(items for items, _ in estimates)
             once += max(fetched for _, fetched in estimates)
         return size * (self.weight(definition, config) + children), once
+
+    def sizes(
+        self,
+        coordinate: str,
+        definition: GraphQLField,
+        config: FieldCost,
+        node: FieldNode,
+        sized: Sized,
+    ) -> tuple[int, Sized]:
+        """How many items a field returns (1 if it is not a list), and the size it gives the
+        sized fields of its items (a connection's `nodes` and `edges`)."""
+        arguments = self.arguments(definition, node)
+        rule = ARGUMENT_SIZES.get(coordinate)
+        if rule is not None:
+            return rule(arguments, self.today)
+        below: Sized = None
+        if config.sized_fields:
+            below = (config.sized_fields, self.slice_size(node, coordinate, config, arguments))
+        if not is_list(definition.type):
+            return 1, below
+        if sized is not None and node.name.value in sized[0]:
+            return sized[1], below
+        return self.slice_size(node, coordinate, config, arguments), below
 
     # actual: after execution, from the response
 

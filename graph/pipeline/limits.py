@@ -1,22 +1,20 @@
-"""A validation rule that bounds a document's shape: depth, aliases and root fields.
+"""A document's shape (depth and root fields) and the error of a limit it exceeds.
 
 Each refusal is QUERY_LIMIT_EXCEEDED with `extensions.limit` naming the bound. The token
-limit is enforced by the parser itself (see graph.pipeline.pipeline).
+limit is enforced by the parser itself (see graph.pipeline.pipeline); the other limits are checked
+before validation (graph.pipeline.prevalidation).
 """
 
 from typing import Any
 
 from graphql import (
-    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
-    OperationDefinitionNode,
     SelectionSetNode,
-    ValidationContext,
 )
 
 
@@ -84,30 +82,3 @@ class Shape:
                 name = selection.name.value
                 count += self.root_fields(self._fragment(name), seen | {name})
         return count
-
-
-def shape_limits(max_depth: int, max_aliases: int, max_root_fields: int) -> type[ASTValidationRule]:
-    class ShapeLimits(ASTValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            self.shape = Shape(context.document)
-            self.aliases = 0
-
-        def enter_field(self, node: FieldNode, *_: Any) -> None:
-            if node.alias is not None:
-                self.aliases += 1
-
-        def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            self.check("depth", max_depth, self.shape.depth(node.selection_set), node)
-            self.check(
-                "rootFields", max_root_fields, self.shape.root_fields(node.selection_set), node
-            )
-
-        def leave_document(self, node: DocumentNode, *_: Any) -> None:
-            self.check("aliases", max_aliases, self.aliases, None)
-
-        def check(self, limit: str, maximum: int, actual: int, node: Any) -> None:
-            if actual > maximum:
-                self.report_error(limit_error(limit, maximum, actual, node))
-
-    return ShapeLimits

@@ -151,12 +151,13 @@ class PersistedDocuments:
         found = self.manifest.get(wanted) or self._kept.get(wanted)
         if found is None and self.mode == "apq":
             found = await self._stored(wanted)
+            if found is not None:
+                self._keep(wanted, found)
         (HITS if found is not None else MISSES).inc()
         if found is None:
             if self.mode == "trusted" and not trusted_caller:
                 raise not_in_list()
             raise not_found()
-        self._keep(wanted, found)
         return Document(found, wanted, sent=False)
 
     def _given(self, wanted: str, query: object, trusted_caller: bool) -> str:

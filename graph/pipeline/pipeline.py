@@ -35,7 +35,7 @@ from graph.execution.compiled import CompiledExecutor
 from graph.pipeline.cost import Costing, CostModel, ListSizeError
 from graph.pipeline.errors import format_execution_error, format_request_errors, request_error
 from graph.pipeline.gateway import GATEWAY_ONLY, root_field_names
-from graph.pipeline.limits import limit_error, shape_limits
+from graph.pipeline.limits import limit_error
 from graph.pipeline.prevalidation import DocumentBounds, prevalidation_errors
 from graph.pipeline.ratelimit import RateLimiter, Throttle
 from graph.pipeline.response_cache import UNCACHEABLE_FIELDS, ResponseCache
@@ -137,11 +137,7 @@ class Pipeline:
         self.response_cache = response_cache
         self.executor_class = executor_class
         self.settings = settings
-        self.rules = [
-            *specified_rules,
-            shape_limits(settings.max_depth, settings.max_aliases, settings.max_root_fields),
-            NoNulInArguments,
-        ]
+        self.rules = [*specified_rules, NoNulInArguments]
         if not settings.introspection_enabled:
             self.rules.append(NoSchemaIntrospectionCustomRule)
         self.bounds = DocumentBounds(
@@ -151,6 +147,8 @@ class Pipeline:
             settings.max_fragment_spreads,
             settings.max_directives,
             settings.max_aliases,
+            settings.max_depth,
+            settings.max_root_fields,
         )
         self._prepared: BoundedByBytes[str, Prepared] = BoundedByBytes(
             settings.document_cache_bytes

@@ -13,9 +13,12 @@ These checks, modelled on graphql-armor's, refuse such documents first:
 - `fieldOccurrences`: how often one response name occurs at one position of the merged
   operation (`{ a a a }`, or `a` in several fragments spread at one place);
 - `fieldMerges`: the pairs of same-named fields at one position, over every position: the
-  comparisons the overlapping-fields rule makes (n occurrences make n(n-1)/2).
+  comparisons the overlapping-fields rule makes (n occurrences make n(n-1)/2);
+- `depth` and `rootFields` of each operation, through its fragments (checked last: the
+  walk above has bounded the fragments they expand).
 
-Each refusal is QUERY_LIMIT_EXCEEDED with `extensions.limit` naming the bound.
+Each refusal is QUERY_LIMIT_EXCEEDED with `extensions.limit` naming the bound: one error, and
+the document is not validated (its validation errors would bury the refusal).
 """
 
 from collections import Counter
@@ -33,7 +36,7 @@ from graphql import (
     SelectionSetNode,
 )
 
-from graph.pipeline.limits import limit_error
+from graph.pipeline.limits import Shape, limit_error
 
 # one position of the merged operation: the selection sets merged there, each with the
 # fragments being expanded on its way (a cycle is left to validation's NoFragmentCycles)
@@ -48,6 +51,8 @@ class DocumentBounds:
     fragment_spreads: int
     directives: int
     aliases: int
+    depth: int
+    root_fields: int
 
 
 def prevalidation_errors(document: DocumentNode, bounds: DocumentBounds) -> list[GraphQLError]:
@@ -66,6 +71,21 @@ def prevalidation_errors(document: DocumentNode, bounds: DocumentBounds) -> list
             error = walk.root(definition.selection_set)
             if error is not None:
                 return [error]
+    return shape_errors(document, bounds)
+
+
+def shape_errors(document: DocumentNode, bounds: DocumentBounds) -> list[GraphQLError]:
+    """The depth or root fields of the first operation over its limit."""
+    shape = Shape(document)
+    for operation in document.definitions:
+        if not isinstance(operation, OperationDefinitionNode):
+            continue
+        for limit, maximum, actual in (
+            ("depth", bounds.depth, shape.depth(operation.selection_set)),
+            ("rootFields", bounds.root_fields, shape.root_fields(operation.selection_set)),
+        ):
+            if actual > maximum:
+                return [limit_error(limit, maximum, actual, operation)]
     return []
 
 

@@ -1,7 +1,8 @@
 """What a point of cost buys in server time: for each document of a body (the conformance
 documents of tests/conformance.yaml, the benchmark's LIGHT and HEAVY, the persisted operations
-of ops/operations, and a few wide but valid shapes), the server CPU per request of one
-corpgraph worker divided by the request's actual cost, beside the cost it requested.
+of ops/operations, a few wide but valid shapes, and two metric series of 60 tickers each), the
+server CPU per request of one corpgraph worker divided by the request's actual cost, beside the
+cost it requested.
 
     python ops/bench/cost_per_point.py [--requests 100] [--seed-size small|default]
 
@@ -52,6 +53,13 @@ WIDE = {
     + " }",
     "every metric of 5 companies": "{ companies(first: 5) { nodes { metrics { value } } } }",
 }  # fmt: skip
+# the review's underestimate: two series of 60 tickers each (the small data set's every company)
+SERIES = (
+    'query($t: [String!]!) { q: metricSeries(tickers: $t, metric: "revenue", interval: QUARTER) '
+    '{ points { value } } y: metricSeries(tickers: $t, metric: "net_income", interval: YEAR) '
+    "{ points { value } } }"
+)
+SERIES_TICKERS = 60
 
 
 def documents() -> dict[str, tuple[str, dict[str, Any] | None]]:
@@ -65,6 +73,16 @@ def documents() -> dict[str, tuple[str, dict[str, Any] | None]]:
     for index, case in enumerate(yaml.safe_load((REPO / "tests" / "conformance.yaml").read_text())):
         body[f"conformance {index}"] = (case["query"], case.get("variables"))
     body |= {name: (query, None) for name, query in WIDE.items()}
+    return body
+
+
+def with_series(url: str) -> dict[str, tuple[str, dict[str, Any] | None]]:
+    """The documents, and the 60-ticker series with the first tickers the server knows."""
+    query = f"{{ companies(first: {SERIES_TICKERS}) {{ nodes {{ ticker }} }} }}"
+    listed = httpx.post(url, json={"query": query}, timeout=60).json()
+    tickers = [company["ticker"] for company in listed["data"]["companies"]["nodes"]]
+    body = documents()
+    body[f"metricSeries x2, {len(tickers)} tickers"] = (SERIES, {"t": tickers})
     return body
 
 
@@ -82,12 +100,12 @@ class Measured(NamedTuple):
     actual: int
 
 
-def warm_up(url: str) -> None:
+def warm_up(url: str, body: dict[str, tuple[str, dict[str, Any] | None]]) -> None:
     with httpx.Client(timeout=60) as client:
-        for query, variables in documents().values():
-            body = {"query": query, "variables": variables_for(query, variables)}
+        for query, variables in body.values():
+            payload = {"query": query, "variables": variables_for(query, variables)}
             for _ in range(WARM_UP):
-                client.post(url, json=body)
+                client.post(url, json=payload)
 
 
 def measure(url: str, pids: tuple[int, int], query: str, variables: Any, requests: int) -> Measured:
@@ -119,10 +137,11 @@ def measure_all(
 ) -> tuple[float, dict[str, Measured | str]]:
     """What every request costs (`{ __typename }`, before and after the others: the mean), and
     each document measured, or the code of the error it was answered with."""
-    warm_up(url)
+    body = with_series(url)
+    warm_up(url, body)
     before = measure(url, pids, "{ __typename }", None, requests)
     measured: dict[str, Measured | str] = {}
-    for name, (query, variables) in documents().items():
+    for name, (query, variables) in body.items():
         try:
             measured[name] = measure(url, pids, query, variables_for(query, variables), requests)
         except ValueError as refused:

@@ -131,7 +131,7 @@ def main() -> None:
         embedded_servers(Path(workdir), print, with_redis=True) as embedded,
     ):
         assert embedded.redis_url is not None
-        env = servers_env(embedded.database_url, embedded.redis_url)
+        env = servers_env(embedded.database_url, embedded.redis_url, Path(workdir))
         servers = starters(env, args)
         print(f"{'server':<34}{'request':<8}{'instr/req':>14}{'vs raw':>9}")
         for request in args.requests.split(","):

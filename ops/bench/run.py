@@ -21,10 +21,15 @@ corpgraph runs with cost control on (every request costed, debited and refunded 
 a tier roomy enough that the benchmark is never throttled; --cost-off adds a one-worker corpgraph
 without it and prints what cost control adds to p50 and p95.
 
---persisted adds two one-worker corpgraphs sent the documents' SHA-256 only (Apollo APQ, the
-documents registered first): one with the response cache off (the document is looked up, then
-run: against plain POSTs, what persisting costs or saves), one with it on (every request after
-the first is a cache hit), and prints both against plain corpgraph x1 and against PostGraphile.
+--persisted sends the documents to plain corpgraph x1 again, persisted: by APQ hash only
+(registered first), by the id of a manifest's document and by `documentId`, and prints each
+against plain x1. The same process answers plain and persisted requests (with the response
+cache off, which plain requests never use), so the ratio compares the requests and nothing
+else: separate processes had differed by more than the requests do (APQ/plain 0.64-1.24 in one
+run, with 10% more CPU per HEAVY request in the APQ process, where one process shows none;
+ops/bench/persisted.py compares CPU per request on one process). It also adds a one-worker
+corpgraph with the response cache on, sent hashes only (every request after the first is a
+cache hit), against plain x1 and against PostGraphile.
 
 --observability adds two one-worker corpgraphs: one without metrics ("bare"; plain corpgraph
 has Prometheus metrics on, as by default), one with metrics and tracing sampled as compose.yaml
@@ -70,7 +75,9 @@ HEAVY = (HERE / "heavy.graphql").read_text()
 REQUESTS = {"LIGHT": LIGHT, "HEAVY": HEAVY}
 ROOMY = {"ceiling": 10**9, "capacity": 2**31 - 1, "restore_rate": 10**9}  # costed, never throttled
 COST_OFF = " -cost"
-APQ, CACHE_HIT = " apq", " cache hit"
+CACHE_HIT = " cache hit"
+PERSISTED = (" apq", " manifest id", " documentId")  # the ways a persisted document is named
+IN_MANIFEST = "\n# from the manifest"  # another text than APQ registers, so another id
 BARE, TRACED = " bare", " traced"
 SAMPLE_RATE = 0.1  # of traces, as compose.yaml samples
 
@@ -136,22 +143,62 @@ def start_corpgraph(
     return Server(name, process, {name: url for name in REQUESTS}, bodies, http=http)
 
 
-def start_persisted(env: dict[str, str], label: str, http: str) -> Server:
-    """corpgraph x1 sent hashes only, the documents registered with APQ first; with the
-    response cache on only for CACHE_HIT."""
-    cache = "true" if label == CACHE_HIT else "false"
-    server = start_corpgraph({**env, "CORPGRAPH_RESPONSE_CACHE": cache}, 1, label, http=http)
-    persisted = {
-        name: {"persistedQuery": {"version": 1, "sha256Hash": sha256(query)}}
-        for name, query in REQUESTS.items()
-    }
-    server.bodies = {
-        name: json.dumps({"extensions": ext}).encode() for name, ext in persisted.items()
-    }
-    server.setup = tuple(
-        json.dumps({"query": REQUESTS[name], "extensions": ext}).encode()
-        for name, ext in persisted.items()
+def apq(query: str) -> dict[str, Any]:
+    return {"persistedQuery": {"version": 1, "sha256Hash": sha256(query)}}
+
+
+def persisted_bodies(query: str) -> dict[str, bytes]:
+    """A document named by its APQ hash, by the id of its manifest twin, by `documentId`."""
+    named = (
+        {"extensions": apq(query)},
+        {"extensions": apq(query + IN_MANIFEST)},
+        {"documentId": f"sha256:{sha256(query)}"},
     )
+    return {label: json.dumps(body).encode() for label, body in zip(PERSISTED, named, strict=True)}
+
+
+def registrations() -> tuple[bytes, ...]:
+    """APQ: each document sent with its hash once, so that the hash alone finds it."""
+    return tuple(json.dumps({"query": q, "extensions": apq(q)}).encode() for q in REQUESTS.values())
+
+
+def manifest_file(folder: Path) -> Path:
+    """An Apollo persisted-query manifest of the documents (with IN_MANIFEST appended)."""
+    operations = [
+        {
+            "id": sha256(query + IN_MANIFEST),
+            "name": name,
+            "type": "query",
+            "body": query + IN_MANIFEST,
+        }
+        for name, query in REQUESTS.items()
+    ]
+    path = folder / "manifest.json"
+    path.write_text(json.dumps({"format": "apollo-persisted-query-manifest", "version": 1,
+                                "operations": operations}))  # fmt: skip
+    return path
+
+
+def persisted_views(plain: Server) -> list[Server]:
+    """The plain server's process again, sent each document persisted, in each way."""
+    return [
+        Server(
+            f"{plain.name}{label}",
+            plain.process,
+            plain.urls,
+            {name: persisted_bodies(query)[label] for name, query in REQUESTS.items()},
+            registrations(),
+            plain.http,
+        )
+        for label in PERSISTED
+    ]
+
+
+def start_cache_hits(env: dict[str, str], http: str) -> Server:
+    """corpgraph x1 with the response cache on, sent hashes only: all but the first are hits."""
+    server = start_corpgraph({**env, "CORPGRAPH_RESPONSE_CACHE": "true"}, 1, CACHE_HIT, http=http)
+    server.bodies = {name: persisted_bodies(query)[" apq"] for name, query in REQUESTS.items()}
+    server.setup = registrations()
     return server
 
 
@@ -351,7 +398,7 @@ def k6(
     }
 
 
-def servers_env(database_url: str, redis_url: str) -> dict[str, str]:
+def servers_env(database_url: str, redis_url: str, folder: Path) -> dict[str, str]:
     """The demo data set in the database, and the environment every server runs in."""
     asyncio.run(prepare_database(Settings(database_url=database_url), "default"))
     return {
@@ -359,6 +406,9 @@ def servers_env(database_url: str, redis_url: str) -> dict[str, str]:
         "CORPGRAPH_DATABASE_URL": database_url,
         "CORPGRAPH_REDIS_URL": redis_url,
         "CORPGRAPH_TIERS": json.dumps({"anonymous": ROOMY}),
+        # plain requests never use the response cache; persisted ones must not hit it here
+        "CORPGRAPH_RESPONSE_CACHE": "false",
+        "CORPGRAPH_PERSISTED_MANIFESTS": str(manifest_file(folder)),
         # ten read connections per worker, as the raw endpoint's pool: every server is up
         # at once, and PostgreSQL's 100 connections must go round
         "CORPGRAPH_DB_POOL_SIZE": "5",
@@ -396,14 +446,15 @@ def main() -> None:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="corpgraph-bench-"))
     with embedded_servers(data_dir, print, with_redis=True) as embedded:
         assert embedded.redis_url is not None
-        env = servers_env(embedded.database_url, embedded.redis_url)
+        env = servers_env(embedded.database_url, embedded.redis_url, data_dir)
         workers = [int(w) for w in args.workers.split(",")]
         servers = [start_corpgraph(env, w, http=http) for w in workers for http in https]
         if args.cost_off:
             off = {**env, "CORPGRAPH_COST_CONTROL": "false"}
             servers.append(start_corpgraph(off, 1, COST_OFF, http=https[0]))
         if args.persisted:
-            servers += [start_persisted(env, label, https[0]) for label in (APQ, CACHE_HIT)]
+            plain = next(s for s in servers if s.name == f"corpgraph x1{on(https[0])}")
+            servers += [*persisted_views(plain), start_cache_hits(env, https[0])]
         if args.observability:
             servers += start_observed(env, https[0])
         if not args.no_postgraphile:
@@ -431,17 +482,21 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                 raise SystemExit(f"{server.name} and raw disagree on {request}")
     print(f"answers equal; k6 {args.duration} per cell, median of {args.rounds}; VUs {args.vus}\n")
     print(
-        f"{'server':<24}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'server':<26}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'CPU us':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
     )
     with tempfile.TemporaryDirectory() as workdir:
         for request in args.requests.split(","):
             statements = {s.name: statements_per_request(s, request, dsn, log) for s in servers}
             for vus in (int(v) for v in args.vus.split(",")):
-                # rounds interleave the servers, so that a noisy spell hits all of them
+                # rounds interleave the servers, so that a noisy spell hits all of them, each
+                # round starting one server later, so that none always runs first or last
                 rounds = [
-                    {s.name: k6(s, request, vus, args.duration, Path(workdir)) for s in servers}
-                    for _ in range(args.rounds)
+                    {
+                        s.name: k6(s, request, vus, args.duration, Path(workdir))
+                        for s in servers[turn % len(servers) :] + servers[: turn % len(servers)]
+                    }
+                    for turn in range(args.rounds)
                 ]
                 results = {s.name: median_of([r[s.name] for r in rounds]) for s in servers}
                 for server in servers:
@@ -449,7 +504,7 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                     print(row(server.name, request, vus, results, statements, graphile, raw))
                 if len(raws) > 1:
                     print(granian_ratios(results, request, vus))
-                if f"corpgraph x1{APQ}" in results:
+                if f"corpgraph x1{CACHE_HIT}" in results:
                     print(persisted_ratios(results, request, vus))
                 if f"corpgraph x1{TRACED}" in results:
                     print(observability_ratios(results, request, vus))
@@ -463,11 +518,11 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
 
 def persisted_ratios(results: dict[str, dict[str, float]], request: str, vus: int) -> str:
     plain = results["corpgraph x1"]["rps"]
-    apq, hit = (results[f"corpgraph x1{label}"]["rps"] for label in (APQ, CACHE_HIT))
-    line = (
-        f"  x1 {request} {vus} VUs: APQ/plain {apq / plain:.2f}, cache hit/plain {hit / plain:.2f}"
-    )
+    ratios = [f"{label.strip()}/plain {results[f'corpgraph x1{label}']['rps'] / plain:.2f}"
+              for label in (*PERSISTED, CACHE_HIT)]  # fmt: skip
+    line = f"  x1 {request} {vus} VUs: {', '.join(ratios)}"
     if "postgraphile" in results:
+        hit = results[f"corpgraph x1{CACHE_HIT}"]["rps"]
         line += f", cache hit/PostGraphile {hit / results['postgraphile']['rps']:.2f}"
     return line
 
@@ -525,7 +580,7 @@ def row(
     versus_raw = r["rps"] / results[raw.name]["rps"]
     failed = f"  ({r['failed']:.0f} failed checks)" if r["failed"] else ""
     return (
-        f"{name:<24}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+        f"{name:<26}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
         f"{r['p99']:>9.1f}{r['cpu_us']:>9.0f}{statements[name]:>9.1f}{versus_graphile:>8.2f}"
         f"{versus_raw:>8.2f}{failed}"
     )
