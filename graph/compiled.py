@@ -55,7 +55,8 @@ from graphql.pyutils import Path
 from prometheus_client import Counter
 
 from graph.bounded import BoundedByBytes
-from graph.fast_path import Completer, FastExecutor, compiled_selection
+from graph.fast_path import Completer, FastExecutor, compiled_selection, inline_leaf
+from loaders.json_lists import JSON_LIST, TYPENAME, JsonLeaf, JsonList, Selection, json_object
 
 # a plan holds its operation's nodes, and they the whole text of its document: the plans kept
 # are bounded by that text's size, as the document cache is (graph/execution.py)
@@ -71,6 +72,10 @@ UNEXPECTED = "unexpected"  # anything else the standard path should meet itself
 REASONS = (RESOLVER_ERROR, NULL, NOT_A_LIST, WRONG_TYPE, LEAF, UNEXPECTED)
 
 ANSWERED = Counter("corpgraph_compiled_answered", "Queries answered from their compiled plan")
+JSON_LISTS = Counter(
+    "corpgraph_compiled_json_lists",
+    "Lists of objects in compiled answers whose JSON PostgreSQL rendered",
+)
 ABANDONED = Counter(
     "corpgraph_compiled_abandoned",
     "Compiled query runs given up for the standard executor, which answers them from the "
@@ -99,6 +104,7 @@ class ObjectPlan:
     names: tuple[str, ...]  # response names, in the selection's order
     complete: Completer | None  # the inline leaves
     steps: tuple["FieldStep", ...]  # the fields with resolvers
+    leaves: Selection | None  # every field, when all are inline leaves: as JSON columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,7 @@ class FieldStep:
     item_non_null: bool
     leaf: GraphQLLeafType | None  # a scalar or enum; else `child` plans the object
     child: ObjectPlan | None
+    json: JsonList | None  # a list of `child.leaves` that PostgreSQL renders as JSON
 
 
 def plan_operation(
@@ -143,7 +150,33 @@ def _plan_object(
         for name, nodes in grouped.items()
         if name not in inline
     )
-    return ObjectPlan(type_, tuple(grouped), complete, steps)
+    return ObjectPlan(type_, tuple(grouped), complete, steps, _json_leaves(type_, selection))
+
+
+def _json_leaves(
+    type_: GraphQLObjectType, selection: tuple[tuple[str, str], ...]
+) -> Selection | None:
+    leaves = []
+    for name, field_name in selection:
+        leaf = inline_leaf(type_, field_name)
+        if leaf is None:
+            return None
+        if leaf.scalar == TYPENAME:
+            leaves.append(JsonLeaf(name, TYPENAME, type_.name, True))
+        else:
+            leaves.append(JsonLeaf(name, leaf.attribute, leaf.scalar, leaf.non_null))
+    return tuple(leaves)
+
+
+def _json_list(field: GraphQLField, child: "ObjectPlan | None") -> JsonList | None:
+    """How PostgreSQL renders the field's objects, when it can (loaders/json_lists.py)."""
+    if child is None or child.steps or not child.leaves or child.type.is_type_of is not None:
+        return None
+    definition = field.extensions.get("strawberry-definition")
+    json_list = definition.metadata.get(JSON_LIST) if definition is not None else None
+    if not isinstance(json_list, JsonList) or json_object(json_list.table, child.leaves) is None:
+        return None
+    return json_list
 
 
 def _collect(
@@ -218,7 +251,10 @@ def _plan_field(
     child = None
     if isinstance(named, GraphQLObjectType):
         child = _plan_object(schema, named, [node.selection_set for node in nodes], fragments)
-    return FieldStep(name, field, nodes, arguments, non_null, is_list, item_non_null, leaf, child)
+    json = _json_list(field, child) if is_list and item_non_null else None
+    return FieldStep(
+        name, field, nodes, arguments, non_null, is_list, item_non_null, leaf, child, json
+    )
 
 
 def _uses_variables(value: ValueNode) -> bool:
@@ -291,7 +327,11 @@ class CompiledRun:
                         arguments = get_argument_values(
                             step.field, step.nodes[0], executor.variable_values
                         )
-                    value = resolve(source, info, **arguments)
+                    if step.json is not None:
+                        assert step.child is not None and step.child.leaves is not None
+                        value = step.json.load(source, info, step.child.leaves, **arguments)
+                    else:
+                        value = resolve(source, info, **arguments)
                     if executor.is_awaitable(value):
                         pending.append((value, step, record, info))
                     else:
@@ -311,6 +351,11 @@ class CompiledRun:
         return following
 
     def complete(self, step: FieldStep, value: Any, info: Any, following: Level) -> Any:
+        if step.json is not None:
+            if value is None:  # a value only Python serializes right, or refuses
+                raise Abandon(LEAF)
+            JSON_LISTS.inc()
+            return value  # the objects' texts, embedded as they are
         if value is None:
             if step.non_null:
                 raise Abandon(NULL)

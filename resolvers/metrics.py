@@ -2,6 +2,9 @@
 
 from datetime import date, datetime
 
+import orjson
+
+from loaders.json_lists import Selection
 from loaders.metrics import MetricFilter, MetricRow, PriceRow, period_of
 from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
@@ -16,6 +19,14 @@ def span(start: date | None, end: date | None) -> tuple[date | None, date | None
 
 async def filing_metrics(info: Info, filing_id: int, names: list[str] | None) -> list[MetricRow]:
     loader = info.context.loaders.metrics_by_filing(limit_list("names", names))
+    return await loader.load(filing_id)
+
+
+async def filing_metrics_json(
+    info: Info, filing_id: int, names: list[str] | None, selection: Selection
+) -> list[orjson.Fragment] | None:
+    """filing_metrics' objects of `selection` as JSON (graph/compiled.py), or None."""
+    loader = info.context.loaders.metrics_json_by_filing(limit_list("names", names), selection)
     return await loader.load(filing_id)
 
 
