@@ -301,6 +301,7 @@ class CompiledRun:
 
     def __init__(self, executor: Executor[Any]) -> None:
         self.executor = executor
+        self.json_lists = 0  # lists answered with PostgreSQL's JSON texts
 
     async def run(self, plan: ObjectPlan) -> dict[str, Any]:
         level: Level = []
@@ -354,7 +355,7 @@ class CompiledRun:
         if step.json is not None:
             if value is None:  # a value only Python serializes right, or refuses
                 raise Abandon(LEAF)
-            JSON_LISTS.inc()
+            self.json_lists += 1
             return value  # the objects' texts, embedded as they are
         if value is None:
             if step.non_null:
@@ -435,13 +436,16 @@ class CompiledExecutor(FastExecutor):
         return self._run(plan)
 
     async def _run(self, plan: ObjectPlan) -> Any:
+        run = CompiledRun(self)
         try:
-            data = await CompiledRun(self).run(plan)
+            data = await run.run(plan)
         except Exception as error:  # Abandon, or anything the standard path should meet itself
             ABANDONED.labels(error.reason if isinstance(error, Abandon) else UNEXPECTED).inc()
             result = super().execute_operation()
             return await result if self.is_awaitable(result) else result
         ANSWERED.inc()
+        if run.json_lists:
+            JSON_LISTS.inc(run.json_lists)
         return self.build_response(data)
 
 

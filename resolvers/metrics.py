@@ -1,5 +1,6 @@
 """Reported metrics of a filing or a company, and a company's daily prices."""
 
+from collections.abc import Awaitable
 from datetime import date, datetime
 
 import orjson
@@ -22,12 +23,14 @@ async def filing_metrics(info: Info, filing_id: int, names: list[str] | None) ->
     return await loader.load(filing_id)
 
 
-async def filing_metrics_json(
+def filing_metrics_json(
     info: Info, filing_id: int, names: list[str] | None, selection: Selection
-) -> list[orjson.Fragment] | None:
-    """filing_metrics' objects of `selection` as JSON (graph/compiled.py), or None."""
+) -> "Awaitable[list[orjson.Fragment] | None]":
+    """filing_metrics' objects of `selection` as JSON (graph/compiled.py), or None. The
+    DataLoader's future itself, not a coroutine: a level awaits a hundred of them together,
+    and a coroutine would cost a task each."""
     loader = info.context.loaders.metrics_json_by_filing(limit_list("names", names), selection)
-    return await loader.load(filing_id)
+    return loader.load(filing_id)
 
 
 async def company_metrics(

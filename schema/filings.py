@@ -1,5 +1,6 @@
 """The Filing entity: federation keys `id` and `accessionNumber`."""
 
+from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
@@ -38,10 +39,10 @@ FiledAfter = Annotated[
 ]
 
 
-async def metrics_as_json(
+def metrics_as_json(
     filing: "Filing", info: Info, selection: Selection, names: list[str] | None = None
-) -> list[orjson.Fragment] | None:
-    return await metrics.filing_metrics_json(info, filing.db_id, names, selection)
+) -> Awaitable[list[orjson.Fragment] | None]:
+    return metrics.filing_metrics_json(info, filing.db_id, names, selection)
 
 
 @strawberry.federation.type(
