@@ -7,16 +7,19 @@ coroutine to complete an awaited value, `complete_value`, `collect_subfields` an
 are all on object types (no abstract types, no directives), `plan_operation` walks the
 document once; `CompiledRun` then runs it level by level: it calls the resolvers of a level,
 awaits their awaitables together (so DataLoaders batch as they did), and completes the values
-with the fast path's generated leaf completers.
+with the fast path's generated leaf completers. A list field that declares a `JsonList` and
+whose items select only scalar columns is read as the objects' JSON texts, rendered by
+PostgreSQL (loaders/json_lists.py), and embedded in the response as they are.
 
 A compiled run only ever answers when the answer has no error. A resolver's exception, a null
 in a non-null position, a value that is not the field's own type (a list that is not a list,
 an object that fails `is_type_of`, a scalar the completers do not trust), and the run is
 abandoned: the standard executor then runs the operation from the start, and the request's
 DataLoaders answer from their cache what the abandoned run had loaded (every read goes through
-them, root lists included: no statement runs twice). So errors, paths and null propagation
-stay graphql-core's own; tests/test_fast_path.py guards it. `corpgraph_compiled_abandoned`
-counts the abandoned runs by reason.
+them, root lists included: no statement runs twice; a list read as JSON is read again as
+rows, by another statement). So errors, paths and null propagation stay graphql-core's own;
+tests/test_fast_path.py guards it. `corpgraph_compiled_abandoned` counts the abandoned runs
+by reason.
 """
 
 import asyncio

@@ -10,7 +10,7 @@ order) for filings reported at the same instant.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 import orjson
@@ -52,6 +52,7 @@ class PriceRow(NamedTuple):
 
 
 METRICS_TABLE = financial_metrics
+JSON_STATEMENTS_KEPT = 256
 metrics = financial_metrics.c
 prices = stock_prices.c
 METRIC_COLUMNS = [metrics[name] for name in MetricRow._fields if name != "as_of"]
@@ -123,7 +124,7 @@ async def metrics_by_filing(
     return align_many(filing_ids, [MetricRow(*row) for row in rows], lambda row: row.filing_id)
 
 
-@cache
+@lru_cache(maxsize=JSON_STATEMENTS_KEPT)  # one per selection: clients choose them
 def json_by_filing_statement(has_names: bool, selection: Selection) -> Select[Any]:
     """Each filing's metrics as by_filing_statement orders them, as JSON texts (one per
     row), and whether all of them are trusted (loaders/json_lists.py)."""
