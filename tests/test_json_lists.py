@@ -18,11 +18,12 @@ from starlette.testclient import TestClient
 from graph.compiled import CompiledExecutor
 from graph.services import services_of
 from schema.schema import build_schema
-from tests.conftest import REPO, StatementLog
+from tests.conftest import BOTH_PATHS, REPO, StatementLog
 from tests.test_fast_path import compiled_runs, run_in_portal, same
 from tests.test_series import fetch
 
 pytestmark = pytest.mark.executors
+STORAGE_PATHS = BOTH_PATHS  # financial_metrics is a hypertable on TimescaleDB
 
 EDGE_FLOATS = [
     *(100.0, -0.0, 0.0, 0.1, 1 / 3, 2.0**53, 5e-324, 1.7976931348623157e308, -2.5e-5),
