@@ -10,6 +10,7 @@ cursors or SET) that a reset would have to clear.
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, cast
 
 import asyncpg
@@ -20,6 +21,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from db.engine import POOL_EXHAUSTED, POOL_IN_USE, asyncpg_url, session_settings
 from db.timescale import INSTALLED
 
+# statements compiled and kept: the loaders' shapes are a few dozen, but a selection rendered as
+# JSON (loaders/json_lists.py) is one statement per selection a client sends
+COMPILED_KEPT = 1024
 DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
 
 
@@ -33,6 +37,14 @@ SEARCH_SETTINGS = {
 
 
 READ_IN_USE = POOL_IN_USE.labels("read")
+
+
+@lru_cache(maxsize=COMPILED_KEPT)
+def compiled(statement: ClauseElement) -> tuple[str, tuple[str, ...]]:
+    """A statement's SQL and its parameters' names, by statement object (hashed by identity;
+    kept, it cannot be freed and its id reused)."""
+    result = cast(SQLCompiler, statement.compile(dialect=DIALECT))
+    return result.string, tuple(result.positiontup or ())
 
 
 class PoolExhausted(Exception):
@@ -51,16 +63,10 @@ class Reader:
         self.timescale = timescale  # TimescaleDB is installed: time_bucket, its aggregates
         self.acquire_timeout = acquire_timeout.total_seconds()
         self.observers: list[Callable[[str], None]] = []  # tests count statements here
-        self._compiled: dict[int, tuple[ClauseElement, str, tuple[str, ...]]] = {}
         self._releasing: set[asyncio.Task[None]] = set()
 
     def compiled(self, statement: ClauseElement) -> tuple[str, tuple[str, ...]]:
-        entry = self._compiled.get(id(statement))
-        if entry is None or entry[0] is not statement:
-            compiled = cast(SQLCompiler, statement.compile(dialect=DIALECT))
-            entry = (statement, compiled.string, tuple(compiled.positiontup or ()))
-            self._compiled[id(statement)] = entry
-        return entry[1], entry[2]
+        return compiled(statement)
 
     async def acquire(self) -> asyncpg.Connection:
         # asyncio.timeout, not the pool's own timeout: that one is asyncio.wait_for, which on

@@ -10,14 +10,16 @@ order) for filings reported at the same instant.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, select, true
-from sqlalchemy.dialects.postgresql import distinct_on
+import orjson
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, select, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
 
 from db.models import financial_metrics, stock_prices
 from db.reader import Reader
+from loaders.json_lists import Selection, json_object
 from loaders.sql import align_many, any_of
 
 
@@ -49,6 +51,8 @@ class PriceRow(NamedTuple):
     volume: float
 
 
+METRICS_TABLE = financial_metrics
+JSON_STATEMENTS_KEPT = 256
 metrics = financial_metrics.c
 prices = stock_prices.c
 METRIC_COLUMNS = [metrics[name] for name in MetricRow._fields if name != "as_of"]
@@ -118,6 +122,34 @@ async def metrics_by_filing(
     params = {"keys": list(filing_ids), **MetricFilter(names).params()}
     rows = await db.fetch(by_filing_statement(names is not None), params)
     return align_many(filing_ids, [MetricRow(*row) for row in rows], lambda row: row.filing_id)
+
+
+@lru_cache(maxsize=JSON_STATEMENTS_KEPT)  # one per selection: clients choose them
+def json_by_filing_statement(has_names: bool, selection: Selection) -> Select[Any]:
+    """Each filing's metrics as by_filing_statement orders them, as JSON texts (one per
+    row), and whether all of them are trusted (loaders/json_lists.py)."""
+    rendered = json_object(financial_metrics, selection)
+    assert rendered is not None  # the caller asked for a selection that renders
+    texts = aggregate_order_by(rendered.text, metrics.name, metrics.period_end)
+    return (
+        select(metrics.filing_id, func.array_agg(texts), func.bool_and(rendered.trusted))
+        .where(any_of(metrics.filing_id, "keys"), metric_filter((has_names, False, False, False)))
+        .group_by(metrics.filing_id)
+    )
+
+
+async def metrics_json_by_filing(
+    db: Reader, names: tuple[str, ...] | None, selection: Selection, filing_ids: Sequence[int]
+) -> list[list[orjson.Fragment] | None]:
+    """metrics_by_filing's objects of `selection`, already JSON; None for a filing with a
+    value only Python serializes right (or refuses)."""
+    params = {"keys": list(filing_ids), **MetricFilter(names).params()}
+    rows = await db.fetch(json_by_filing_statement(names is not None, selection), params)
+    found = {
+        filing_id: list(map(orjson.Fragment, texts)) if trusted else None
+        for filing_id, texts, trusted in rows
+    }
+    return [found.get(filing_id, []) for filing_id in filing_ids]
 
 
 @cache

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache, partial
 from typing import Any, TypeVar, cast
 
+import orjson
 from aiodataloader import DataLoader, Loader, dispatch_queue
 from opentelemetry import trace
 from prometheus_client import Histogram
@@ -38,6 +39,7 @@ from loaders import companies, filings, metrics, search, series
 from loaders.cache import MEMORY_HITS, MEMORY_MISSES, CompanyMemory, EntityCache
 from loaders.companies import CompanyFilter, CompanyRow
 from loaders.filings import FilingFilter, FilingRow
+from loaders.json_lists import Selection
 from loaders.metrics import MetricFilter, MetricRow, PeriodKey, PriceRow
 from loaders.pagination import Page, Window
 from loaders.search import FilingHit, SearchRequest
@@ -150,6 +152,7 @@ FIXED: frozenset[Callable[..., Any]] = frozenset(
         filings.filing_page_by_filter,
         filings.filing_count_by_filter,
         metrics.metrics_by_filing,
+        metrics.metrics_json_by_filing,
     }
 )
 
@@ -348,6 +351,11 @@ class Loaders:
         self, names: tuple[str, ...] | None
     ) -> "DataLoader[int, list[MetricRow]]":
         return self._loader(metrics.metrics_by_filing, nothing_new, names)
+
+    def metrics_json_by_filing(
+        self, names: tuple[str, ...] | None, selection: Selection
+    ) -> "DataLoader[int, list[orjson.Fragment] | None]":
+        return self._loader(metrics.metrics_json_by_filing, nothing_new, names, selection)
 
     def metrics_by_company(self, where: MetricFilter) -> "DataLoader[int, list[MetricRow]]":
         return self._loader(metrics.metrics_by_company, keyed_by_company, where)

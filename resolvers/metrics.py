@@ -1,7 +1,11 @@
 """Reported metrics of a filing or a company, and a company's daily prices."""
 
+from collections.abc import Awaitable
 from datetime import date, datetime
 
+import orjson
+
+from loaders.json_lists import Selection
 from loaders.metrics import MetricFilter, MetricRow, PriceRow, period_of
 from resolvers.context import Info
 from resolvers.errors import UserInputError, limit_list
@@ -17,6 +21,16 @@ def span(start: date | None, end: date | None) -> tuple[date | None, date | None
 async def filing_metrics(info: Info, filing_id: int, names: list[str] | None) -> list[MetricRow]:
     loader = info.context.loaders.metrics_by_filing(limit_list("names", names))
     return await loader.load(filing_id)
+
+
+def filing_metrics_json(
+    info: Info, filing_id: int, names: list[str] | None, selection: Selection
+) -> "Awaitable[list[orjson.Fragment] | None]":
+    """filing_metrics' objects of `selection` as JSON (graph/execution/compiled.py), or None. The
+    DataLoader's future itself, not a coroutine: a level awaits a hundred of them together,
+    and a coroutine would cost a task each."""
+    loader = info.context.loaders.metrics_json_by_filing(limit_list("names", names), selection)
+    return loader.load(filing_id)
 
 
 async def company_metrics(

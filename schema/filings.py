@@ -1,11 +1,15 @@
 """The Filing entity: federation keys `id` and `accessionNumber`."""
 
+from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
+import orjson
 import strawberry
 
 from loaders.filings import FilingRow
+from loaders.json_lists import JSON_LIST, JsonList, Selection
+from loaders.metrics import METRICS_TABLE
 from resolvers import companies, filings, metrics, search
 from resolvers.context import Info
 from resolvers.pagination import MAX_PAGE_SIZE
@@ -33,6 +37,12 @@ FiledBy = Annotated[
 FiledAfter = Annotated[
     datetime | None, strawberry.argument(description="Filed at or after this instant.")
 ]
+
+
+def metrics_as_json(
+    filing: "Filing", info: Info, selection: Selection, names: list[str] | None = None
+) -> Awaitable[list[orjson.Fragment] | None]:
+    return metrics.filing_metrics_json(info, filing.db_id, names, selection)
 
 
 @strawberry.federation.type(
@@ -127,6 +137,7 @@ class Filing(Node):
     @strawberry.field(
         description="Financial metrics reported in this filing.",
         directives=[assumed(12)],
+        metadata={JSON_LIST: JsonList(METRICS_TABLE, metrics_as_json)},
     )
     async def metrics(
         self,

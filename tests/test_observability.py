@@ -48,6 +48,8 @@ REMOTE_PARENT = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{REMOTE_PARENT}-01"
 PAGE = """query CompanyPage { company(ticker: "AAPL") { name
   filings(first: 3) { nodes { formType metrics(names: ["Revenue"]) { name value } } } } }"""
+# the page's metrics: a compiled run reads them as JSON (loaders/json_lists.py)
+METRICS_LOADER = {"compiled": "metrics_json_by_filing", "standard": "metrics_by_filing"}
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +93,11 @@ def test_a_request_is_traced_from_the_gateway_to_sql(
 
     batches = {span.name: span for span in finished if span.name.startswith("dataloader ")}
     assert {"dataloader company_by_ticker", "dataloader filings_by_company"} <= set(batches)
-    assert "dataloader metrics_by_filing" in batches
+    metrics = f"dataloader {METRICS_LOADER['compiled']}"
+    assert metrics in batches
     for batch in batches.values():
         assert child_of(batch, operation)
-    assert (batches["dataloader metrics_by_filing"].attributes or {})["dataloader.batch.size"] == 3
+    assert (batches[metrics].attributes or {})["dataloader.batch.size"] == 3
 
     sql = [span for span in finished if system_of(span) == "postgresql"]
     for batch in batches.values():
@@ -221,8 +224,9 @@ def test_metrics_after_traffic(settings: Settings, database_url: str) -> None:
     assert grew("corpgraph_graphql_throttled_total", code="COST_LIMIT_EXCEEDED") == 1
     # the three pages, the refusal, and the invalid document (charged for its preparation)
     assert grew("corpgraph_graphql_query_cost_count", kind="actual") == 5
-    assert grew("corpgraph_dataloader_batch_size_count", loader="metrics_by_filing") == 3
-    assert grew("corpgraph_dataloader_batch_size_sum", loader="metrics_by_filing") == 9
+    metrics = METRICS_LOADER[settings.executor]
+    assert grew("corpgraph_dataloader_batch_size_count", loader=metrics) == 3
+    assert grew("corpgraph_dataloader_batch_size_sum", loader=metrics) == 9
     assert grew("corpgraph_cache_lookups_total", cache="entity", result="hit") >= 2
     assert grew("corpgraph_cache_lookups_total", cache="persisted", result="miss") == 1
     assert exposed(after, "corpgraph_db_pool_size", pool="read") > 0
@@ -444,7 +448,8 @@ def test_metrics_add_up_across_two_workers(database_url: str, redis_url: str, se
             asyncio.run(while_subscribed(port, lambda: check_subscription_gauge(client)))
             text = client.get("/metrics").text
         assert exposed(text, "corpgraph_graphql_requests_total", operation="CompanyPage") == 40
-        batches = exposed(text, "corpgraph_dataloader_batch_size_count", loader="metrics_by_filing")
+        metrics = METRICS_LOADER["compiled"]  # the default executor
+        batches = exposed(text, "corpgraph_dataloader_batch_size_count", loader=metrics)
         assert batches == 40
         # both workers' samples: each one's read pool is counted once
         assert exposed(text, "corpgraph_db_pool_size", pool="read") == 2 * 20

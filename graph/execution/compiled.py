@@ -7,16 +7,19 @@ coroutine to complete an awaited value, `complete_value`, `collect_subfields` an
 are all on object types (no abstract types, no directives), `plan_operation` walks the
 document once; `CompiledRun` then runs it level by level: it calls the resolvers of a level,
 awaits their awaitables together (so DataLoaders batch as they did), and completes the values
-with the fast path's generated leaf completers.
+with the fast path's generated leaf completers. A list field that declares a `JsonList` and
+whose items select only scalar columns is read as the objects' JSON texts, rendered by
+PostgreSQL (loaders/json_lists.py), and embedded in the response as they are.
 
 A compiled run only ever answers when the answer has no error. A resolver's exception, a null
 in a non-null position, a value that is not the field's own type (a list that is not a list,
 an object that fails `is_type_of`, a scalar the completers do not trust), and the run is
 abandoned: the standard executor then runs the operation from the start, and the request's
 DataLoaders answer from their cache what the abandoned run had loaded (every read goes through
-them, root lists included: no statement runs twice). So errors, paths and null propagation
-stay graphql-core's own; tests/test_fast_path.py guards it. `corpgraph_compiled_abandoned`
-counts the abandoned runs by reason.
+them, root lists included: no statement runs twice; a list read as JSON is read again as
+rows, by another statement). So errors, paths and null propagation stay graphql-core's own;
+tests/test_fast_path.py guards it. `corpgraph_compiled_abandoned` counts the abandoned runs
+by reason.
 """
 
 import asyncio
@@ -55,7 +58,8 @@ from graphql.pyutils import Path
 from prometheus_client import Counter
 
 from graph.bounded import BoundedByBytes
-from graph.execution.fast_path import Completer, FastExecutor, compiled_selection
+from graph.execution.fast_path import Completer, FastExecutor, compiled_selection, inline_leaf
+from loaders.json_lists import JSON_LIST, TYPENAME, JsonLeaf, JsonList, Selection, json_object
 
 # a plan holds its operation's nodes, and they the whole text of its document: the plans kept
 # are bounded by that text's size, as the document cache is (graph/pipeline/pipeline.py)
@@ -71,6 +75,10 @@ UNEXPECTED = "unexpected"  # anything else the standard path should meet itself
 REASONS = (RESOLVER_ERROR, NULL, NOT_A_LIST, WRONG_TYPE, LEAF, UNEXPECTED)
 
 ANSWERED = Counter("corpgraph_compiled_answered", "Queries answered from their compiled plan")
+JSON_LISTS = Counter(
+    "corpgraph_compiled_json_lists",
+    "Lists of objects in compiled answers whose JSON PostgreSQL rendered",
+)
 ABANDONED = Counter(
     "corpgraph_compiled_abandoned",
     "Compiled query runs given up for the standard executor, which answers them from the "
@@ -99,6 +107,7 @@ class ObjectPlan:
     names: tuple[str, ...]  # response names, in the selection's order
     complete: Completer | None  # the inline leaves
     steps: tuple["FieldStep", ...]  # the fields with resolvers
+    leaves: Selection | None  # every field, when all are inline leaves: as JSON columns
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +121,7 @@ class FieldStep:
     item_non_null: bool
     leaf: GraphQLLeafType | None  # a scalar or enum; else `child` plans the object
     child: ObjectPlan | None
+    json: JsonList | None  # a list of `child.leaves` that PostgreSQL renders as JSON
 
 
 def plan_operation(
@@ -143,7 +153,33 @@ def _plan_object(
         for name, nodes in grouped.items()
         if name not in inline
     )
-    return ObjectPlan(type_, tuple(grouped), complete, steps)
+    return ObjectPlan(type_, tuple(grouped), complete, steps, _json_leaves(type_, selection))
+
+
+def _json_leaves(
+    type_: GraphQLObjectType, selection: tuple[tuple[str, str], ...]
+) -> Selection | None:
+    leaves = []
+    for name, field_name in selection:
+        leaf = inline_leaf(type_, field_name)
+        if leaf is None:
+            return None
+        if leaf.scalar == TYPENAME:
+            leaves.append(JsonLeaf(name, TYPENAME, type_.name, True))
+        else:
+            leaves.append(JsonLeaf(name, leaf.attribute, leaf.scalar, leaf.non_null))
+    return tuple(leaves)
+
+
+def _json_list(field: GraphQLField, child: "ObjectPlan | None") -> JsonList | None:
+    """How PostgreSQL renders the field's objects, when it can (loaders/json_lists.py)."""
+    if child is None or child.steps or not child.leaves or child.type.is_type_of is not None:
+        return None
+    definition = field.extensions.get("strawberry-definition")
+    json_list = definition.metadata.get(JSON_LIST) if definition is not None else None
+    if not isinstance(json_list, JsonList) or json_object(json_list.table, child.leaves) is None:
+        return None
+    return json_list
 
 
 def _collect(
@@ -218,7 +254,10 @@ def _plan_field(
     child = None
     if isinstance(named, GraphQLObjectType):
         child = _plan_object(schema, named, [node.selection_set for node in nodes], fragments)
-    return FieldStep(name, field, nodes, arguments, non_null, is_list, item_non_null, leaf, child)
+    json = _json_list(field, child) if is_list and item_non_null else None
+    return FieldStep(
+        name, field, nodes, arguments, non_null, is_list, item_non_null, leaf, child, json
+    )
 
 
 def _uses_variables(value: ValueNode) -> bool:
@@ -265,6 +304,7 @@ class CompiledRun:
 
     def __init__(self, executor: Executor[Any]) -> None:
         self.executor = executor
+        self.json_lists = 0  # lists answered with PostgreSQL's JSON texts
 
     async def run(self, plan: ObjectPlan) -> dict[str, Any]:
         level: Level = []
@@ -291,7 +331,11 @@ class CompiledRun:
                         arguments = get_argument_values(
                             step.field, step.nodes[0], executor.variable_values
                         )
-                    value = resolve(source, info, **arguments)
+                    if step.json is not None:
+                        assert step.child is not None and step.child.leaves is not None
+                        value = step.json.load(source, info, step.child.leaves, **arguments)
+                    else:
+                        value = resolve(source, info, **arguments)
                     if executor.is_awaitable(value):
                         pending.append((value, step, record, info))
                     else:
@@ -311,6 +355,11 @@ class CompiledRun:
         return following
 
     def complete(self, step: FieldStep, value: Any, info: Any, following: Level) -> Any:
+        if step.json is not None:
+            if value is None:  # a value only Python serializes right, or refuses
+                raise Abandon(LEAF)
+            self.json_lists += 1
+            return value  # the objects' texts, embedded as they are
         if value is None:
             if step.non_null:
                 raise Abandon(NULL)
@@ -390,13 +439,16 @@ class CompiledExecutor(FastExecutor):
         return self._run(plan)
 
     async def _run(self, plan: ObjectPlan) -> Any:
+        run = CompiledRun(self)
         try:
-            data = await CompiledRun(self).run(plan)
+            data = await run.run(plan)
         except Exception as error:  # Abandon, or anything the standard path should meet itself
             ABANDONED.labels(error.reason if isinstance(error, Abandon) else UNEXPECTED).inc()
             result = super().execute_operation()
             return await result if self.is_awaitable(result) else result
         ANSWERED.inc()
+        if run.json_lists:
+            JSON_LISTS.inc(run.json_lists)
         return self.build_response(data)
 
 
