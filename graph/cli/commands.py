@@ -308,7 +308,7 @@ def reindex_command(data_dir: DataDir = None) -> None:
 
 
 SCENARIOS = ("baseline", "normal", "peak", "stress")
-K6_SCRIPT = Path(__file__).resolve().parent.parent / "ops" / "k6" / "scenarios.js"
+K6_SCRIPT = Path(__file__).resolve().parents[2] / "ops" / "k6" / "scenarios.js"
 
 
 @app.command("loadtest")
