@@ -6,7 +6,7 @@ from typing import Any
 from loaders.companies import CompanyFilter, CompanyRow
 from loaders.pagination import Page
 from resolvers.context import Info
-from resolvers.errors import UserInputError, limit_list
+from resolvers.errors import MAX_LIST_VALUES, UserInputError, limit_list
 from resolvers.pagination import Cursor, decode_cursor, encode_cursor, window
 
 KIND = "company"
@@ -32,7 +32,9 @@ def normalized_ticker(ticker: str) -> str:
     return ticker.strip().upper()
 
 
-def ticker_list(tickers: list[str] | None, maximum: int = 100) -> tuple[str, ...] | None:
+def ticker_list(
+    tickers: list[str] | None, maximum: int = MAX_LIST_VALUES
+) -> tuple[str, ...] | None:
     """Tickers as companies are keyed (trimmed, upper case), deduplicated and bounded."""
     if tickers is None:
         return None

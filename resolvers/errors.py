@@ -12,7 +12,12 @@ class UserInputError(GraphQLError):
         super().__init__(message, extensions={"code": "BAD_USER_INPUT", **extensions})
 
 
-def limit_list(name: str, values: list[str] | None, maximum: int = 100) -> tuple[str, ...] | None:
+MAX_LIST_VALUES = 100  # the most values a list argument (tickers, formTypes, names) may carry
+
+
+def limit_list(
+    name: str, values: list[str] | None, maximum: int = MAX_LIST_VALUES
+) -> tuple[str, ...] | None:
     """Lists filter SQL: bound their length and make them hashable loader keys."""
     if values is None:
         return None

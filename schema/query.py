@@ -126,7 +126,9 @@ class Query:
     async def metric_series(
         self,
         info: Info,
-        tickers: Annotated[list[str], strawberry.argument(description="1-100 tickers.")],
+        tickers: Annotated[
+            list[str], strawberry.argument(description=f"1-{series.MAX_TICKERS} tickers.")
+        ],
         metric: Annotated[str, strawberry.argument(description="e.g. `revenue`.")],
         interval: Annotated[
             Interval, strawberry.argument(description="WEEK, MONTH, QUARTER or YEAR.")
