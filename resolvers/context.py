@@ -2,7 +2,7 @@
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import strawberry
@@ -31,7 +31,11 @@ class Budget:
     limit: int
     cost: int
     remaining: int
-    reset_at: datetime
+    full_at: float  # when it will be full again, in seconds since the epoch
+
+    @property
+    def reset_at(self) -> datetime:  # made only for the few requests that ask `rateLimit`
+        return datetime.fromtimestamp(self.full_at, UTC)
 
 
 class AlertQueue(Protocol):

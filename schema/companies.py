@@ -11,7 +11,7 @@ from resolvers.context import Info
 from resolvers.pagination import MAX_PAGE_SIZE
 from schema.costs import Cost, assumed, paged, sliced
 from schema.metrics import AsOf, DaysFrom, DaysTo, Metric, PeriodsFrom, PeriodsTo, PriceBar
-from schema.node import Node, key_in, to_global_id
+from schema.node import Node, key_in
 from schema.pagination import After, Before, Connection, Last
 from schema.series import Interval, named
 
@@ -32,10 +32,12 @@ class Company(Node):
     sector: str | None = strawberry.field(description="GICS sector, e.g. `Information Technology`.")
     industry: str | None = strawberry.field(description="GICS industry, e.g. `Semiconductors`.")
 
+    def node_key(self) -> str:
+        return self.cik
+
     @classmethod
     def from_row(cls, row: CompanyRow) -> Self:
         return cls(
-            id=to_global_id("Company", row.cik),
             db_id=row.id,
             ticker=row.ticker,
             cik=row.cik,

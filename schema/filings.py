@@ -16,7 +16,7 @@ from resolvers.pagination import MAX_PAGE_SIZE
 from resolvers.subscriptions import to_ingest_cursor
 from schema.costs import Cost, assumed, sliced
 from schema.metrics import Metric
-from schema.node import Node, key_in, to_global_id
+from schema.node import Node, key_in
 
 if TYPE_CHECKING:
     from schema.companies import Company
@@ -64,15 +64,21 @@ class Filing(Node):
     fiscal_period: str | None = strawberry.field(description="`FY`, `Q1`, `Q2` or `Q3`.")
     title: str | None = strawberry.field(description="Human-readable title.")
     summary: str | None = strawberry.field(description="What the filing is about, in brief.")
-    ingest_cursor: str = strawberry.field(
+    ingest_seq: strawberry.Private[int]
+
+    def node_key(self) -> str:
+        return self.accession_number
+
+    @strawberry.field(
         description="Opaque position in ingestion order: pass it to `filingAdded(since:)` to "
         "receive every filing ingested after this one."
     )
+    def ingest_cursor(self) -> str:
+        return to_ingest_cursor(self.ingest_seq)
 
     @classmethod
     def from_row(cls, row: FilingRow) -> Self:
         return cls(
-            id=to_global_id("Filing", row.accession_number),
             db_id=row.id,
             company_id=row.company_id,
             accession_number=row.accession_number,
@@ -83,7 +89,7 @@ class Filing(Node):
             fiscal_period=row.fiscal_period,
             title=row.title,
             summary=row.summary,
-            ingest_cursor=to_ingest_cursor(row.ingest_seq),
+            ingest_seq=row.ingest_seq,
             document_key=row.document_key,
             amends_id=row.amends_id,
         )

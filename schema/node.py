@@ -8,9 +8,15 @@ import strawberry
 
 @strawberry.interface(description="An object with a globally unique, opaque ID.")
 class Node:
-    id: strawberry.ID = strawberry.field(
+    @strawberry.field(
         description="Opaque global ID; pass it to `Query.node` to fetch the object again."
     )
+    def id(self) -> strawberry.ID:  # built when asked: most selections never ask
+        return to_global_id(type(self).__name__, self.node_key())
+
+    def node_key(self) -> str:
+        """The key the global ID carries (accession number, CIK)."""
+        raise NotImplementedError
 
 
 def to_global_id(type_name: str, key: str) -> strawberry.ID:

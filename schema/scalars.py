@@ -14,7 +14,9 @@ def _bad(kind: str, value: object, example: str) -> GraphQLError:
 
 
 def serialize_datetime(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:  # asyncpg's instants are already UTC
+        value = value.astimezone(UTC)
+    return value.isoformat()[:-6] + "Z"  # "+00:00" as "Z"
 
 
 def parse_datetime(value: object) -> datetime:

@@ -311,7 +311,9 @@ def test_most_real_documents_are_answered_from_a_plan(
     assert answered >= len(REAL_DOCUMENTS) // 2, (answered, len(REAL_DOCUMENTS))
 
 
-BUDGET = Budget(limit=5000, cost=12, remaining=4988, reset_at=datetime(2026, 1, 1, tzinfo=UTC))
+BUDGET = Budget(
+    limit=5000, cost=12, remaining=4988, full_at=datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+)
 
 
 def run_in_portal(

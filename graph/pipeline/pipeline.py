@@ -8,8 +8,9 @@ spent gets RATE_LIMITED before the server does that work again.
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from inspect import isawaitable
 from typing import Any
 
@@ -484,8 +485,7 @@ def name_of(operation: OperationDefinitionNode) -> str | None:
 
 def budget(tier: Tier, requested: int, throttle: Throttle) -> Budget:
     remaining = max(0, math.floor(throttle.available))
-    reset_at = datetime.now(UTC) + timedelta(seconds=throttle.seconds_to_full)
-    return Budget(tier.capacity, requested, remaining, reset_at)
+    return Budget(tier.capacity, requested, remaining, time.time() + throttle.seconds_to_full)
 
 
 def requested_cost(costing: Costing) -> int | Outcome:

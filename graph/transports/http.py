@@ -22,16 +22,15 @@ from graph.observability.stream_telemetry import Transport
 from graph.pipeline.auth import Unauthenticated, viewer_of
 from graph.pipeline.errors import MASKED, coded
 from graph.pipeline.limits import limit_error
-from graph.pipeline.persisted import Document, PersistedError
+from graph.pipeline.persisted import Document, PersistedDocuments, PersistedError
 from graph.pipeline.pipeline import (
     RETRY_AFTER_SECONDS,
     Outcome,
-    Pipeline,
     bucket_of,
     refused,
     timed_out,
 )
-from graph.services import new_context, services_of
+from graph.services import Services, new_context, services_of
 from graph.settings import Settings
 from graph.transports.graphiql import graphiql_html
 from graph.transports.sse import HEADERS as SSE_HEADERS
@@ -159,9 +158,10 @@ def check_envelope(params: Any) -> Envelope:
     return Envelope(query, variables, name, extensions, params.get("documentId"))
 
 
-async def document_of(request: Request, envelope: Envelope, viewer: Viewer) -> Document:
+async def document_of(
+    persisted: PersistedDocuments, envelope: Envelope, viewer: Viewer
+) -> Document:
     """The document to run: the query sent, or the persisted one it names."""
-    persisted = services_of(request.app).persisted
     try:
         return await persisted.document(
             envelope.query, envelope.extensions, envelope.document_id, viewer.via_gateway
@@ -300,17 +300,18 @@ class GraphQLEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        settings = services_of(request.app).settings
-        if wants_graphiql(request, settings):
-            answer: Response = HTMLResponse(graphiql_html(settings))
+        services = services_of(request.app)  # once: every step below is given them
+        if wants_graphiql(request, services.settings):
+            answer: Response = HTMLResponse(graphiql_html(services.settings))
         else:
-            answer = await admitted(request, settings)
+            answer = await admitted(request, services)
         await answer(scope, receive, send)
 
 
-async def admitted(request: Request, settings: Settings) -> Response:
+async def admitted(request: Request, services: Services) -> Response:
     """The answer to a GraphQL request. Its body arrives before it takes an in-flight slot:
     a client trickling one in holds a connection, not a slot."""
+    settings = services.settings
     try:
         csrf_check(request, settings)
         if request.method == "GET":
@@ -319,25 +320,25 @@ async def admitted(request: Request, settings: Settings) -> Response:
             batch, is_batch = await post_params(request, settings)
     except BadRequest as error:
         return response(request, error.outcome)
-    gate = services_of(request.app).in_flight
+    gate = services.in_flight
     if gate.full:
         return response(request, overloaded())
     with gate:
-        return await within_deadline(request, settings, batch, is_batch)
+        return await within_deadline(request, services, batch, is_batch)
 
 
 async def within_deadline(
-    request: Request, settings: Settings, batch: list[Any], is_batch: bool
+    request: Request, services: Services, batch: list[Any], is_batch: bool
 ) -> Response:
     """Everything the request does, the lookup of its API key included, within its deadline;
     what fails outside execution (PostgreSQL down) answers with its code too."""
-    deadline = settings.request_timeout
+    deadline = services.settings.request_timeout
     when = asyncio.get_running_loop().time() + deadline.total_seconds()
     # execution stops at `when` itself, and answers with the operation's cost
     scope = asyncio.timeout_at(when + DEADLINE_GRACE_SECONDS)
     try:
         async with scope:
-            return await serve_graphql(request, batch, is_batch, when)
+            return await serve_graphql(request, services, batch, is_batch, when)
     except Exception as error:  # answered with a code, never a bare 500
         expired = isinstance(error, TimeoutError) and scope.expired()
         return response(request, timed_out(deadline) if expired else failed(error))
@@ -358,9 +359,8 @@ def failed(error: Exception) -> Outcome:
 
 
 async def serve_graphql(
-    request: Request, batch: list[Any], is_batch: bool, deadline: float
+    request: Request, services: Services, batch: list[Any], is_batch: bool, deadline: float
 ) -> Response:
-    services = services_of(request.app)
     settings = services.settings
     try:
         viewer = await viewer_of(request, services.reader, settings)
@@ -369,10 +369,10 @@ async def serve_graphql(
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
     if wants_event_stream(request.headers.get("accept", "")):
-        return await event_stream(request, batch, is_batch, viewer)
+        return await event_stream(request, services, batch, is_batch, viewer)
     context = new_context(services, viewer, deadline=deadline)
     try:
-        outcomes = await while_connected(request, run_batch(request, batch, context))
+        outcomes = await while_connected(request, run_batch(request, services, batch, context))
     finally:
         context.loaders.clear()
     if outcomes is None:
@@ -387,16 +387,15 @@ async def serve_graphql(
 
 
 async def event_stream(
-    request: Request, batch: list[Any], is_batch: bool, viewer: Viewer
+    request: Request, services: Services, batch: list[Any], is_batch: bool, viewer: Viewer
 ) -> Response:
     """One subscription as Server-Sent Events (graph/transports/sse.py), or why not: with its
     status, since a client that asked for a stream reads anything else as a failure."""
-    services = services_of(request.app)
     if is_batch:
         return stream_refused(refused("BAD_REQUEST", "Batches cannot stream: send one request."))
     try:
         envelope = check_envelope(batch[0])
-        requested = await document_of(request, envelope, viewer)
+        requested = await document_of(services.persisted, envelope, viewer)
     except BadRequest as error:
         return stream_refused(error.outcome)
     client, connections = bucket_of(viewer), services.connection_slots
@@ -428,35 +427,36 @@ def stream_refused(outcome: Outcome) -> Response:
     return Response(orjson.dumps(outcome.payload), outcome.status, outcome.headers, JSON)
 
 
-async def run_batch(request: Request, batch: list[Any], context: Context) -> list[Outcome]:
-    pipeline = services_of(request.app).pipeline
-    return [await run_one(request, pipeline, params, context) for params in batch]
+async def run_batch(
+    request: Request, services: Services, batch: list[Any], context: Context
+) -> list[Outcome]:
+    return [await run_one(request, services, params, context) for params in batch]
 
 
-async def run_one(request: Request, pipeline: Pipeline, params: Any, context: Context) -> Outcome:
+async def run_one(request: Request, services: Services, params: Any, context: Context) -> Outcome:
     """One operation, in a span of its own, counted in the metrics."""
     started = time.perf_counter()
     with child_span(TRACER, "graphql.operation") as span:
-        outcome = await answer(request, pipeline, params, context, span)
+        outcome = await answer(request, services, params, context, span)
         if span.is_recording():
             describe(span, outcome)
-    names = services_of(request.app).operation_names
+    names = services.operation_names
     if names is not None:
         observe(outcome, names.label(outcome.operation_name), time.perf_counter() - started)
     return outcome
 
 
 async def answer(
-    request: Request, pipeline: Pipeline, params: Any, context: Context, span: Span
+    request: Request, services: Services, params: Any, context: Context, span: Span
 ) -> Outcome:
     try:
         envelope = check_envelope(params)
-        document = await document_of(request, envelope, context.viewer)
+        document = await document_of(services.persisted, envelope, context.viewer)
     except BadRequest as error:
         return error.outcome
     if document.hash is not None:
         span.set_attribute("graphql.document.hash", document.hash)
-    outcome = await pipeline.run(
+    outcome = await services.pipeline.run(
         document.text,
         envelope.variables,
         envelope.operation_name,
@@ -465,8 +465,7 @@ async def answer(
         document_hash=document.hash,
     )
     if outcome.status == 200:
-        persisted = services_of(request.app).persisted
-        await persisted.remember(document, bucket_of(context.viewer))
+        await services.persisted.remember(document, bucket_of(context.viewer))
     return outcome
 
 

@@ -15,7 +15,8 @@ only ratios from one run compare. PostGraphile is installed with `npm ci` from
 ops/bench/postgraphile.
 
 --server hypercorn,granian runs corpgraph and the raw endpoint on each, and prints Granian's
-requests/s and CPU per request over Hypercorn's; the extra corpgraphs below run on the first.
+requests/s and CPU per request over Hypercorn's; the extra corpgraphs below run on the first
+(the response-cache one on each).
 
 corpgraph runs with cost control on (every request costed, debited and refunded in Redis), under
 a tier roomy enough that the benchmark is never throttled; --cost-off adds a one-worker corpgraph
@@ -454,7 +455,7 @@ def main() -> None:
             servers.append(start_corpgraph(off, 1, COST_OFF, http=https[0]))
         if args.persisted:
             plain = next(s for s in servers if s.name == f"corpgraph x1{on(https[0])}")
-            servers += [*persisted_views(plain), start_cache_hits(env, https[0])]
+            servers += [*persisted_views(plain), *(start_cache_hits(env, h) for h in https)]
         if args.observability:
             servers += start_observed(env, https[0])
         if not args.no_postgraphile:
@@ -482,7 +483,7 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                 raise SystemExit(f"{server.name} and raw disagree on {request}")
     print(f"answers equal; k6 {args.duration} per cell, median of {args.rounds}; VUs {args.vus}\n")
     print(
-        f"{'server':<26}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'server':<31}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'CPU us':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
     )
     with tempfile.TemporaryDirectory() as workdir:
@@ -522,8 +523,10 @@ def persisted_ratios(results: dict[str, dict[str, float]], request: str, vus: in
               for label in (*PERSISTED, CACHE_HIT)]  # fmt: skip
     line = f"  x1 {request} {vus} VUs: {', '.join(ratios)}"
     if "postgraphile" in results:
-        hit = results[f"corpgraph x1{CACHE_HIT}"]["rps"]
-        line += f", cache hit/PostGraphile {hit / results['postgraphile']['rps']:.2f}"
+        graphile = results["postgraphile"]["rps"]
+        hits = [name for name in results if name.startswith(f"corpgraph x1{CACHE_HIT}")]
+        line += "".join(f", {name[13:]}/PostGraphile {results[name]['rps'] / graphile:.2f}"
+                        for name in hits)  # fmt: skip
     return line
 
 
@@ -580,7 +583,7 @@ def row(
     versus_raw = r["rps"] / results[raw.name]["rps"]
     failed = f"  ({r['failed']:.0f} failed checks)" if r["failed"] else ""
     return (
-        f"{name:<26}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+        f"{name:<31}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
         f"{r['p99']:>9.1f}{r['cpu_us']:>9.0f}{statements[name]:>9.1f}{versus_graphile:>8.2f}"
         f"{versus_raw:>8.2f}{failed}"
     )
