@@ -296,7 +296,9 @@ class InFlight:
 
 def overloaded() -> Outcome:
     message = "The server is busy; retry shortly."
-    return Outcome(refused("SERVICE_UNAVAILABLE", message).payload, Refused.UNAVAILABLE, 1)
+    outcome = refused("SERVICE_UNAVAILABLE", message, Refused.UNAVAILABLE)
+    outcome.retry_after = RETRY_AFTER_SECONDS
+    return outcome
 
 
 async def disconnected(request: Request) -> None:
