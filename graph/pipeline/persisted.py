@@ -92,13 +92,13 @@ class Document:
 
 
 class PersistedError(Exception):
-    """Why a request's document cannot be had: a code of DESIGN.md and an HTTP status."""
+    """Why a request's document cannot be had: a code of DESIGN.md."""
 
     def __init__(
-        self, code: str, message: str, status: int, extensions: Mapping[str, Any] | None = None
+        self, code: str, message: str, extensions: Mapping[str, Any] | None = None
     ) -> None:
         super().__init__(message)
-        self.code, self.status, self.extensions = code, status, dict(extensions or {})
+        self.code, self.extensions = code, dict(extensions or {})
 
 
 def sha256(document: str) -> str:
@@ -106,7 +106,7 @@ def sha256(document: str) -> str:
 
 
 def not_found() -> PersistedError:
-    return PersistedError("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound", 200)
+    return PersistedError("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
 
 
 class PersistedDocuments:
@@ -138,12 +138,11 @@ class PersistedDocuments:
         wanted = requested_hash(extensions, document_id)
         if wanted is None:
             if not isinstance(query, str) or not query.strip():
-                raise PersistedError("BAD_REQUEST", "`query` must be a non-empty string.", 400)
+                raise PersistedError("BAD_REQUEST", "`query` must be a non-empty string.")
             if self.mode == "trusted" and not trusted_caller:
                 raise PersistedError(
                     "PERSISTED_QUERY_ID_REQUIRED",
                     "This server runs only trusted documents: send the id of one.",
-                    400,
                 )
             return Document(query, None, sent=True)
         if query is not None and query != "":  # graphql-ws clients must send a string
@@ -165,7 +164,6 @@ class PersistedDocuments:
             raise PersistedError(
                 "PERSISTED_QUERY_HASH_MISMATCH",
                 "The query's SHA-256 does not match the given hash.",
-                400,
             )
         if self.mode == "trusted" and not trusted_caller and wanted not in self.manifest:
             raise not_in_list()
@@ -221,7 +219,7 @@ class PersistedDocuments:
 
 def not_in_list() -> PersistedError:
     return PersistedError(
-        "PERSISTED_QUERY_NOT_IN_LIST", "This document is not in the trusted list.", 400
+        "PERSISTED_QUERY_NOT_IN_LIST", "This document is not in the trusted list."
     )
 
 
@@ -229,23 +227,21 @@ def requested_hash(extensions: Mapping[str, Any] | None, document_id: object) ->
     """The SHA-256 a request names (APQ's extension, or `documentId`), if it names one."""
     if document_id is not None:
         if not isinstance(document_id, str) or not document_id.startswith("sha256:"):
-            raise PersistedError(
-                "BAD_REQUEST", '`documentId` must be "sha256:" and 64 hex digits.', 400
-            )
+            raise PersistedError("BAD_REQUEST", '`documentId` must be "sha256:" and 64 hex digits.')
         return checked_hash(document_id.removeprefix("sha256:"))
     persisted = (extensions or {}).get("persistedQuery")
     if persisted is None:
         return None
     if not isinstance(persisted, dict) or persisted.get("version") != 1:
         raise PersistedError(
-            "BAD_REQUEST", "`extensions.persistedQuery` takes version 1 and a sha256Hash.", 400
+            "BAD_REQUEST", "`extensions.persistedQuery` takes version 1 and a sha256Hash."
         )
     return checked_hash(persisted.get("sha256Hash"))
 
 
 def checked_hash(value: object) -> str:
     if not isinstance(value, str) or not SHA256.fullmatch(value.lower()):
-        raise PersistedError("BAD_REQUEST", "A document hash is 64 hexadecimal digits.", 400)
+        raise PersistedError("BAD_REQUEST", "A document hash is 64 hexadecimal digits.")
     return value.lower()
 
 

@@ -11,6 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import Enum
 from inspect import isawaitable
 from typing import Any
 
@@ -54,16 +55,28 @@ CACHE_HIT_COST = 1
 RETRY_AFTER_SECONDS = 1
 
 
+class Refused(Enum):
+    """Why an operation got no answer, said once for every transport: each says it its own way
+    (HTTP statuses and headers: graph/transports/http.py; WebSocket and SSE: the errors alone)."""
+
+    REQUEST = "request"  # the document or its variables are wrong, or cost more than a request may
+    PROTOCOL = "protocol"  # the request is not one the server takes (envelope, operation, kind)
+    METHOD = "method"  # a mutation over a transport that takes queries only (HTTP GET)
+    BUDGET = "budget"  # the client's budget, or its share of the server, is spent for now
+    UNAVAILABLE = "unavailable"  # PostgreSQL is out of reach: retry shortly
+    TIMEOUT = "timeout"  # past the request's deadline
+
+
 @dataclass
 class Outcome:
-    """What to send back. A GraphQL request error (`by_accept`) gets `status` only under
-    application/graphql-response+json and 200 under legacy application/json (GraphQL over
-    HTTP); protocol refusals (bad envelope, 401, 405, 413, 415, ...) always get `status`."""
+    """What to send back: the payload, and when it is a refusal, why (`refused`), with how
+    long to wait before trying again when that is known."""
 
     payload: dict[str, Any]
-    status: int = 200
-    by_accept: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
+    refused: Refused | None = None
+    retry_after: int | None = None  # seconds
+    status: int | None = None  # an HTTP refusal of the HTTP transport's own (413, 415, 401, ...)
+    headers: dict[str, str] = field(default_factory=dict)  # HTTP headers, likewise
     # the answer of a query that reads no per-request state: HTTP caches may keep it
     shareable: bool = False
     settled: bool = False  # read wholly as of instants long past: caches may keep it longer
@@ -72,8 +85,10 @@ class Outcome:
     cost: tuple[int, int] | None = None  # requested, actual; when costed
 
 
-def refused(code: str, message: str, status: int = 400, **extensions: Any) -> Outcome:
-    return Outcome({"errors": [request_error(message, code, **extensions)]}, status)
+def refused(
+    code: str, message: str, why: Refused | None = Refused.PROTOCOL, **extensions: Any
+) -> Outcome:
+    return Outcome({"errors": [request_error(message, code, **extensions)]}, why)
 
 
 @dataclass(frozen=True)
@@ -102,8 +117,8 @@ class Debited:
 class Refusal:
     """Why cost control turns an operation away, before it runs."""
 
-    def __init__(self, code: str, message: str, status: int, **extensions: Any) -> None:
-        self.code, self.message, self.status, self.extensions = code, message, status, extensions
+    def __init__(self, code: str, message: str, why: Refused, **extensions: Any) -> None:
+        self.code, self.message, self.why, self.extensions = code, message, why, extensions
 
 
 def bucket_of(viewer: Viewer) -> str:
@@ -180,7 +195,7 @@ class Pipeline:
             tier = self.settings.tiers[viewer.tier]
             await self.cost_control.limiter.refund(bucket_of(viewer), tier, points)
             return prepared
-        outcome = Outcome({"errors": prepared.errors}, 400, by_accept=True)
+        outcome = Outcome({"errors": prepared.errors}, Refused.REQUEST)
         return with_cost(outcome, points, points, throttle)
 
     def _parse_and_validate(self, query: str) -> Prepared:
@@ -275,7 +290,7 @@ class Pipeline:
         companies = context.loaders.track_companies()
         outcome = await self._answer(prepared, operation, variables, context)
         data = outcome.payload.get("data")
-        if outcome.status == 200 and data is not None and "errors" not in outcome.payload:
+        if outcome.refused is None and data is not None and "errors" not in outcome.payload:
             answer = orjson.dumps(data)
             outcome.payload["data"] = orjson.Fragment(answer)  # encoded once
             outcome.settled = context.loaders.settled(self.settings.settled_after)
@@ -316,9 +331,9 @@ class Pipeline:
     ) -> OperationDefinitionNode | Outcome:
         """The operation to run, or why there is none."""
         if prepared.document is None or prepared.errors:
-            return Outcome({"errors": prepared.errors}, 400, by_accept=True)
+            return Outcome({"errors": prepared.errors}, Refused.REQUEST)
         if (error := nul_in_variables(variables)) is not None:
-            return Outcome({"errors": [error.formatted]}, 400, by_accept=True)
+            return Outcome({"errors": [error.formatted]}, Refused.REQUEST)
         operation = get_operation_ast(prepared.document, operation_name)
         if operation is not None:
             return operation
@@ -338,7 +353,7 @@ class Pipeline:
             gateway_fields = GATEWAY_ONLY & root_field_names(document, operation)
             if gateway_fields:
                 message = f"{', '.join(sorted(gateway_fields))}: answered to the gateway only."
-                return refused("FORBIDDEN", message, 200)
+                return refused("FORBIDDEN", message, None)  # answered, with nothing in it
         if operation.operation == OperationType.SUBSCRIPTION:
             return refused(
                 "BAD_REQUEST",
@@ -346,9 +361,7 @@ class Pipeline:
                 "(`Accept: text/event-stream`), on /graphql.",
             )
         if operation.operation == OperationType.MUTATION and not mutations_allowed:
-            outcome = refused("BAD_REQUEST", "Mutations are only accepted over POST.", 405)
-            outcome.headers["Allow"] = "POST"
-            return outcome
+            return refused("BAD_REQUEST", "Mutations are only accepted over POST.", Refused.METHOD)
         return None
 
     def costing(
@@ -423,7 +436,7 @@ class Pipeline:
             )
             throttle = await limiter.debit(bucket_of(viewer), tier, 0)
             refusal = Refusal(
-                "COST_LIMIT_EXCEEDED", message, 400, cost=requested, limit=tier.ceiling
+                "COST_LIMIT_EXCEEDED", message, Refused.REQUEST, cost=requested, limit=tier.ceiling
             )
             return throttle, refusal
         throttle = await limiter.debit(bucket_of(viewer), tier, requested)
@@ -434,7 +447,7 @@ class Pipeline:
             f"Rate limited: this operation costs {requested} points and the budget holds "
             f"{max(0, math.floor(throttle.available + requested))}; retry in {wait} s."
         )
-        return throttle, Refusal("RATE_LIMITED", message, 429, retryAfter=wait)
+        return throttle, Refusal("RATE_LIMITED", message, Refused.BUDGET, retryAfter=wait)
 
     async def _execute(
         self,
@@ -493,14 +506,13 @@ def requested_cost(costing: Costing) -> int | Outcome:
     try:
         return costing.requested
     except ListSizeError as error:
-        return Outcome({"errors": [error.formatted]}, 400, by_accept=True)
+        return Outcome({"errors": [error.formatted]}, Refused.REQUEST)
 
 
 def refusal_outcome(refusal: Refusal, throttle: Throttle, requested: int) -> Outcome:
-    outcome = refused(refusal.code, refusal.message, refusal.status, **refusal.extensions)
-    outcome.by_accept = refusal.status == 400
-    if refusal.code == "RATE_LIMITED":
-        outcome.headers["Retry-After"] = str(throttle.retry_after)
+    outcome = refused(refusal.code, refusal.message, refusal.why, **refusal.extensions)
+    if refusal.why is Refused.BUDGET:
+        outcome.retry_after = throttle.retry_after
     return with_cost(outcome, requested, 0, throttle)
 
 
@@ -513,16 +525,14 @@ def with_cost(outcome: Outcome, requested: int, actual: int, throttle: Throttle)
 
 def timed_out(deadline: timedelta) -> Outcome:
     message = f"The request exceeded its deadline of {deadline.total_seconds():g} s."
-    return Outcome({"errors": [request_error(message, "TIMEOUT")]}, 504)
+    return Outcome({"errors": [request_error(message, "TIMEOUT")]}, Refused.TIMEOUT)
 
 
 def shaped(result: ExecutionResult) -> Outcome:
     errors = result.errors or []
     if result.data is None and errors and all(error.path is None for error in errors):
         # variable coercion failed: nothing ran
-        return Outcome(
-            {"errors": format_request_errors(errors, "BAD_USER_INPUT")}, 400, by_accept=True
-        )
+        return Outcome({"errors": format_request_errors(errors, "BAD_USER_INPUT")}, Refused.REQUEST)
     payload: dict[str, Any] = {}
     if errors:
         payload["errors"] = [format_execution_error(error) for error in errors]
@@ -530,12 +540,12 @@ def shaped(result: ExecutionResult) -> Outcome:
     codes = {error["extensions"]["code"] for error in payload.get("errors", [])}
     if result.data is not None or len(codes) != 1:
         return Outcome(payload)
-    # nothing could be returned, for one reason only: say it in the status too
+    # nothing could be returned, for one reason only: say why, for the transport to say it too
     (code,) = codes
     if code == "BAD_USER_INPUT":  # a request error in all but name
-        return Outcome(payload, 400, by_accept=True)
+        return Outcome(payload, Refused.REQUEST)
     if code == "SERVICE_UNAVAILABLE":
-        return Outcome(payload, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return Outcome(payload, Refused.UNAVAILABLE, RETRY_AFTER_SECONDS)
     if code == "TIMEOUT":
-        return Outcome(payload, 504)
+        return Outcome(payload, Refused.TIMEOUT)
     return Outcome(payload)

@@ -26,6 +26,7 @@ from graph.pipeline.persisted import Document, PersistedDocuments, PersistedErro
 from graph.pipeline.pipeline import (
     RETRY_AFTER_SECONDS,
     Outcome,
+    Refused,
     bucket_of,
     refused,
     timed_out,
@@ -56,11 +57,44 @@ class BadRequest(Exception):
         self.outcome = outcome
 
 
+# the status of each way the pipeline refuses (a request error's only under
+# application/graphql-response+json: legacy application/json gets 200, as GraphQL over HTTP says)
+STATUS = {
+    Refused.REQUEST: 400,
+    Refused.PROTOCOL: 400,
+    Refused.METHOD: 405,
+    Refused.BUDGET: 429,
+    Refused.UNAVAILABLE: 503,
+    Refused.TIMEOUT: 504,
+}
+
+
+def status_of(outcome: Outcome, modern: bool) -> tuple[int, dict[str, str]]:
+    """An outcome's HTTP status and headers."""
+    headers = dict(outcome.headers)
+    if outcome.retry_after is not None:
+        headers["Retry-After"] = str(outcome.retry_after)
+    if outcome.refused is Refused.METHOD:
+        headers["Allow"] = "POST"
+    if outcome.status is not None:
+        return outcome.status, headers
+    if outcome.refused is None or (outcome.refused is Refused.REQUEST and not modern):
+        return 200, headers
+    return STATUS[outcome.refused], headers
+
+
 def response(request: Request, outcome: Outcome) -> Response:
     modern = GRAPHQL_RESPONSE in request.headers.get("accept", "")
-    status = outcome.status if modern or not outcome.by_accept else 200
+    status, headers = status_of(outcome, modern)
     media_type = GRAPHQL_RESPONSE if modern else JSON
-    return Response(orjson.dumps(outcome.payload), status, outcome.headers, media_type)
+    return Response(orjson.dumps(outcome.payload), status, headers, media_type)
+
+
+def http_refusal(code: str, message: str, status: int) -> Outcome:
+    """A refusal of this transport's own, with its status (413, 415, 401, ...)."""
+    outcome = refused(code, message)
+    outcome.status = status
+    return outcome
 
 
 def http_cached(request: Request, outcome: Outcome, viewer: Viewer, max_age: timedelta) -> Response:
@@ -96,12 +130,12 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def too_large(limit: int) -> BadRequest:
-    return BadRequest(refused("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
+    return BadRequest(http_refusal("BAD_REQUEST", f"Request body exceeds {limit} bytes.", 413))
 
 
 def too_slow(deadline: timedelta) -> BadRequest:
     message = f"The request body did not arrive within {deadline.total_seconds():g} s."
-    return BadRequest(refused("BAD_REQUEST", message, 408))
+    return BadRequest(http_refusal("BAD_REQUEST", message, 408))
 
 
 async def read_body(request: Request, limit: int, deadline: timedelta) -> bytes:
@@ -158,6 +192,14 @@ def check_envelope(params: Any) -> Envelope:
     return Envelope(query, variables, name, extensions, params.get("documentId"))
 
 
+def persisted_refusal(error: PersistedError) -> Outcome:
+    """Apollo's clients send the document again on PERSISTED_QUERY_NOT_FOUND, under 200."""
+    outcome = refused(error.code, str(error), **error.extensions)
+    if error.code == "PERSISTED_QUERY_NOT_FOUND":
+        outcome.refused = None
+    return outcome
+
+
 async def document_of(
     persisted: PersistedDocuments, envelope: Envelope, viewer: Viewer
 ) -> Document:
@@ -167,7 +209,7 @@ async def document_of(
             envelope.query, envelope.extensions, envelope.document_id, viewer.via_gateway
         )
     except PersistedError as error:
-        raise BadRequest(refused(error.code, str(error), error.status)) from None
+        raise BadRequest(persisted_refusal(error)) from None
 
 
 def get_params(request: Request) -> dict[str, Any]:
@@ -186,7 +228,9 @@ async def post_params(request: Request, settings: Settings) -> tuple[list[Any], 
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != JSON:
         raise BadRequest(
-            refused("BAD_REQUEST", f"Content-Type must be {JSON}, received {media_type!r}.", 415)
+            http_refusal(
+                "BAD_REQUEST", f"Content-Type must be {JSON}, received {media_type!r}.", 415
+            )
         )
     try:
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
@@ -200,7 +244,7 @@ async def post_params(request: Request, settings: Settings) -> tuple[list[Any], 
             raise envelope_error("A batch needs at least one operation.")
         if len(params) > settings.max_batch_operations:
             error = limit_error("batchOperations", settings.max_batch_operations, len(params))
-            raise BadRequest(Outcome({"errors": [error.formatted]}, 400, by_accept=True))
+            raise BadRequest(Outcome({"errors": [error.formatted]}, Refused.REQUEST))
         return params, True
     return [params], False
 
@@ -251,8 +295,9 @@ class InFlight:
 
 
 def overloaded() -> Outcome:
-    outcome = refused("SERVICE_UNAVAILABLE", "The server is busy; retry shortly.", 503)
-    outcome.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    message = "The server is busy; retry shortly."
+    outcome = refused("SERVICE_UNAVAILABLE", message, Refused.UNAVAILABLE)
+    outcome.retry_after = RETRY_AFTER_SECONDS
     return outcome
 
 
@@ -349,12 +394,12 @@ def failed(error: Exception) -> Outcome:
     known = coded(error)
     if known is None:
         log.error("unexpected error answering a request", exc_info=error)
-        return refused("INTERNAL_SERVER_ERROR", MASKED, 500)
+        return http_refusal("INTERNAL_SERVER_ERROR", MASKED, 500)
     code, message = known
     if code == "TIMEOUT":
-        return refused(code, message, 504)
-    outcome = refused(code, message, 503)
-    outcome.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return refused(code, message, Refused.TIMEOUT)
+    outcome = refused(code, message, Refused.UNAVAILABLE)
+    outcome.retry_after = RETRY_AFTER_SECONDS
     return outcome
 
 
@@ -365,7 +410,7 @@ async def serve_graphql(
     try:
         viewer = await viewer_of(request, services.reader, settings)
     except Unauthenticated as error:
-        outcome = refused("UNAUTHENTICATED", str(error), 401)
+        outcome = http_refusal("UNAUTHENTICATED", str(error), 401)
         outcome.headers["WWW-Authenticate"] = 'Bearer realm="corpgraph"'
         return response(request, outcome)
     if wants_event_stream(request.headers.get("accept", "")):
@@ -400,7 +445,7 @@ async def event_stream(
         return stream_refused(error.outcome)
     client, connections = bucket_of(viewer), services.connection_slots
     if not connections.take(client):
-        return stream_refused(Outcome({"errors": [connections.refusal()]}, 429))
+        return stream_refused(Outcome({"errors": [connections.refusal()]}, Refused.BUDGET))
     stream = EventStream(request.headers.get("last-event-id"))
     # its slot is given back when the stream ends, or (never started) is collected
     stream.on_end = weakref.finalize(stream, connections.give_back, client)
@@ -424,7 +469,8 @@ async def event_stream(
 
 
 def stream_refused(outcome: Outcome) -> Response:
-    return Response(orjson.dumps(outcome.payload), outcome.status, outcome.headers, JSON)
+    status, headers = status_of(outcome, modern=True)  # a stream's client reads the status
+    return Response(orjson.dumps(outcome.payload), status, headers, JSON)
 
 
 async def run_batch(
@@ -464,7 +510,7 @@ async def answer(
         mutations_allowed=request.method == "POST",
         document_hash=document.hash,
     )
-    if outcome.status == 200:
+    if outcome.refused is None:
         await services.persisted.remember(document, bucket_of(context.viewer))
     return outcome
 

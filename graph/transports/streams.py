@@ -26,6 +26,7 @@ from graph.pipeline.pipeline import (
     Outcome,
     Pipeline,
     Prepared,
+    Refused,
     bucket_of,
     name_of,
     refused,
@@ -78,7 +79,7 @@ async def admit(
         return refused("BAD_REQUEST", ONLY_SUBSCRIPTIONS)
     client = bucket_of(context.viewer)
     if not slots.take(client):
-        return Outcome({"errors": [slots.refusal()]}, 429)
+        return Outcome({"errors": [slots.refusal()]}, Refused.BUDGET)
     meter: Meter | None = None
     try:
         if pipeline.cost_control is not None:

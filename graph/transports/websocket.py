@@ -67,13 +67,13 @@ async def with_document(
     document may also come in full, as graphql-ws clients send it."""
     persisted = view.services.persisted
     if not isinstance(payload, Mapping):
-        raise PersistedError("BAD_REQUEST", "A subscribe payload is a JSON object.", 400)
+        raise PersistedError("BAD_REQUEST", "A subscribe payload is a JSON object.")
     variables = payload.get("variables")
     if variables is not None and not isinstance(variables, Mapping):
-        raise PersistedError("BAD_REQUEST", "`variables` must be a JSON object.", 400)
+        raise PersistedError("BAD_REQUEST", "`variables` must be a JSON object.")
     name = payload.get("operationName")
     if name is not None and not isinstance(name, str):
-        raise PersistedError("BAD_REQUEST", "`operationName` must be a string.", 400)
+        raise PersistedError("BAD_REQUEST", "`operationName` must be a string.")
     query = payload.get("query")
     if persisted.listed(query):
         return dict(payload), None
