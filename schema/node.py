@@ -4,6 +4,7 @@ import base64
 import binascii
 
 import strawberry
+from strawberry.types.base import get_object_definition
 
 
 @strawberry.interface(description="An object with a globally unique, opaque ID.")
@@ -12,7 +13,8 @@ class Node:
         description="Opaque global ID; pass it to `Query.node` to fetch the object again."
     )
     def id(self) -> strawberry.ID:  # built when asked: most selections never ask
-        return to_global_id(type(self).__name__, self.node_key())
+        # the GraphQL type's name, as `key_in` reads it back, whatever the Python class is called
+        return to_global_id(get_object_definition(self, strict=True).name, self.node_key())
 
     def node_key(self) -> str:
         """The key the global ID carries (accession number, CIK)."""

@@ -57,7 +57,8 @@ RETRY_AFTER_SECONDS = 1
 
 class Refused(Enum):
     """Why an operation got no answer, said once for every transport: each says it its own way
-    (HTTP statuses and headers: graph/transports/http.py; WebSocket and SSE: the errors alone)."""
+    (HTTP statuses and headers, SSE's before its stream: graph/transports/http.py; WebSocket:
+    the errors alone)."""
 
     REQUEST = "request"  # the document or its variables are wrong, or cost more than a request may
     PROTOCOL = "protocol"  # the request is not one the server takes (envelope, operation, kind)

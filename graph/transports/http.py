@@ -194,10 +194,8 @@ def check_envelope(params: Any) -> Envelope:
 
 def persisted_refusal(error: PersistedError) -> Outcome:
     """Apollo's clients send the document again on PERSISTED_QUERY_NOT_FOUND, under 200."""
-    outcome = refused(error.code, str(error), **error.extensions)
-    if error.code == "PERSISTED_QUERY_NOT_FOUND":
-        outcome.refused = None
-    return outcome
+    why = None if error.code == "PERSISTED_QUERY_NOT_FOUND" else Refused.PROTOCOL
+    return refused(error.code, str(error), why, **error.extensions)
 
 
 async def document_of(
