@@ -81,6 +81,7 @@ PERSISTED = (" apq", " manifest id", " documentId")  # the ways a persisted docu
 IN_MANIFEST = "\n# from the manifest"  # another text than APQ registers, so another id
 BARE, TRACED = " bare", " traced"
 SAMPLE_RATE = 0.1  # of traces, as compose.yaml samples
+NAME_WIDTH = 31  # of the table's server column: "corpgraph x1 cache hit granian" and a space
 
 
 @dataclass
@@ -483,7 +484,7 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                 raise SystemExit(f"{server.name} and raw disagree on {request}")
     print(f"answers equal; k6 {args.duration} per cell, median of {args.rounds}; VUs {args.vus}\n")
     print(
-        f"{'server':<31}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'server':<{NAME_WIDTH}}{'request':<8}{'VUs':>4}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'CPU us':>9}{'SQL/req':>9}{'vs PGL':>8}{'vs raw':>8}"
     )
     with tempfile.TemporaryDirectory() as workdir:
@@ -524,9 +525,9 @@ def persisted_ratios(results: dict[str, dict[str, float]], request: str, vus: in
     line = f"  x1 {request} {vus} VUs: {', '.join(ratios)}"
     if "postgraphile" in results:
         graphile = results["postgraphile"]["rps"]
-        hits = [name for name in results if name.startswith(f"corpgraph x1{CACHE_HIT}")]
-        line += "".join(f", {name[13:]}/PostGraphile {results[name]['rps'] / graphile:.2f}"
-                        for name in hits)  # fmt: skip
+        for name in (n for n in results if n.startswith(f"corpgraph x1{CACHE_HIT}")):
+            label = name.removeprefix("corpgraph x1 ")
+            line += f", {label}/PostGraphile {results[name]['rps'] / graphile:.2f}"
     return line
 
 
@@ -583,7 +584,7 @@ def row(
     versus_raw = r["rps"] / results[raw.name]["rps"]
     failed = f"  ({r['failed']:.0f} failed checks)" if r["failed"] else ""
     return (
-        f"{name:<31}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+        f"{name:<{NAME_WIDTH}}{request:<8}{vus:>4}{r['rps']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
         f"{r['p99']:>9.1f}{r['cpu_us']:>9.0f}{statements[name]:>9.1f}{versus_graphile:>8.2f}"
         f"{versus_raw:>8.2f}{failed}"
     )
