@@ -140,9 +140,13 @@ def start_corpgraph(
     ]
     process = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/graphql"
-    bodies = {name: json.dumps({"query": query}).encode() for name, query in REQUESTS.items()}
     name = f"corpgraph x{workers}{label}{on(http)}"
-    return Server(name, process, {name: url for name in REQUESTS}, bodies, http=http)
+    return Server(name, process, {name: url for name in REQUESTS}, plain_bodies(), http=http)
+
+
+def plain_bodies() -> dict[str, bytes]:
+    """Each request's document as a plain POST sends it: corpgraph's body, and raw's."""
+    return {name: json.dumps({"query": query}).encode() for name, query in REQUESTS.items()}
 
 
 def apq(query: str) -> dict[str, Any]:
@@ -253,8 +257,7 @@ def start_raw(env: dict[str, str], wrapper: Sequence[str] = (), http: str = "hyp
     process = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     urls = {"LIGHT": f"{base}/light", "HEAVY": f"{base}/heavy"}
-    bodies = {name: b"{}" for name in REQUESTS}
-    return Server(f"raw asyncpg{on(http)}", process, urls, bodies, http=http)
+    return Server(f"raw asyncpg{on(http)}", process, urls, plain_bodies(), http=http)
 
 
 def start_postgraphile(env: dict[str, str]) -> Server:
