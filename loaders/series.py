@@ -176,8 +176,10 @@ async def metric_series(
     series: dict[str, TickerSeries] = {}
     rows = await db.fetch(statement, params)
     for company_id, ticker, known, instant, unit, bucket, value, count in rows:
-        kind = MetricKind(known, instant, unit)
-        found = series.setdefault(ticker, TickerSeries(company_id, ticker, kind, []))
+        found = series.get(ticker)
+        if found is None:  # a ticker's first row: its kind repeats on every other
+            kind = MetricKind(known, instant, unit)
+            found = series[ticker] = TickerSeries(company_id, ticker, kind, [])
         if bucket is not None:
             found.points.append(Point(bucket, value, count))
     return [series.get(ticker) for ticker in tickers]

@@ -122,6 +122,7 @@ class FieldStep:
     leaf: GraphQLLeafType | None  # a scalar or enum; else `child` plans the object
     child: ObjectPlan | None
     json: JsonList | None  # a list of `child.leaves` that PostgreSQL renders as JSON
+    flat: bool  # a list whose objects select only inline leaves (`child.complete`)
 
 
 def plan_operation(
@@ -173,8 +174,9 @@ def _json_leaves(
 
 def _json_list(field: GraphQLField, child: "ObjectPlan | None") -> JsonList | None:
     """How PostgreSQL renders the field's objects, when it can (loaders/json_lists.py)."""
-    if child is None or child.steps or not child.leaves or child.type.is_type_of is not None:
+    if child is None or not leaves_only(child) or child.type.is_type_of is not None:
         return None
+    assert child.leaves is not None
     definition = field.extensions.get("strawberry-definition")
     json_list = definition.metadata.get(JSON_LIST) if definition is not None else None
     if not isinstance(json_list, JsonList) or json_object(json_list.table, child.leaves) is None:
@@ -236,7 +238,7 @@ def _plan_field(
     if field is None:  # introspection's meta fields
         raise Unplannable
     arguments = None
-    if not any(_uses_variables(argument.value) for argument in nodes[0].arguments or ()):
+    if not any(uses_variables(argument.value) for argument in nodes[0].arguments or ()):
         arguments = get_argument_values(field, nodes[0])
     return_type: GraphQLOutputType = field.type
     non_null = isinstance(return_type, GraphQLNonNull)
@@ -255,18 +257,25 @@ def _plan_field(
     if isinstance(named, GraphQLObjectType):
         child = _plan_object(schema, named, [node.selection_set for node in nodes], fragments)
     json = _json_list(field, child) if is_list and item_non_null else None
+    flat = is_list and child is not None and leaves_only(child)
     return FieldStep(
-        name, field, nodes, arguments, non_null, is_list, item_non_null, leaf, child, json
+        name, field, nodes, arguments, non_null, is_list, item_non_null, leaf, child, json, flat
     )
 
 
-def _uses_variables(value: ValueNode) -> bool:
+def leaves_only(plan: ObjectPlan) -> bool:
+    """The objects select only inline leaves: their completer alone makes their records."""
+    return not plan.steps and bool(plan.leaves)
+
+
+def uses_variables(value: ValueNode) -> bool:
+    """Whether an argument's value holds a variable (else it is the same on every request)."""
     if isinstance(value, VariableNode):
         return True
     if isinstance(value, ListValueNode):
-        return any(_uses_variables(item) for item in value.values)
+        return any(uses_variables(item) for item in value.values)
     if isinstance(value, ObjectValueNode):
-        return any(_uses_variables(field.value) for field in value.fields)
+        return any(uses_variables(field.value) for field in value.fields)
     return False
 
 
@@ -368,6 +377,9 @@ class CompiledRun:
             return self.one(step, value, info.path, info, following)
         if type(value) is not list and type(value) is not tuple:
             raise Abandon(NOT_A_LIST)  # other iterables, and errors, take the standard path
+        if step.flat:
+            assert step.child is not None
+            return flat_records(step.child, value, step.item_non_null, info)
         completed: list[Any] = []
         for index, item in enumerate(value):
             if item is None:
@@ -409,6 +421,30 @@ class CompiledRun:
         if plan.steps:
             following.append((plan, source, record, path))
         return record
+
+
+def flat_records(
+    plan: ObjectPlan, items: list[Any] | tuple[Any, ...], item_non_null: bool, info: Any
+) -> list[dict[str, Any] | None]:
+    """The records of a list's objects that select only inline leaves: each one's leaves, in
+    selection order as its completer returns them (no path, no record to fill: nothing
+    follows them)."""
+    complete, is_type_of = plan.complete, plan.type.is_type_of
+    assert complete is not None
+    records: list[dict[str, Any] | None] = []
+    for item in items:
+        if item is None:
+            if item_non_null:
+                raise Abandon(NULL)
+            records.append(None)
+            continue
+        if is_type_of is not None and is_type_of(item, info) is not True:
+            raise Abandon(WRONG_TYPE)
+        leaves = complete(item)
+        if leaves is None:  # a null or a value of another type among them
+            raise Abandon(LEAF)
+        records.append(leaves)
+    return records
 
 
 async def settle(awaitables: list[Any]) -> list[Any]:
