@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 import strawberry
 from graphql import get_operation_ast, parse
+from graphql.execution.values import VariableValues
 from redis.asyncio import Redis as AsyncRedis
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.pipeline.cost import CostModel, FieldCost, directives_in
+from graph.pipeline.cost import CostModel, FieldCost, coerce_variables, directives_in
 from graph.pipeline.ratelimit import RateLimiter
 from graph.settings import DEFAULT_TIERS, Settings, Tier
 from graph.transports.graphiql import EXAMPLE_QUERY
@@ -103,6 +104,31 @@ def requested(model: CostModel, query: str, variables: dict[str, Any] | None) ->
 @pytest.mark.parametrize(("query", "variables", "expected"), COSTS)
 def test_requested_cost(query: str, variables: dict[str, Any] | None, expected: int) -> None:
     assert requested(MODEL, query, variables) == expected
+
+
+WITH_VARIABLES: dict[str, list[tuple[dict[str, Any], int]]] = {}
+for _query, _variables, _cost in COSTS:
+    if _variables is not None:
+        WITH_VARIABLES.setdefault(_query, []).append((_variables, _cost))
+
+
+@pytest.mark.parametrize("query", WITH_VARIABLES)
+def test_each_requests_costing_is_made_from_the_operations(query: str) -> None:
+    """The pipeline keeps one costing per operation, made with its first request's variables,
+    and makes each later request's from it (`with_variables`): sharing the fields collected,
+    unless a directive lets variables change them, it costs what a fresh costing costs."""
+    document = parse(query)
+    operation = get_operation_ast(document)
+    assert operation is not None
+    cases = WITH_VARIABLES[query]
+    kept = MODEL.costing(document, operation, cases[0][0])
+    _ = kept.requested  # a cost cached on the kept costing: never carried over
+    for variables, expected in cases * 2:  # the shared caches empty, then filled
+        coerced = coerce_variables(SCHEMA._schema, operation, variables)
+        assert isinstance(coerced, VariableValues)
+        made = kept.with_variables(coerced)
+        assert made.requested == expected
+        assert (made._subfields is kept._subfields) == ("@" not in query)
 
 
 def test_an_analysts_queries_fit_without_a_key() -> None:

@@ -95,6 +95,10 @@ def test_body_over_the_limit_is_413(client: TestClient) -> None:
             {"d": "2024-13-01"},
             'query($d: Date) { company(ticker: "AAPL") { prices(from: $d) { close } } }',
         ),
+        # a directive's missing or wrong variable: the cost estimate, which collects the
+        # fields first, answered it with a 500
+        ({}, 'query($s: Boolean!) { company(ticker: "AAPL") { name @skip(if: $s) } }'),
+        ({"i": "no"}, "query($i: Boolean!) { companies { ... @include(if: $i) { totalCount } } }"),
     ],
 )
 @pytest.mark.parametrize(("accept", "status"), [(LEGACY, 200), (MODERN, 400)])

@@ -30,6 +30,7 @@ The actual cost applies the same weights to the response: real list lengths, nul
 and a fetch costs its `fetch_cost` if it ran at all (for a null or an empty list too).
 """
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -37,6 +38,7 @@ from functools import cached_property
 from typing import Any
 
 from graphql import (
+    BREAK,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -53,11 +55,13 @@ from graphql import (
     ObjectTypeExtensionNode,
     OperationDefinitionNode,
     OperationType,
+    Visitor,
     get_named_type,
     is_abstract_type,
     is_composite_type,
     parse,
     value_from_ast_untyped,
+    visit,
 )
 from graphql.execution.collect_fields import (
     FieldDetailsList,
@@ -68,6 +72,7 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 
+from graph.execution.compiled import uses_variables
 from graph.pipeline.argument_sizes import ARGUMENT_SIZES, Sized, utc_today
 from resolvers.pagination import MAX_PAGE_SIZE
 
@@ -158,8 +163,42 @@ class CostModel:
         variables: dict[str, Any] | None,
     ) -> "Costing":
         """The costing of one operation with these variables (reusable for any response
-        when the operation has no variables)."""
-        return Costing(self, document, operation, variables)
+        when the operation has no variables); variables that do not coerce cost as their
+        defaults (the pipeline refuses them first: Pipeline.costing)."""
+        coerced = coerce_variables(self.schema, operation, variables)
+        if not isinstance(coerced, VariableValues):
+            coerced = VariableValues({}, {})
+        return Costing(self, document, operation, coerced)
+
+
+def coerce_variables(
+    schema: GraphQLSchema, operation: OperationDefinitionNode, variables: dict[str, Any] | None
+) -> VariableValues | list[GraphQLError]:
+    """The operation's variables as its definitions coerce them, or why they do not."""
+    return get_variable_values(schema, operation.variable_definitions or (), variables or {})
+
+
+class MayVary(Visitor):
+    """Finds what lets variables change the fields an operation selects: a directive
+    (`@skip(if: $v)`; any, to be sure), or a fragment with variables of its own."""
+
+    found = False
+
+    def enter_directive(self, *_: Any) -> Any:
+        self.found = True
+        return BREAK
+
+    def enter_fragment_definition(self, node: FragmentDefinitionNode, *_: Any) -> Any:
+        if node.variable_definitions:
+            self.found = True
+            return BREAK
+        return None
+
+
+def selections_may_vary(document: DocumentNode) -> bool:
+    finder = MayVary()
+    visit(document, finder)
+    return finder.found
 
 
 Estimate = tuple[int, int]  # (points the lists above multiply, points of fetches: once each)
@@ -169,14 +208,15 @@ Selections = list[tuple[str, GraphQLObjectType, FieldDetailsList]]  # (key, type
 
 class Costing:
     """One operation with its variables: its requested cost, and the actual cost of a response.
-    Fields are collected once and kept for every later response."""
+    Fields are collected once and kept for every later response, and for the costings of the
+    operation with other variables (`with_variables`) when no variable can change them."""
 
     def __init__(
         self,
         model: CostModel,
         document: DocumentNode,
         operation: OperationDefinitionNode,
-        variables: dict[str, Any] | None,
+        variables: VariableValues,
     ) -> None:
         self.model, self.schema, self.operation = model, model.schema, operation
         self.fragments = {
@@ -184,11 +224,9 @@ class Costing:
             for d in document.definitions
             if isinstance(d, FragmentDefinitionNode)
         }
-        coerced = get_variable_values(
-            self.schema, operation.variable_definitions or (), variables or {}
-        )
-        # bad variables fail execution later; cost with the defaults meanwhile
-        self.variables = coerced if isinstance(coerced, VariableValues) else VariableValues({}, {})
+        self.document = document
+        self.shareable = not selections_may_vary(document)  # see with_variables
+        self.variables = variables
         root = self.schema.get_root_type(operation.operation)
         assert root is not None  # the document is valid
         self.root = root
@@ -200,7 +238,19 @@ class Costing:
         self._subfields: dict[tuple[int, str], GroupedFieldSet] = {}
         self._selections: dict[tuple[int, str], Selections] = {}
         self._plans: dict[tuple[int, str], tuple[int, Any, bool]] = {}
+        self._fixed_arguments: dict[int, dict[str, Any]] = {}  # by field node: no variables
         self.today = model.today()
+
+    def with_variables(self, variables: VariableValues) -> "Costing":
+        """The operation's costing with these variables. Without directives in the document
+        (`@skip`, `@include`) no variable changes which fields are selected, so it shares the
+        fields collected and the plans made: only the sizes, read from arguments, are new."""
+        if not self.shareable:
+            return Costing(self.model, self.document, self.operation, variables)
+        costing = copy.copy(self)  # shallow: the caches are shared
+        costing.__dict__.pop("requested", None)  # a cached_property of the copied costing
+        costing.variables, costing.today = variables, self.model.today()
+        return costing
 
     @cached_property
     def requested(self) -> int:
@@ -227,10 +277,16 @@ class Costing:
         return self.schema.get_possible_types(type_) if is_abstract_type(type_) else (type_,)
 
     def arguments(self, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
+        fixed = self._fixed_arguments.get(id(node))
+        if fixed is not None:
+            return fixed
         try:
-            return get_argument_values(definition, node, self.variables)
+            arguments = get_argument_values(definition, node, self.variables)
         except GraphQLError:  # execution reports it; cost with the defaults meanwhile
             return {}
+        if not any(uses_variables(argument.value) for argument in node.arguments or ()):
+            self._fixed_arguments[id(node)] = arguments  # shared with other variables' costings
+        return arguments
 
     def slice_size(
         self, field: FieldNode, coordinate: str, config: FieldCost, arguments: dict[str, Any]
@@ -275,21 +331,21 @@ class Costing:
     def requested_field(
         self, parent: GraphQLObjectType, details: FieldDetailsList, sized: Sized
     ) -> Estimate:
+        weight, composite, fetch = self.field_plan(parent, details)
         name, definition, config = self.field_of(parent, details)
         if definition is None:  # __typename, or introspection
-            return (self.model.introspection_cost if name in INTROSPECTION else 0), 0
+            return weight, 0
         node = details[0].node
         size, below = self.sizes(f"{parent.name}.{name}", definition, config, node, sized)
-        named_type = get_named_type(definition.type)
-        children, once = 0, self.model.fetch_cost if fetches(name, definition) else 0
-        if is_composite_type(named_type):
+        children, once = 0, self.model.fetch_cost if fetch else 0
+        if composite is not None:
             estimates = [
                 self.requested_fields(t, self.subfields(t, details), below)
-                for t in self.runtime_types(named_type)
+                for t in self.runtime_types(composite)
             ]
             children = max(items for items, _ in estimates)
             once += max(fetched for _, fetched in estimates)
-        return size * (self.weight(definition, config) + children), once
+        return size * (weight + children), once
 
     def sizes(
         self,
@@ -332,7 +388,7 @@ class Costing:
     def actual_field(
         self, parent: GraphQLObjectType, details: FieldDetailsList, value: Any, reached: Reached
     ) -> int:
-        weight, composite, fetch = self.actual_plan(parent, details)
+        weight, composite, fetch = self.field_plan(parent, details)
         if fetch:
             reached.add((id(details), parent.name))
         if value is None:
@@ -352,7 +408,7 @@ class Costing:
             if item is not None
         )
 
-    def actual_plan(
+    def field_plan(
         self, parent: GraphQLObjectType, details: FieldDetailsList
     ) -> tuple[int, Any, bool]:
         """A field's weight per item, its type if composite, and whether it fetches (once per
@@ -384,6 +440,6 @@ class Costing:
             found = self._selections[key] = [
                 (k, owner, d)
                 for k, (owner, d) in merged.items()
-                if self.actual_plan(owner, d) != FREE  # not a weightless scalar
+                if self.field_plan(owner, d) != FREE  # not a weightless scalar
             ]
         return found

@@ -34,7 +34,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from graph.bounded import BoundedByBytes
 from graph.execution.compiled import CompiledExecutor
-from graph.pipeline.cost import Costing, CostModel, ListSizeError
+from graph.pipeline.cost import Costing, CostModel, ListSizeError, coerce_variables
 from graph.pipeline.errors import format_execution_error, format_request_errors, request_error
 from graph.pipeline.gateway import GATEWAY_ONLY, root_field_names
 from graph.pipeline.limits import limit_error
@@ -96,7 +96,8 @@ def refused(
 class Prepared:
     document: DocumentNode | None
     errors: list[dict[str, Any]]
-    # the costing of each operation (by name) that has no variables: valid for every request
+    # the costing of each operation (by name): valid for every request when it has no
+    # variables, else the one its requests' costings are made from (Costing.with_variables)
     costings: dict[str | None, Costing] = field(default_factory=dict)
 
 
@@ -371,15 +372,23 @@ class Pipeline:
         prepared: Prepared,
         operation: OperationDefinitionNode,
         variables: dict[str, Any] | None,
-    ) -> Costing:
+    ) -> Costing | Outcome:
+        """The operation's costing with these variables, made from the one kept for it; or,
+        before anything is debited, why the variables do not fit (BAD_USER_INPUT)."""
         assert prepared.document is not None
-        if operation.variable_definitions:
-            return model.costing(prepared.document, operation, variables)
         name = name_of(operation)
-        costing = prepared.costings.get(name)
-        if costing is None:
-            costing = prepared.costings[name] = model.costing(prepared.document, operation, None)
-        return costing
+        kept = prepared.costings.get(name)
+        if not operation.variable_definitions:
+            if kept is None:
+                kept = prepared.costings[name] = model.costing(prepared.document, operation, None)
+            return kept
+        coerced = coerce_variables(model.schema, operation, variables)
+        if isinstance(coerced, list):
+            errors = format_request_errors(coerced, "BAD_USER_INPUT")
+            return Outcome({"errors": errors}, Refused.REQUEST)
+        if kept is None:
+            kept = prepared.costings[name] = Costing(model, prepared.document, operation, coerced)
+        return kept.with_variables(coerced)
 
     async def _costed(
         self,
@@ -417,6 +426,8 @@ class Pipeline:
         list size out of range, over the tier's ceiling, the budget short)."""
         assert self.cost_control is not None
         costing = self.costing(self.cost_control.model, prepared, operation, variables)
+        if isinstance(costing, Outcome):
+            return costing
         requested = requested_cost(costing)
         if isinstance(requested, Outcome):
             return requested
