@@ -1,7 +1,7 @@
 """What one request costs each server, in instructions counted by valgrind instead of time.
 
     python ops/bench/instructions.py [--light 1000] [--heavy 100] [--requests LIGHT,HEAVY]
-                                     [--observability]
+                                     [--variables] [--observability]
 
 run.py's throughput moves by ±20% between runs on a shared machine, as much as the gaps it is
 meant to show. This count moves by under 1%. Each server runs twice under
@@ -17,6 +17,8 @@ request than corpgraph and spends half its CPU time (V8's compiled code retires 
 times more instructions per cycle than CPython's interpreter), so it is not measured here.
 
 Servers: corpgraph x1 as run.py runs it (cost control and metrics on) and the raw endpoint.
+--variables adds corpgraph x1 sent the documents with every argument a variable, as typed
+clients send them (run.py's AS_VARIABLES).
 --observability adds corpgraph without metrics (bare) and with tracing under the always_off
 and always_on samplers; the cost at a sample rate r follows from them:
 always_off + r x (always_on - always_off).
@@ -38,6 +40,7 @@ from run import (  # noqa: E402
     BARE,
     REQUESTS,
     SAMPLE_RATE,
+    VARIABLES,
     Server,
     k6,
     servers_env,
@@ -45,6 +48,7 @@ from run import (  # noqa: E402
     start_corpgraph,
     start_raw,
     traced,
+    variables_bodies,
     wait_up,
 )
 
@@ -93,6 +97,8 @@ def starters(env: dict[str, str], args: argparse.Namespace) -> dict[str, Start]:
         "corpgraph x1": partial(start_corpgraph, env, 1, ""),
         "raw asyncpg": partial(start_raw, env),
     }
+    if args.variables:
+        found[f"corpgraph x1{VARIABLES}"] = partial(start_sent_variables, env)
     if args.observability:
         sink = span_sink()
         bare = {**env, "CORPGRAPH_METRICS": "false"}
@@ -101,6 +107,12 @@ def starters(env: dict[str, str], args: argparse.Namespace) -> dict[str, Start]:
             sampled = traced({**env, "OTEL_TRACES_SAMPLER": sampler}, sink)
             found[f"corpgraph x1{label}"] = partial(start_corpgraph, sampled, 1, label)
     return found
+
+
+def start_sent_variables(env: dict[str, str], wrapper: Sequence[str]) -> Server:
+    server = start_corpgraph(env, 1, VARIABLES, wrapper)
+    server.bodies = variables_bodies()
+    return server
 
 
 def report(request: str, costs: dict[str, float]) -> None:
@@ -126,6 +138,7 @@ def main() -> None:
     parser.add_argument("--light", type=int, default=1000, help="LIGHT requests counted")
     parser.add_argument("--heavy", type=int, default=100, help="HEAVY requests counted")
     parser.add_argument("--requests", default="LIGHT,HEAVY")
+    parser.add_argument("--variables", action="store_true")
     parser.add_argument("--observability", action="store_true")
     args = parser.parse_args()
     counts = {"LIGHT": args.light, "HEAVY": args.heavy}

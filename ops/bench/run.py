@@ -4,13 +4,14 @@ running the same SQL (on each of those HTTP servers).
 
     python ops/bench/run.py [--duration 10s] [--vus 8,32] [--workers 1,2] [--no-postgraphile]
                             [--server hypercorn,granian] [--cost-off] [--persisted]
-                            [--observability] [--rounds 3]
+                            [--variables] [--observability] [--rounds 3]
 
 Every server answers the LIGHT and HEAVY requests; the answers are compared for equality before
 any timing. k6 drives each (server, request, virtual users) for --duration, and this prints
 requests/s, latency percentiles, the server's CPU time per request (its process and workers,
 from /proc), SQL statements per request and the ratios of each server to PostGraphile and to
-raw (on the same HTTP server). Nothing is asserted: the machines are shared and noisy, so
+raw (on the same HTTP server); the raw endpoint reads and parses the body it is sent, the same
+as corpgraph's. Nothing is asserted: the machines are shared and noisy, so
 only ratios from one run compare. PostGraphile is installed with `npm ci` from
 ops/bench/postgraphile.
 
@@ -31,6 +32,10 @@ run, with 10% more CPU per HEAVY request in the APQ process, where one process s
 ops/bench/persisted.py compares CPU per request on one process). It also adds a one-worker
 corpgraph with the response cache on, sent hashes only (every request after the first is a
 cache hit), against plain x1 and against PostGraphile.
+
+--variables sends the documents to plain corpgraph x1 again with every argument a variable, as
+typed clients send them (the same process), and prints throughput and CPU per request against
+plain x1.
 
 --observability adds two one-worker corpgraphs: one without metrics ("bare"; plain corpgraph
 has Prometheus metrics on, as by default), one with metrics and tracing sampled as compose.yaml
@@ -80,6 +85,22 @@ CACHE_HIT = " cache hit"
 PERSISTED = (" apq", " manifest id", " documentId")  # the ways a persisted document is named
 IN_MANIFEST = "\n# from the manifest"  # another text than APQ registers, so another id
 BARE, TRACED = " bare", " traced"
+VARIABLES = " variables"
+# LIGHT and HEAVY as typed clients send them: every argument a variable (same answers)
+AS_VARIABLES: dict[str, tuple[str, dict[str, Any]]] = {
+    "LIGHT": (
+        "query Light($ticker: String!, $first: Int!) { company(ticker: $ticker) { name\n"
+        "  filings(first: $first) { nodes { accessionNumber formType filedAt } } } }",
+        {"ticker": "AAPL", "first": 5},
+    ),
+    "HEAVY": (
+        "query Heavy($first: Int!, $sector: String!, $filings: Int!, $forms: [String!]) {\n"
+        "  companies(first: $first, sector: $sector) { nodes { ticker name\n"
+        "    filings(first: $filings, formTypes: $forms) { nodes { accessionNumber formType\n"
+        "      filedAt metrics { name value unit periodEnd } } } } } }",
+        {"first": 20, "sector": "Information Technology", "filings": 5, "forms": ["10-K", "10-Q"]},
+    ),
+}
 SAMPLE_RATE = 0.1  # of traces, as compose.yaml samples
 NAME_WIDTH = 31  # of the table's server column: "corpgraph x1 cache hit granian" and a space
 
@@ -147,6 +168,20 @@ def start_corpgraph(
 def plain_bodies() -> dict[str, bytes]:
     """Each request's document as a plain POST sends it: corpgraph's body, and raw's."""
     return {name: json.dumps({"query": query}).encode() for name, query in REQUESTS.items()}
+
+
+def variables_bodies() -> dict[str, bytes]:
+    return {
+        name: json.dumps({"query": query, "variables": variables}).encode()
+        for name, (query, variables) in AS_VARIABLES.items()
+    }
+
+
+def variables_view(plain: Server) -> Server:
+    """The plain server's process again, sent the documents with their arguments as
+    variables."""
+    name = f"{plain.name}{VARIABLES}"
+    return Server(name, plain.process, plain.urls, variables_bodies(), http=plain.http)
 
 
 def apq(query: str) -> dict[str, Any]:
@@ -437,6 +472,7 @@ def main() -> None:
     parser.add_argument(
         "--persisted", action="store_true", help="also corpgraph x1 by APQ hash, and cache hits"
     )
+    parser.add_argument("--variables", action="store_true", help="also corpgraph x1 sent variables")
     parser.add_argument(
         "--observability", action="store_true", help="also corpgraph x1 bare, and traced"
     )
@@ -460,6 +496,9 @@ def main() -> None:
         if args.persisted:
             plain = next(s for s in servers if s.name == f"corpgraph x1{on(https[0])}")
             servers += [*persisted_views(plain), *(start_cache_hits(env, h) for h in https)]
+        if args.variables:
+            plain = next(s for s in servers if s.name == f"corpgraph x1{on(https[0])}")
+            servers.append(variables_view(plain))
         if args.observability:
             servers += start_observed(env, https[0])
         if not args.no_postgraphile:
@@ -511,6 +550,8 @@ def run_all(servers: list[Server], dsn: str, log: Path, args: argparse.Namespace
                     print(granian_ratios(results, request, vus))
                 if f"corpgraph x1{CACHE_HIT}" in results:
                     print(persisted_ratios(results, request, vus))
+                if f"corpgraph x1{VARIABLES}" in results:
+                    print(variables_ratios(results, request, vus))
                 if f"corpgraph x1{TRACED}" in results:
                     print(observability_ratios(results, request, vus))
                 if "corpgraph x1" in results and f"corpgraph x1{COST_OFF}" in results:
@@ -532,6 +573,14 @@ def persisted_ratios(results: dict[str, dict[str, float]], request: str, vus: in
             label = name.removeprefix("corpgraph x1 ")
             line += f", {label}/PostGraphile {results[name]['rps'] / graphile:.2f}"
     return line
+
+
+def variables_ratios(results: dict[str, dict[str, float]], request: str, vus: int) -> str:
+    plain, variables = results["corpgraph x1"], results[f"corpgraph x1{VARIABLES}"]
+    return (
+        f"  x1 {request} {vus} VUs: variables/plain {variables['rps'] / plain['rps']:.2f},"
+        f" CPU per request {variables['cpu_us'] / plain['cpu_us']:.2f}"
+    )
 
 
 def observability_ratios(results: dict[str, dict[str, float]], request: str, vus: int) -> str:
