@@ -23,18 +23,18 @@ from graphql import (
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
-    execute,
     get_operation_ast,
     parse,
     specified_rules,
     validate,
 )
 from graphql.execution.executor import Executor
+from graphql.execution.values import VariableValues
 from graphql.validation import NoSchemaIntrospectionCustomRule
 
 from graph.bounded import BoundedByBytes
 from graph.execution.compiled import CompiledExecutor
-from graph.pipeline.cost import Costing, CostModel, ListSizeError, coerce_variables
+from graph.pipeline.cost import Costing, CostModel, ListSizeError
 from graph.pipeline.errors import format_execution_error, format_request_errors, request_error
 from graph.pipeline.gateway import GATEWAY_ONLY, root_field_names
 from graph.pipeline.limits import limit_error
@@ -261,10 +261,28 @@ class Pipeline:
         context: Context,
     ) -> Outcome:
         assert prepared.document is not None
-        name = name_of(operation)
+        executor = self.executor_for(prepared.document, variables, name_of(operation), context)
+        if isinstance(executor, Outcome):
+            return executor
         if self.cost_control is None:
-            return await self._execute(prepared.document, variables, name, context)
-        return await self._costed(prepared, operation, variables, name, context)
+            return await self._execute(executor, context)
+        return await self._costed(prepared, operation, executor, context)
+
+    def executor_for(
+        self,
+        document: DocumentNode,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        context: Context,
+    ) -> Executor[Any] | Outcome:
+        """The operation's executor, its variables coerced (once: the costing reads them
+        too); or, before anything is costed or run, why the variables do not fit."""
+        built = self.executor_class.build(
+            self.schema, document, None, context, variables, operation_name
+        )
+        if isinstance(built, list):
+            return variables_refused(built)
+        return built
 
     @staticmethod
     def shareable(document: DocumentNode, operation: OperationDefinitionNode) -> bool:
@@ -371,43 +389,34 @@ class Pipeline:
         model: CostModel,
         prepared: Prepared,
         operation: OperationDefinitionNode,
-        variables: dict[str, Any] | None,
-    ) -> Costing | Outcome:
-        """The operation's costing with these variables, made from the one kept for it; or,
-        before anything is debited, why the variables do not fit (BAD_USER_INPUT)."""
+        variables: VariableValues,
+    ) -> Costing:
+        """The operation's costing with these variables, made from the one kept for it."""
         assert prepared.document is not None
         name = name_of(operation)
         kept = prepared.costings.get(name)
-        if not operation.variable_definitions:
-            if kept is None:
-                kept = prepared.costings[name] = model.costing(prepared.document, operation, None)
-            return kept
-        coerced = coerce_variables(model.schema, operation, variables)
-        if isinstance(coerced, list):
-            errors = format_request_errors(coerced, "BAD_USER_INPUT")
-            return Outcome({"errors": errors}, Refused.REQUEST)
         if kept is None:
-            kept = prepared.costings[name] = Costing(model, prepared.document, operation, coerced)
-        return kept.with_variables(coerced)
+            kept = prepared.costings[name] = Costing(model, prepared.document, operation, variables)
+        return kept.with_variables(variables) if operation.variable_definitions else kept
 
     async def _costed(
         self,
         prepared: Prepared,
         operation: OperationDefinitionNode,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
+        executor: Executor[Any],
         context: Context,
     ) -> Outcome:
         """Refused before execution when over the tier's ceiling or the client's budget;
         otherwise debited the requested cost, run, and settled at the actual cost."""
         assert self.cost_control is not None and prepared.document is not None
+        variables = executor.variable_values
         debited = await self.debit_requested(prepared, operation, variables, context.viewer)
         if isinstance(debited, Outcome):
             return debited
         costing, requested, throttle = debited.costing, debited.requested, debited.throttle
         tier = self.settings.tiers[context.viewer.tier]
         context.budget = budget(tier, requested, throttle)
-        outcome = await self._execute(prepared.document, variables, operation_name, context)
+        outcome = await self._execute(executor, context)
         data = outcome.payload.get("data")
         actual = costing.actual(data)
         if data is not None and actual != requested:  # refunded, or charged the difference
@@ -419,15 +428,14 @@ class Pipeline:
         self,
         prepared: Prepared,
         operation: OperationDefinitionNode,
-        variables: dict[str, Any] | None,
+        variables: VariableValues,
         viewer: Viewer,
     ) -> Debited | Outcome:
-        """The operation's requested cost, debited from the viewer's budget; or why not (a
-        list size out of range, over the tier's ceiling, the budget short)."""
+        """The operation's requested cost with these (coerced) variables, debited from the
+        viewer's budget; or why not (a list size out of range, over the tier's ceiling, the
+        budget short)."""
         assert self.cost_control is not None
         costing = self.costing(self.cost_control.model, prepared, operation, variables)
-        if isinstance(costing, Outcome):
-            return costing
         requested = requested_cost(costing)
         if isinstance(requested, Outcome):
             return requested
@@ -461,30 +469,17 @@ class Pipeline:
         )
         return throttle, Refusal("RATE_LIMITED", message, Refused.BUDGET, retryAfter=wait)
 
-    async def _execute(
-        self,
-        document: DocumentNode,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-        context: Any,
-    ) -> Outcome:
+    async def _execute(self, executor: Executor[Any], context: Context) -> Outcome:
         deadline = self.settings.request_timeout
         when = context.deadline or asyncio.get_running_loop().time() + deadline.total_seconds()
         try:
             async with asyncio.timeout_at(when):
-                result = execute(
-                    self.schema,
-                    document,
-                    None,
-                    context,
-                    variables,
-                    operation_name,
-                    executor_class=self.executor_class,
-                )
+                result = executor.execute_operation()
                 if isawaitable(result):
                     result = await result
         except TimeoutError:
             return timed_out(deadline)
+        assert isinstance(result, ExecutionResult)  # no @defer or @stream in the schema
         return shaped(result)
 
 
@@ -540,11 +535,15 @@ def timed_out(deadline: timedelta) -> Outcome:
     return Outcome({"errors": [request_error(message, "TIMEOUT")]}, Refused.TIMEOUT)
 
 
+def variables_refused(errors: list[GraphQLError]) -> Outcome:
+    """Variables that do not fit their definitions: a request error, nothing run."""
+    return Outcome({"errors": format_request_errors(errors, "BAD_USER_INPUT")}, Refused.REQUEST)
+
+
 def shaped(result: ExecutionResult) -> Outcome:
     errors = result.errors or []
     if result.data is None and errors and all(error.path is None for error in errors):
-        # variable coercion failed: nothing ran
-        return Outcome({"errors": format_request_errors(errors, "BAD_USER_INPUT")}, Refused.REQUEST)
+        return variables_refused(errors)  # a subscription's variables: nothing ran
     payload: dict[str, Any] = {}
     if errors:
         payload["errors"] = [format_execution_error(error) for error in errors]

@@ -20,7 +20,7 @@ from typing import Any
 from graphql import ExecutionResult, GraphQLError, OperationType, subscribe
 
 from graph.observability.stream_telemetry import CLOSED, COMPLETE, Admission, Transport
-from graph.pipeline.cost import Costing
+from graph.pipeline.cost import Costing, coerce_variables
 from graph.pipeline.errors import format_execution_error, request_error
 from graph.pipeline.pipeline import (
     Outcome,
@@ -31,6 +31,7 @@ from graph.pipeline.pipeline import (
     name_of,
     refused,
     shaped,
+    variables_refused,
 )
 from graph.transports.client_slots import ClientSlots
 from resolvers.context import Context
@@ -114,8 +115,12 @@ async def admitted_meter(
     transport: Transport,
 ) -> "Meter | Outcome":
     """The selection's requested cost, taken from the budget (a deposit for the first events),
-    or why not (over the tier's ceiling, the budget short, a list size out of range)."""
-    debited = await pipeline.debit_requested(prepared, operation, variables, context.viewer)
+    or why not (variables that do not fit, over the tier's ceiling, the budget short, a list
+    size out of range)."""
+    coerced = coerce_variables(pipeline.schema, operation, variables)
+    if isinstance(coerced, list):
+        return variables_refused(coerced)
+    debited = await pipeline.debit_requested(prepared, operation, coerced, context.viewer)
     if isinstance(debited, Outcome):
         return debited
     return Meter(pipeline, context, debited.costing, debited.requested, transport)
