@@ -164,7 +164,7 @@ class CostModel:
     ) -> "Costing":
         """The costing of one operation with these variables (reusable for any response
         when the operation has no variables); variables that do not coerce cost as their
-        defaults (the pipeline refuses them first: Pipeline.costing)."""
+        defaults (the pipeline refuses them before costing: Pipeline.executor_for)."""
         coerced = coerce_variables(self.schema, operation, variables)
         if not isinstance(coerced, VariableValues):
             coerced = VariableValues({}, {})
