@@ -244,6 +244,13 @@ CASES = {
         query="query($t: String!) { company(ticker: $t) { name } }",
         variables={"since": "a\x00b", "t": "a\x00b"},
     ),
+    # collected with the defaults by the cost estimate, a directive's missing variable was a 500
+    "directive's variable missing": Case(
+        "subscription($s: Boolean!) { filingAdded { accessionNumber title @skip(if: $s) } }",
+        "BAD_USER_INPUT",
+        query='query($s: Boolean!) { company(ticker: "AAPL") { name @skip(if: $s) } }',
+        variables={},
+    ),
 }
 
 
