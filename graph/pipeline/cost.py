@@ -225,7 +225,6 @@ class Costing:
             if isinstance(d, FragmentDefinitionNode)
         }
         self.document = document
-        self.shareable = not selections_may_vary(document)  # see with_variables
         self.variables = variables
         root = self.schema.get_root_type(operation.operation)
         assert root is not None  # the document is valid
@@ -240,6 +239,12 @@ class Costing:
         self._plans: dict[tuple[int, str], tuple[int, Any, bool]] = {}
         self._fixed_arguments: dict[int, dict[str, Any]] = {}  # by field node: no variables
         self.today = model.today()
+
+    @cached_property
+    def shareable(self) -> bool:
+        """No variable can change which fields are selected (see with_variables): asked of
+        the costing kept for an operation only, and copied with it."""
+        return not selections_may_vary(self.document)
 
     def with_variables(self, variables: VariableValues) -> "Costing":
         """The operation's costing with these variables. Without directives in the document
