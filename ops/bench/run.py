@@ -493,11 +493,11 @@ def main() -> None:
         if args.cost_off:
             off = {**env, "CORPGRAPH_COST_CONTROL": "false"}
             servers.append(start_corpgraph(off, 1, COST_OFF, http=https[0]))
-        if args.persisted:
+        if args.persisted or args.variables:  # sent to plain x1's process again
             plain = next(s for s in servers if s.name == f"corpgraph x1{on(https[0])}")
+        if args.persisted:
             servers += [*persisted_views(plain), *(start_cache_hits(env, h) for h in https)]
         if args.variables:
-            plain = next(s for s in servers if s.name == f"corpgraph x1{on(https[0])}")
             servers.append(variables_view(plain))
         if args.observability:
             servers += start_observed(env, https[0])
