@@ -1,7 +1,7 @@
 """What one request costs each server, in instructions counted by valgrind instead of time.
 
     python ops/bench/instructions.py [--light 1000] [--heavy 100] [--requests LIGHT,HEAVY]
-                                     [--variables] [--observability]
+                                     [--variables] [--persisted] [--observability]
 
 run.py's throughput moves by ±20% between runs on a shared machine, as much as the gaps it is
 meant to show. This count moves by under 1%. Each server runs twice under
@@ -19,6 +19,8 @@ times more instructions per cycle than CPython's interpreter), so it is not meas
 Servers: corpgraph x1 as run.py runs it (cost control and metrics on) and the raw endpoint.
 --variables adds corpgraph x1 sent the documents with every argument a variable, as typed
 clients send them (run.py's AS_VARIABLES).
+--persisted adds corpgraph x1 sent each document by its APQ hash, its manifest id and its
+`documentId` (each registered first, as run.py's persisted views), and response-cache hits.
 --observability adds corpgraph without metrics (bare) and with tracing under the always_off
 and always_on samplers; the cost at a sample rate r follows from them:
 always_off + r x (always_on - always_off).
@@ -33,18 +35,26 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
+import httpx2 as httpx
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run import (  # noqa: E402
     BARE,
+    CACHE_HIT,
+    JSON,
+    PERSISTED,
     REQUESTS,
     SAMPLE_RATE,
     VARIABLES,
     Server,
     k6,
+    persisted_bodies,
+    registrations,
     servers_env,
     span_sink,
+    start_cache_hits,
     start_corpgraph,
     start_raw,
     traced,
@@ -71,6 +81,8 @@ def executed(start: Start, request: str, requests: int, workdir: Path) -> int:
     server = start([*VALGRIND, f"--log-file={log}"])
     try:
         wait_up(server.urls[request], seconds=1800)  # valgrind starts servers ~50x slower
+        for body in server.setup:
+            httpx.post(server.urls[request], content=body, headers=JSON, timeout=600)
         drive(server, request, requests, workdir)
     finally:
         server.process.send_signal(signal.SIGINT)
@@ -99,6 +111,10 @@ def starters(env: dict[str, str], args: argparse.Namespace) -> dict[str, Start]:
     }
     if args.variables:
         found[f"corpgraph x1{VARIABLES}"] = partial(start_sent_variables, env)
+    if args.persisted:
+        for label in PERSISTED:
+            found[f"corpgraph x1{label}"] = partial(start_sent_persisted, env, label)
+        found[f"corpgraph x1{CACHE_HIT}"] = partial(start_cache_hits, env)
     if args.observability:
         sink = span_sink()
         bare = {**env, "CORPGRAPH_METRICS": "false"}
@@ -112,6 +128,13 @@ def starters(env: dict[str, str], args: argparse.Namespace) -> dict[str, Start]:
 def start_sent_variables(env: dict[str, str], wrapper: Sequence[str]) -> Server:
     server = start_corpgraph(env, 1, VARIABLES, wrapper)
     server.bodies = variables_bodies()
+    return server
+
+
+def start_sent_persisted(env: dict[str, str], label: str, wrapper: Sequence[str]) -> Server:
+    server = start_corpgraph(env, 1, label, wrapper)
+    server.bodies = {name: persisted_bodies(query)[label] for name, query in REQUESTS.items()}
+    server.setup = registrations()
     return server
 
 
@@ -140,6 +163,7 @@ def main() -> None:
     parser.add_argument("--requests", default="LIGHT,HEAVY")
     parser.add_argument("--variables", action="store_true")
     parser.add_argument("--observability", action="store_true")
+    parser.add_argument("--persisted", action="store_true")
     args = parser.parse_args()
     counts = {"LIGHT": args.light, "HEAVY": args.heavy}
     with (

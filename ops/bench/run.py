@@ -235,9 +235,12 @@ def persisted_views(plain: Server) -> list[Server]:
     ]
 
 
-def start_cache_hits(env: dict[str, str], http: str) -> Server:
+def start_cache_hits(
+    env: dict[str, str], wrapper: Sequence[str] = (), http: str = "hypercorn"
+) -> Server:
     """corpgraph x1 with the response cache on, sent hashes only: all but the first are hits."""
-    server = start_corpgraph({**env, "CORPGRAPH_RESPONSE_CACHE": "true"}, 1, CACHE_HIT, http=http)
+    cached = {**env, "CORPGRAPH_RESPONSE_CACHE": "true"}
+    server = start_corpgraph(cached, 1, CACHE_HIT, wrapper, http)
     server.bodies = {name: persisted_bodies(query)[" apq"] for name, query in REQUESTS.items()}
     server.setup = registrations()
     return server
@@ -496,7 +499,7 @@ def main() -> None:
         if args.persisted or args.variables:  # sent to plain x1's process again
             plain = next(s for s in servers if s.name == f"corpgraph x1{on(https[0])}")
         if args.persisted:
-            servers += [*persisted_views(plain), *(start_cache_hits(env, h) for h in https)]
+            servers += [*persisted_views(plain), *(start_cache_hits(env, http=h) for h in https)]
         if args.variables:
             servers.append(variables_view(plain))
         if args.observability:
