@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -14,7 +14,14 @@ from redis.asyncio import Redis as AsyncRedis
 from starlette.testclient import TestClient
 
 from graph.app import create_app
-from graph.pipeline.cost import CostModel, FieldCost, coerce_variables, directives_in
+from graph.pipeline.cost import (
+    CostModel,
+    FieldCost,
+    ListSizeError,
+    coerce_variables,
+    directives_in,
+)
+from graph.pipeline.pipeline import Pipeline, Prepared
 from graph.pipeline.ratelimit import RateLimiter
 from graph.settings import DEFAULT_TIERS, Settings, Tier
 from graph.transports.graphiql import EXAMPLE_QUERY
@@ -129,6 +136,65 @@ def test_each_requests_costing_is_made_from_the_operations(query: str) -> None:
         made = kept.with_variables(coerced)
         assert made.requested == expected
         assert (made._subfields is kept._subfields) == ("@" not in query)
+
+
+def kept_and_costs(model: CostModel, query: str) -> tuple[Prepared, Callable[..., int]]:
+    """The query as a pipeline keeps it (its operation's costing, once costed), and the
+    requested cost of a request with these variables, costed as the pipeline costs it."""
+    pipeline = Pipeline(SCHEMA._schema, Settings())
+    prepared = pipeline.prepare(query)
+    assert prepared.document is not None
+    operation = get_operation_ast(prepared.document)
+    assert operation is not None
+
+    def cost(**variables: Any) -> int:
+        coerced = coerce_variables(model.schema, operation, variables)
+        assert isinstance(coerced, VariableValues)
+        return pipeline.costing(model, prepared, operation, coerced).requested
+
+    return prepared, cost
+
+
+def test_requested_costs_are_kept_by_the_variables_sizes_read() -> None:
+    """A request's requested cost is looked up among those worked out for its operation, by the
+    values of the variables its list sizes read (the page size, not the ticker); an omitted
+    `first` is its default (5), a null one the default list size (10)."""
+    query = (
+        "query($t: String!, $n: Int) { company(ticker: $t) { similarCompanies(first: $n) "
+        "{ name } } }"
+    )
+    prepared, cost = kept_and_costs(MODEL, query)
+    assert [cost(t="A"), cost(t="B"), cost(t="B", n=None), cost(t="C", n=2), cost(t="D", n=2)] == [
+        2 * F + 1 + 5 * 5,
+        2 * F + 1 + 5 * 5,
+        2 * F + 1 + 10 * 5,
+        2 * F + 1 + 2 * 5,
+        2 * F + 1 + 2 * 5,
+    ]
+    kept = prepared.costings[None]
+    assert kept._memo.read == {"n"}
+    assert len(kept._memo.costs) == 3  # one per page size: the ticker is in no key
+    with pytest.raises(ListSizeError):  # refused on every request, never kept
+        cost(t="A", n=0)
+    with pytest.raises(ListSizeError):
+        cost(t="A", n=0)
+
+
+def test_each_request_is_costed_with_its_day() -> None:
+    """An omitted `to` ends today: a request is costed with the day it arrives on, though its
+    operation's costing was made (and its cost worked out) on the day the document was first
+    seen."""
+    day = [TODAY]
+    model = CostModel(SCHEMA._schema, directives_in(sdl(SCHEMA)), today=lambda: day[0])
+    query = (
+        '{ company(ticker: "A") { priceSeries(interval: MONTH, from: "2026-01-01") { close } } }'
+    )
+    _, cost = kept_and_costs(model, query)
+    costs = []
+    for today in (TODAY, date(2026, 12, 7), date(2027, 1, 1), TODAY):
+        day[0] = today
+        costs.append(cost())
+    assert costs == [2 * F + 1 + months for months in (9, 12, 13, 9)]
 
 
 def test_an_analysts_queries_fit_without_a_key() -> None:

@@ -23,7 +23,7 @@ by reason.
 """
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,15 +268,21 @@ def leaves_only(plan: ObjectPlan) -> bool:
     return not plan.steps and bool(plan.leaves)
 
 
+def variable_names(value: ValueNode) -> Iterator[str]:
+    """The variables an argument's value holds (none: it is the same on every request)."""
+    if isinstance(value, VariableNode):
+        yield value.name.value
+    elif isinstance(value, ListValueNode):
+        for item in value.values:
+            yield from variable_names(item)
+    elif isinstance(value, ObjectValueNode):
+        for field in value.fields:
+            yield from variable_names(field.value)
+
+
 def uses_variables(value: ValueNode) -> bool:
     """Whether an argument's value holds a variable (else it is the same on every request)."""
-    if isinstance(value, VariableNode):
-        return True
-    if isinstance(value, ListValueNode):
-        return any(uses_variables(item) for item in value.values)
-    if isinstance(value, ObjectValueNode):
-        return any(uses_variables(field.value) for field in value.fields)
-    return False
+    return next(variable_names(value), None) is not None
 
 
 class PlanCache:

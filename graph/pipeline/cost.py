@@ -72,7 +72,7 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 
-from graph.execution.compiled import uses_variables
+from graph.execution.compiled import variable_names
 from graph.pipeline.argument_sizes import ARGUMENT_SIZES, Sized, utc_today
 from resolvers.pagination import MAX_PAGE_SIZE
 
@@ -201,6 +201,40 @@ def selections_may_vary(document: DocumentNode) -> bool:
     return finder.found
 
 
+OMITTED = object()
+MEMO_ENTRIES = 32  # requested costs kept per operation: a client sends a few page sizes
+
+
+class RequestedMemo:
+    """The requested costs of one operation by what they follow: the day (an omitted `to`
+    ends today) and the values of the variables that its list sizes read (`first: $first`, not
+    `ticker: $ticker`). Shared by the costings made from the one kept for an operation."""
+
+    def __init__(self) -> None:
+        self.read: set[str] = set()  # the variables the sizes read
+        self.complete = False  # `read` is: the operation has been costed in full once
+        self.costs: dict[tuple[Any, ...], int] = {}
+
+    def key(self, today: date, variables: dict[str, Any]) -> tuple[Any, ...]:
+        """Omitted and null differ: an omitted variable leaves the argument's default."""
+        values = (frozen(variables[n]) if n in variables else OMITTED for n in sorted(self.read))
+        return (today, *values)
+
+    def keep(self, key: tuple[Any, ...], cost: int) -> None:
+        if len(self.costs) >= MEMO_ENTRIES:
+            self.costs.clear()
+        self.costs[key] = cost
+
+
+def frozen(value: Any) -> Any:
+    """A coerced variable's value as a dictionary key: lists and input objects as tuples."""
+    if isinstance(value, list):
+        return tuple(frozen(item) for item in value)
+    if isinstance(value, dict):
+        return tuple((name, frozen(item)) for name, item in value.items())
+    return value
+
+
 Estimate = tuple[int, int]  # (points the lists above multiply, points of fetches: once each)
 Reached = set[tuple[int, str]]  # the fetches a response shows to have run
 Selections = list[tuple[str, GraphQLObjectType, FieldDetailsList]]  # (key, type, field)
@@ -238,6 +272,7 @@ class Costing:
         self._selections: dict[tuple[int, str], Selections] = {}
         self._plans: dict[tuple[int, str], tuple[int, Any, bool]] = {}
         self._fixed_arguments: dict[int, dict[str, Any]] = {}  # by field node: no variables
+        self._memo = RequestedMemo()
         self.today = model.today()
 
     @cached_property
@@ -247,10 +282,10 @@ class Costing:
         return not selections_may_vary(self.document)
 
     def with_variables(self, variables: VariableValues) -> "Costing":
-        """The operation's costing with these variables. Without directives in the document
-        (`@skip`, `@include`) no variable changes which fields are selected, so it shares the
-        fields collected and the plans made: only the sizes, read from arguments, are new."""
-        if not self.shareable:
+        """The operation's costing with these variables, and today. Without directives in the
+        document (`@skip`, `@include`) no variable changes which fields are selected, so it
+        shares the fields collected, the plans made and the requested costs worked out."""
+        if self.operation.variable_definitions and not self.shareable:
             return Costing(self.model, self.document, self.operation, variables)
         costing = copy.copy(self)  # shallow: the caches are shared
         costing.__dict__.pop("requested", None)  # a cached_property of the copied costing
@@ -259,7 +294,15 @@ class Costing:
 
     @cached_property
     def requested(self) -> int:
-        return self.base + sum(self.requested_fields(self.root, self.root_fields, None))
+        memo, values = self._memo, self.variables.coerced
+        if memo.complete:
+            found = memo.costs.get(memo.key(self.today, values))
+            if found is not None:
+                return found
+        cost = self.base + sum(self.requested_fields(self.root, self.root_fields, None))
+        memo.complete = True  # every size has been read once: `read` names all they read
+        memo.keep(memo.key(self.today, values), cost)
+        return cost
 
     def actual(self, data: dict[str, Any] | None) -> int:
         if data is None:
@@ -285,11 +328,15 @@ class Costing:
         fixed = self._fixed_arguments.get(id(node))
         if fixed is not None:
             return fixed
+        names = {
+            name for argument in node.arguments or () for name in variable_names(argument.value)
+        }
+        self._memo.read |= names  # before the values: a size read is a size read, even of {}
         try:
             arguments = get_argument_values(definition, node, self.variables)
         except GraphQLError:  # execution reports it; cost with the defaults meanwhile
             return {}
-        if not any(uses_variables(argument.value) for argument in node.arguments or ()):
+        if not names:
             self._fixed_arguments[id(node)] = arguments  # shared with other variables' costings
         return arguments
 
@@ -362,17 +409,18 @@ class Costing:
     ) -> tuple[int, Sized]:
         """How many items a field returns (1 if it is not a list), and the size it gives the
         sized fields of its items (a connection's `nodes` and `edges`)."""
-        arguments = self.arguments(definition, node)
         rule = ARGUMENT_SIZES.get(coordinate)
         if rule is not None:
-            return rule(arguments, self.today)
+            return rule(self.arguments(definition, node), self.today)
         below: Sized = None
         if config.sized_fields:
+            arguments = self.arguments(definition, node)
             below = (config.sized_fields, self.slice_size(node, coordinate, config, arguments))
         if not is_list(definition.type):
             return 1, below
         if sized is not None and node.name.value in sized[0]:
             return sized[1], below
+        arguments = self.arguments(definition, node)
         return self.slice_size(node, coordinate, config, arguments), below
 
     # actual: after execution, from the response

@@ -96,8 +96,8 @@ def refused(
 class Prepared:
     document: DocumentNode | None
     errors: list[dict[str, Any]]
-    # the costing of each operation (by name): valid for every request when it has no
-    # variables, else the one its requests' costings are made from (Costing.with_variables)
+    # the costing of each operation (by name), which its requests' costings are made from
+    # (Costing.with_variables)
     costings: dict[str | None, Costing] = field(default_factory=dict)
 
 
@@ -391,13 +391,14 @@ class Pipeline:
         operation: OperationDefinitionNode,
         variables: VariableValues,
     ) -> Costing:
-        """The operation's costing with these variables, made from the one kept for it."""
+        """The operation's costing with these variables and today, made from the one kept for
+        it."""
         assert prepared.document is not None
         name = name_of(operation)
         kept = prepared.costings.get(name)
         if kept is None:
             kept = prepared.costings[name] = Costing(model, prepared.document, operation, variables)
-        return kept.with_variables(variables) if operation.variable_definitions else kept
+        return kept.with_variables(variables)
 
     async def _costed(
         self,
