@@ -96,7 +96,12 @@ def create_app(settings: Settings) -> Starlette:
         redis = redis_client(settings.redis_url)
         cache_redis = redis_client(settings.cache_redis_url) if settings.cache_redis_url else redis
         response_cache = (
-            ResponseCache(cache_redis, settings.response_cache_ttl, settings.settled_max_age)
+            ResponseCache(
+                cache_redis,
+                settings.response_cache_ttl,
+                settings.settled_max_age,
+                local=settings.response_cache_local,
+            )
             if cache_redis and settings.response_cache
             else None
         )

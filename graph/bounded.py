@@ -38,6 +38,10 @@ class BoundedByBytes(Generic[K, V]):
         if entry is not None:
             self.bytes -= entry[1]
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from redis import Redis
 from starlette.testclient import TestClient
 
 from db.engine import create_engine
@@ -133,6 +134,94 @@ def test_a_filing_ingested_elsewhere_drops_answers_too(
         time.sleep(0.05)
     numbers = [node["accessionNumber"] for node in fresh["data"]["company"]["filings"]["nodes"]]
     assert filing.accession_number in numbers
+
+
+HELD = timedelta(minutes=1)  # longer than any test: only a drop can end it
+
+
+def mget_calls(settings: Settings) -> int:
+    """How many MGETs the cache role's Redis has served (a lookup that reaches Redis)."""
+    redis = Redis.from_url(settings.cache_redis_url or settings.redis_url or "")
+    try:
+        stats: dict[str, Any] = redis.info("commandstats")
+        return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+    finally:
+        redis.close()
+
+
+def test_a_popular_answer_skips_redis(settings: Settings) -> None:
+    """Each process holds the answers it reads or makes for `response_cache_local`: hits on it
+    meanwhile make no round trip to Redis, and are the same answer."""
+    holding = settings.replace(response_cache_local=HELD)
+    with TestClient(create_app(holding)) as client:
+        first = persisted(client, PAGE, ticker="GS")
+        before = mget_calls(settings)
+        hits = [persisted(client, PAGE, ticker="GS") for _ in range(5)]
+        assert mget_calls(settings) == before
+    assert [hit(answer) for answer in hits] == [True] * 5
+    assert all(answer["data"] == first["data"] for answer in hits)
+
+
+def test_a_filing_drops_held_answers_in_every_process(settings: Settings, writer: str) -> None:
+    """Two servers hold an answer; a filing ingested through one is heard by the other's
+    alert broker, which drops what it holds with what Redis keeps."""
+    holding = settings.replace(response_cache_local=HELD)
+    with (
+        TestClient(create_app(holding)) as one,
+        TestClient(create_app(holding)) as other,
+    ):
+        persisted(other, PAGE, ticker="BAC")
+        assert hit(persisted(other, PAGE, ticker="BAC"))
+        number = new_number()
+        filing = {"ticker": "BAC", "accessionNumber": number, "formType": "8-K",
+                  "filedAt": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+                  "title": "8-K of BAC"}  # fmt: skip
+        body = {"query": INGEST, "variables": {"input": filing}}
+        ingested = one.post("/graphql", json=body, headers={"authorization": f"Bearer {writer}"})
+        assert "errors" not in ingested.json(), ingested.json()
+        deadline = time.monotonic() + 10
+        while hit(fresh := persisted(other, PAGE, ticker="BAC")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    numbers = [node["accessionNumber"] for node in fresh["data"]["company"]["filings"]["nodes"]]
+    assert number in numbers
+
+
+class DropWhileReading:
+    """The cache role's Redis, with a drop landing while a lookup's read is under way."""
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache, self.redis = cache, cache.redis
+
+    async def mget(self, keys: list[str]) -> Any:
+        found = await self.redis.mget(keys)
+        await self.cache.drop([1])
+        return found
+
+
+def test_an_answer_read_before_a_drop_is_not_held(client: TestClient) -> None:
+    shared = services_of(client.app).response_cache
+    assert shared is not None
+    cache = ResponseCache(shared.redis, timedelta(seconds=60), local=HELD)
+    key = cache.key(sha256("{ held }"), None, None, Viewer())
+
+    async def race() -> tuple[Any, Any]:
+        lookup = await cache.lookup(key)
+        assert lookup is not None
+        assert await cache.keep(lookup, b"{}", {"1"})  # held, and in Redis
+        await cache.drop([1])
+        lookup = await cache.lookup(key)
+        assert lookup is not None
+        assert await cache.keep(lookup, b"{}", {"1"})
+        cache._held.clear()  # read from Redis next
+        cache.redis = DropWhileReading(cache)  # type: ignore[assignment]
+        read_during = await cache.lookup(key)
+        cache.redis = shared.redis
+        after = await cache.lookup(key)
+        assert read_during is not None and after is not None
+        return read_during.answer, after.answer
+
+    assert client.portal is not None
+    assert client.portal.call(race) == (b"{}", None)  # answered once, as read; not held
 
 
 def test_what_is_never_kept(client: TestClient) -> None:

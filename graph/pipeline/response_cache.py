@@ -7,6 +7,13 @@ An answer read while a filing was being ingested is not kept (the epoch it began
 passed), so a drop can never be overtaken by a slow request storing what it read before.
 Redis is an accelerator here: when it is away, requests run as if nothing were cached.
 
+Each process also holds the answers it reads or makes for a moment (`local`, a second by
+default) in its own memory, so that a popular answer skips the round trip to Redis. A drop
+forgets them all, before it sends anything to Redis; every process drops on every ingested
+filing (through its alert broker), so a held answer outlives a drop only while the broker has
+not heard of it, and never by more than `local`. An answer read before a drop is not held after
+it, as in Redis.
+
 A settled answer (read wholly as of instants long past: loaders/request.py) is kept longer,
 under its key with SETTLED appended, so that a hit knows it is settled without a second read;
 the company indexes live as long as the longest-lived answer they list.
@@ -14,6 +21,7 @@ the company indexes live as long as the longest-lived answer they list.
 
 import hashlib
 import logging
+import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +31,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from graph.bounded import BoundedByBytes
 from loaders.cache import CACHE_LOOKUPS
 from loaders.request import EVERY_COMPANY
 from resolvers.context import Viewer
@@ -57,6 +66,7 @@ end
 return 1
 """
 MAX_LISTED = 10_000
+LOCAL_BYTES = 32_000_000  # answers each process holds, at most
 # KEYS: epoch, company indexes. The answers a set lists are deleted by name: fine on one Redis
 # server (the cache role is never a cluster here).
 DROP = """
@@ -77,6 +87,16 @@ class Lookup:
     answer: bytes | str | None  # the cached `data`, as JSON
     epoch: bytes | str  # when it was made: an answer computed now is kept only if unchanged
     settled: bool = False  # the answer was settled (kept for settled_ttl)
+    drops: int = 0  # the process's drops before it: an answer is held only if none came since
+
+
+@dataclass(frozen=True)
+class Held:
+    """An answer in this process's memory, until `until` (time.monotonic)."""
+
+    answer: bytes | str
+    settled: bool
+    until: float
 
 
 class ResponseCache:
@@ -86,9 +106,13 @@ class ResponseCache:
         ttl: timedelta,
         settled_ttl: timedelta | None = None,
         max_listed: int = MAX_LISTED,
+        local: timedelta = timedelta(0),
     ) -> None:
         self.redis, self.ttl, self.max_listed = redis, ttl, max_listed
         self.settled_ttl = settled_ttl or ttl
+        self.local = local.total_seconds()
+        self._held: BoundedByBytes[str, Held] = BoundedByBytes(LOCAL_BYTES)
+        self._drops = 0
         self._put = redis.register_script(PUT)
         self._drop = redis.register_script(DROP)
 
@@ -106,15 +130,32 @@ class ResponseCache:
 
     async def lookup(self, key: str) -> Lookup | None:
         """The cached answer, if any; None when Redis is away (then nothing is kept either)."""
+        held = self._held.get(key)
+        if held is not None and held.until > time.monotonic():
+            HITS.inc()
+            return Lookup(key, held.answer, b"", held.settled)
+        drops = self._drops
         try:
             answer, settled, epoch = await self.redis.mget([key, key + SETTLED, EPOCH])
         except RedisError as error:
             log.warning("response cache read failed: %s", error)
             return None
-        (HITS if answer is not None or settled is not None else MISSES).inc()
-        if settled is not None:
-            return Lookup(key, settled, epoch or b"0", settled=True)
-        return Lookup(key, answer, epoch or b"0")
+        if answer is None and settled is None:
+            MISSES.inc()
+            return Lookup(key, None, epoch or b"0", drops=drops)
+        HITS.inc()
+        found = Lookup(
+            key, answer if settled is None else settled, epoch or b"0", settled is not None, drops
+        )
+        self._hold(found, found.answer)
+        return found
+
+    def _hold(self, lookup: Lookup, answer: bytes | str | None) -> None:
+        """Holds an answer in this process for `local`, unless a drop came since its lookup."""
+        if answer is None or not self.local or lookup.drops != self._drops:
+            return
+        held = Held(answer, lookup.settled, time.monotonic() + self.local)
+        self._held.put(lookup.key, held, len(lookup.key) + len(answer))
 
     async def keep(
         self, lookup: Lookup, answer: bytes, companies: Collection[str], settled: bool = False
@@ -130,11 +171,15 @@ class ResponseCache:
         except RedisError as error:
             log.warning("response cache write failed: %s", error)
             return False
+        if kept:
+            self._hold(Lookup(lookup.key, None, lookup.epoch, settled, lookup.drops), answer)
         return bool(kept)
 
     async def drop(self, companies: Iterable[int]) -> int:
         """Drops every answer read from these companies (or from a list of all filings); how
         many. Called after the commit of an ingested filing."""
+        self._drops += 1  # first: a lookup under way must not hold what it read
+        self._held.clear()
         indexes = [INDEX + str(company) for company in {*companies}]
         try:
             return int(await self._drop([EPOCH, INDEX + EVERY_COMPANY, *indexes]))
