@@ -18,8 +18,10 @@ import strawberry
 import yaml
 from graphql import ExecutionResult, GraphQLSchema, execute, parse
 from graphql.execution.executor import Executor
+from graphql.execution.values import get_argument_values
 from prometheus_client import REGISTRY
 
+from graph.execution import compiled
 from graph.execution.compiled import EXECUTORS, REASONS, CompiledExecutor
 from graph.execution.fast_path import FastExecutor
 from graph.pipeline import response_cache
@@ -353,6 +355,7 @@ def forget_cached_answers(client: Any) -> None:
             await redis.delete(*answers)
 
     client.portal.call(forget)
+    cache.forget_held()
 
 
 def test_the_body_is_large_enough() -> None:
@@ -384,6 +387,33 @@ def test_benchmark_documents_take_the_fast_path(
     assert compiled_runs() == (compiled + planned, abandoned)
     assert isinstance(services_of(client.app).pipeline, Pipeline)
     assert services_of(client.app).pipeline.executor_class is EXECUTORS[settings.executor]
+
+
+def test_arguments_from_variables_are_read_once_per_run(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A field below a list is resolved once per item; its arguments, read from variables, are
+    coerced once per compiled run (HEAVY's `filings` as typed clients send it)."""
+    query = (
+        'query($filings: Int!, $forms: [String!]) { companies(first: 5, sector: "Financials") '
+        "{ nodes { ticker filings(first: $filings, formTypes: $forms) { nodes { formType } } } } }"
+    )
+    read: list[str] = []
+
+    def counted(field: Any, node: Any, variables: Any = None) -> dict[str, Any]:
+        read.append(node.name.value)
+        return get_argument_values(field, node, variables)
+
+    monkeypatch.setattr(compiled, "get_argument_values", counted)
+    answered, abandoned = compiled_runs()
+    variables = {"filings": 2, "forms": ["10-K"]}
+    result = run_in_portal(client, build_schema()._schema, query, variables, CompiledExecutor)
+    assert not result.errors and compiled_runs() == (answered + 1, abandoned)
+    assert result.data is not None
+    companies = result.data["companies"]["nodes"]
+    forms = [f["formType"] for company in companies for f in company["filings"]["nodes"]]
+    assert len(companies) == 5 and forms == ["10-K"] * 10
+    assert read.count("filings") == 1
 
 
 @pytest.mark.parametrize("name", ["light", "heavy"])

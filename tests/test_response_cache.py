@@ -212,7 +212,7 @@ def test_an_answer_read_before_a_drop_is_not_held(client: TestClient) -> None:
         lookup = await cache.lookup(key)
         assert lookup is not None
         assert await cache.keep(lookup, b"{}", {"1"})
-        cache._held.clear()  # read from Redis next
+        cache.forget_held()  # read from Redis next
         cache.redis = DropWhileReading(cache)  # type: ignore[assignment]
         read_during = await cache.lookup(key)
         cache.redis = shared.redis

@@ -320,6 +320,7 @@ class CompiledRun:
     def __init__(self, executor: Executor[Any]) -> None:
         self.executor = executor
         self.json_lists = 0  # lists answered with PostgreSQL's JSON texts
+        self._arguments: dict[int, dict[str, Any]] = {}  # by step, of those with variables
 
     async def run(self, plan: ObjectPlan) -> dict[str, Any]:
         level: Level = []
@@ -343,9 +344,7 @@ class CompiledRun:
                 try:
                     arguments = step.arguments
                     if arguments is None:
-                        arguments = get_argument_values(
-                            step.field, step.nodes[0], executor.variable_values
-                        )
+                        arguments = self.arguments_of(step)
                     if step.json is not None:
                         assert step.child is not None and step.child.leaves is not None
                         value = step.json.load(source, info, step.child.leaves, **arguments)
@@ -368,6 +367,16 @@ class CompiledRun:
         for value, (_, step, record, info) in zip(values, pending, strict=True):
             record[step.name] = self.complete(step, value, info, following)
         return following
+
+    def arguments_of(self, step: FieldStep) -> dict[str, Any]:
+        """The arguments of a field that reads variables, coerced once per run: below a list it
+        is resolved once per item, with the same arguments."""
+        found = self._arguments.get(id(step))
+        if found is None:
+            variables = self.executor.variable_values
+            found = get_argument_values(step.field, step.nodes[0], variables)
+            self._arguments[id(step)] = found
+        return found
 
     def complete(self, step: FieldStep, value: Any, info: Any, following: Level) -> Any:
         if step.json is not None:

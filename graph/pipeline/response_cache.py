@@ -175,11 +175,15 @@ class ResponseCache:
             self._hold(Lookup(lookup.key, None, lookup.epoch, settled, lookup.drops), answer)
         return bool(kept)
 
+    def forget_held(self) -> None:
+        """Forgets the answers this process holds, and those its lookups under way read."""
+        self._drops += 1
+        self._held.clear()
+
     async def drop(self, companies: Iterable[int]) -> int:
         """Drops every answer read from these companies (or from a list of all filings); how
         many. Called after the commit of an ingested filing."""
-        self._drops += 1  # first: a lookup under way must not hold what it read
-        self._held.clear()
+        self.forget_held()  # first: a lookup under way must not hold what it read
         indexes = [INDEX + str(company) for company in {*companies}]
         try:
             return int(await self._drop([EPOCH, INDEX + EVERY_COMPANY, *indexes]))
