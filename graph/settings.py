@@ -241,7 +241,7 @@ class Settings(BaseSettings):
     cached answer never hands out an expired link."""
     response_cache_local: Duration = timedelta(seconds=1)
     """How long each server process also holds an answer it has read from Redis or made, in its
-    own memory (32 MB at most), so that a popular answer skips Redis; 0 turns it off. A filing
+    own memory (16 MB at most), so that a popular answer skips Redis; 0 turns it off. A filing
     ingested anywhere drops them at once, heard through the alert broker as for Redis: this is
     how long a held answer may outlive a drop the broker has not heard of yet."""
     http_cache_max_age: Duration = timedelta(seconds=60)

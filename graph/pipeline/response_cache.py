@@ -66,7 +66,7 @@ end
 return 1
 """
 MAX_LISTED = 10_000
-LOCAL_BYTES = 32_000_000  # answers each process holds, at most
+LOCAL_BYTES = 16_000_000  # answers each process holds, at most (expired ones until pushed out)
 # KEYS: epoch, company indexes. The answers a set lists are deleted by name: fine on one Redis
 # server (the cache role is never a cluster here).
 DROP = """
