@@ -140,22 +140,20 @@ class ResponseCache:
         except RedisError as error:
             log.warning("response cache read failed: %s", error)
             return None
-        if answer is None and settled is None:
+        found = answer if settled is None else settled
+        if found is None:
             MISSES.inc()
             return Lookup(key, None, epoch or b"0", drops=drops)
         HITS.inc()
-        found = Lookup(
-            key, answer if settled is None else settled, epoch or b"0", settled is not None, drops
-        )
-        self._hold(found, found.answer)
-        return found
+        self._hold(key, found, settled is not None, drops)
+        return Lookup(key, found, epoch or b"0", settled is not None)
 
-    def _hold(self, lookup: Lookup, answer: bytes | str | None) -> None:
-        """Holds an answer in this process for `local`, unless a drop came since its lookup."""
-        if answer is None or not self.local or lookup.drops != self._drops:
-            return
-        held = Held(answer, lookup.settled, time.monotonic() + self.local)
-        self._held.put(lookup.key, held, len(lookup.key) + len(answer))
+    def _hold(self, key: str, answer: bytes | str, settled: bool, drops: int) -> None:
+        """Holds an answer in this process for `local`, unless a drop came since it was read
+        (`drops`: how many there had been)."""
+        if self.local and drops == self._drops:
+            held = Held(answer, settled, time.monotonic() + self.local)
+            self._held.put(key, held, len(key) + len(answer))
 
     async def keep(
         self, lookup: Lookup, answer: bytes, companies: Collection[str], settled: bool = False
@@ -172,7 +170,7 @@ class ResponseCache:
             log.warning("response cache write failed: %s", error)
             return False
         if kept:
-            self._hold(Lookup(lookup.key, None, lookup.epoch, settled, lookup.drops), answer)
+            self._hold(lookup.key, answer, settled, lookup.drops)
         return bool(kept)
 
     def forget_held(self) -> None:
