@@ -25,6 +25,7 @@ from graph.pipeline.pipeline import Pipeline, Prepared
 from graph.pipeline.ratelimit import RateLimiter
 from graph.settings import DEFAULT_TIERS, Settings, Tier
 from graph.transports.graphiql import EXAMPLE_QUERY
+from resolvers.series import MAX_TICKERS
 from schema.costs import Cost, assumed, paged
 from schema.schema import SDL_PATH, build_schema, sdl
 from tests.conftest import StatementLog, new_api_key
@@ -178,6 +179,22 @@ def test_requested_costs_are_kept_by_the_variables_sizes_read() -> None:
         cost(t="A", n=0)
     with pytest.raises(ListSizeError):
         cost(t="A", n=0)
+
+
+def test_list_variables_are_never_kept_in_a_key() -> None:
+    """A cost read from a list variable (`tickers: $t`) is worked out for each request: a key
+    holding the list would keep a request's variables alive, up to the body's size."""
+    query = (
+        'query($t: [String!]!) { metricSeries(tickers: $t, metric: "revenue", interval: YEAR, '
+        'from: "2024-01-01", to: "2025-12-31") { points { value } } }'
+    )
+    prepared, cost = kept_and_costs(MODEL, query)
+    assert [cost(t=["A"]), cost(t=["A", "B", "C"]), cost(t=["A"] * 2_000)] == [
+        F + 1 * (1 + 2),
+        F + 3 * (1 + 2),
+        F + MAX_TICKERS * (1 + 2),
+    ]
+    assert prepared.costings[None]._memo.costs == {}
 
 
 def test_each_request_is_costed_with_its_day() -> None:

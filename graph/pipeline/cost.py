@@ -203,6 +203,7 @@ def selections_may_vary(document: DocumentNode) -> bool:
 
 OMITTED = object()
 MEMO_ENTRIES = 32  # requested costs kept per operation: a client sends a few page sizes
+MEMO_TEXT = 64  # the longest text a key holds: keys must not keep requests' variables alive
 
 
 class RequestedMemo:
@@ -215,24 +216,19 @@ class RequestedMemo:
         self.complete = False  # `read` is: the operation has been costed in full once
         self.costs: dict[tuple[Any, ...], int] = {}
 
-    def key(self, today: date, variables: dict[str, Any]) -> tuple[Any, ...]:
-        """Omitted and null differ: an omitted variable leaves the argument's default."""
-        values = (frozen(variables[n]) if n in variables else OMITTED for n in sorted(self.read))
+    def key(self, today: date, variables: dict[str, Any]) -> tuple[Any, ...] | None:
+        """None when a value is a list, an input object or a long text (a cost read from
+        `tickers: $tickers` is worked out each time). Omitted and null differ: an omitted
+        variable leaves the argument's default."""
+        values = [variables.get(name, OMITTED) for name in sorted(self.read)]
+        if any(isinstance(v, list | dict) or len(str(v)) > MEMO_TEXT for v in values):
+            return None
         return (today, *values)
 
     def keep(self, key: tuple[Any, ...], cost: int) -> None:
         if len(self.costs) >= MEMO_ENTRIES:
             self.costs.clear()
         self.costs[key] = cost
-
-
-def frozen(value: Any) -> Any:
-    """A coerced variable's value as a dictionary key: lists and input objects as tuples."""
-    if isinstance(value, list):
-        return tuple(frozen(item) for item in value)
-    if isinstance(value, dict):
-        return tuple((name, frozen(item)) for name, item in value.items())
-    return value
 
 
 Estimate = tuple[int, int]  # (points the lists above multiply, points of fetches: once each)
@@ -295,13 +291,13 @@ class Costing:
     @cached_property
     def requested(self) -> int:
         memo, values = self._memo, self.variables.coerced
-        if memo.complete:
-            found = memo.costs.get(memo.key(self.today, values))
-            if found is not None:
-                return found
+        key = memo.key(self.today, values) if memo.complete else None
+        if key is not None and (found := memo.costs.get(key)) is not None:
+            return found
         cost = self.base + sum(self.requested_fields(self.root, self.root_fields, None))
         memo.complete = True  # every size has been read once: `read` names all they read
-        memo.keep(memo.key(self.today, values), cost)
+        if (key := memo.key(self.today, values)) is not None:
+            memo.keep(key, cost)
         return cost
 
     def actual(self, data: dict[str, Any] | None) -> int:
