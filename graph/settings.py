@@ -241,9 +241,10 @@ class Settings(BaseSettings):
     cached answer never hands out an expired link."""
     response_cache_local: Duration = timedelta(seconds=1)
     """How long each server process also holds an answer it has read from Redis or made, in its
-    own memory (16 MB at most), so that a popular answer skips Redis; 0 turns it off. A filing
-    ingested anywhere drops them at once, heard through the alert broker as for Redis: this is
-    how long a held answer may outlive a drop the broker has not heard of yet."""
+    own memory (16 MB at most; never longer than `CORPGRAPH_RESPONSE_CACHE_TTL`), so that a
+    popular answer skips Redis; 0 turns it off. A filing ingested anywhere drops them at once,
+    heard through the alert broker as for Redis: this is how long a held answer may outlive a
+    drop the broker has not heard of yet."""
     http_cache_max_age: Duration = timedelta(seconds=60)
     """`max-age` of cacheable GET answers; must be shorter than `CORPGRAPH_DOCUMENT_URL_TTL`."""
     settled_after: Duration = timedelta(days=1)

@@ -224,6 +224,26 @@ def test_an_answer_read_before_a_drop_is_not_held(client: TestClient) -> None:
     assert client.portal.call(race) == (b"{}", None)  # answered once, as read; not held
 
 
+def test_an_answer_is_never_held_longer_than_redis_keeps_it(client: TestClient) -> None:
+    shared = services_of(client.app).response_cache
+    assert shared is not None
+    cache = ResponseCache(shared.redis, timedelta(seconds=1), local=HELD)
+    key = cache.key(sha256("{ brief }"), None, None, Viewer())
+
+    async def kept_then_gone() -> tuple[Any, Any]:
+        lookup = await cache.lookup(key)
+        assert lookup is not None
+        assert await cache.keep(lookup, b"{}", {"1"})
+        soon = await cache.lookup(key)
+        await asyncio.sleep(2.1)  # past the TTL of 1 s
+        later = await cache.lookup(key)
+        assert soon is not None and later is not None
+        return soon.answer, later.answer
+
+    assert client.portal is not None
+    assert client.portal.call(kept_then_gone) == (b"{}", None)
+
+
 def test_what_is_never_kept(client: TestClient) -> None:
     for _ in range(2):
         with_budget = persisted(client, BUDGET)

@@ -110,7 +110,7 @@ class ResponseCache:
     ) -> None:
         self.redis, self.ttl, self.max_listed = redis, ttl, max_listed
         self.settled_ttl = settled_ttl or ttl
-        self.local = local.total_seconds()
+        self.local = min(local, ttl).total_seconds()  # never longer than Redis keeps it
         self._held: BoundedByBytes[str, Held] = BoundedByBytes(LOCAL_BYTES)
         self._drops = 0
         self._put = redis.register_script(PUT)
