@@ -268,16 +268,21 @@ def leaves_only(plan: ObjectPlan) -> bool:
     return not plan.steps and bool(plan.leaves)
 
 
-def variable_names(value: ValueNode) -> Iterator[str]:
-    """The variables an argument's value holds (none: it is the same on every request)."""
-    if isinstance(value, VariableNode):
-        yield value.name.value
-    elif isinstance(value, ListValueNode):
+def value_leaves(value: ValueNode) -> Iterator[ValueNode]:
+    """The values an argument's value is made of, through its lists and input objects."""
+    if isinstance(value, ListValueNode):
         for item in value.values:
-            yield from variable_names(item)
+            yield from value_leaves(item)
     elif isinstance(value, ObjectValueNode):
         for field in value.fields:
-            yield from variable_names(field.value)
+            yield from value_leaves(field.value)
+    else:
+        yield value
+
+
+def variable_names(value: ValueNode) -> Iterator[str]:
+    """The variables an argument's value holds (none: it is the same on every request)."""
+    return (leaf.name.value for leaf in value_leaves(value) if isinstance(leaf, VariableNode))
 
 
 def uses_variables(value: ValueNode) -> bool:

@@ -9,24 +9,17 @@ from graphql import (
     ArgumentNode,
     ASTValidationRule,
     GraphQLError,
-    ListValueNode,
-    ObjectValueNode,
     StringValueNode,
     ValueNode,
 )
+
+from graph.execution.compiled import value_leaves
 
 NUL = "\x00"
 
 
 def literal_strings(value: ValueNode) -> Iterator[str]:
-    if isinstance(value, StringValueNode):
-        yield value.value
-    elif isinstance(value, ListValueNode):
-        for item in value.values:
-            yield from literal_strings(item)
-    elif isinstance(value, ObjectValueNode):
-        for field in value.fields:
-            yield from literal_strings(field.value)
+    return (leaf.value for leaf in value_leaves(value) if isinstance(leaf, StringValueNode))
 
 
 class NoNulInArguments(ASTValidationRule):
