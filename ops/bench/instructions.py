@@ -51,7 +51,7 @@ from run import (  # noqa: E402
     VARIABLES,
     Server,
     k6,
-    persisted_bodies,
+    named_by,
     registrations,
     servers_env,
     span_sink,
@@ -144,7 +144,7 @@ def start_sent_variables(env: dict[str, str], wrapper: Sequence[str]) -> Server:
 
 def start_sent_persisted(env: dict[str, str], label: str, wrapper: Sequence[str]) -> Server:
     server = start_corpgraph(env, 1, label, wrapper)
-    server.bodies = {name: persisted_bodies(query)[label] for name, query in REQUESTS.items()}
+    server.bodies = named_by(label)
     server.setup = registrations()
     return server
 

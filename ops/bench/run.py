@@ -198,6 +198,11 @@ def persisted_bodies(query: str) -> dict[str, bytes]:
     return {label: json.dumps(body).encode() for label, body in zip(PERSISTED, named, strict=True)}
 
 
+def named_by(label: str) -> dict[str, bytes]:
+    """Each request's document, persisted and named one way (a label of PERSISTED)."""
+    return {name: persisted_bodies(query)[label] for name, query in REQUESTS.items()}
+
+
 def registrations() -> tuple[bytes, ...]:
     """APQ: each document sent with its hash once, so that the hash alone finds it."""
     return tuple(json.dumps({"query": q, "extensions": apq(q)}).encode() for q in REQUESTS.values())
@@ -227,7 +232,7 @@ def persisted_views(plain: Server) -> list[Server]:
             f"{plain.name}{label}",
             plain.process,
             plain.urls,
-            {name: persisted_bodies(query)[label] for name, query in REQUESTS.items()},
+            named_by(label),
             registrations(),
             plain.http,
         )
@@ -241,7 +246,7 @@ def start_cache_hits(
     """corpgraph x1 with the response cache on, sent hashes only: all but the first are hits."""
     cached = {**env, "CORPGRAPH_RESPONSE_CACHE": "true"}
     server = start_corpgraph(cached, 1, CACHE_HIT, wrapper, http)
-    server.bodies = {name: persisted_bodies(query)[" apq"] for name, query in REQUESTS.items()}
+    server.bodies = named_by(" apq")
     server.setup = registrations()
     return server
 
