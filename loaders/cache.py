@@ -31,7 +31,8 @@ CACHE_LOOKUPS = Counter(
     "Lookups in corpgraph's caches (entity, persisted documents, response) and their result",
     ["cache", "result"],
 )
-for cache in ("entity", "persisted", "response", "company_memory"):  # exposed at 0 from the start
+# exposed at 0 from the start
+for cache in ("entity", "persisted", "response", "response_held", "company_memory"):
     for result in ("hit", "miss"):
         CACHE_LOOKUPS.labels(cache, result)
 ENTITY_HITS = CACHE_LOOKUPS.labels("entity", "hit")

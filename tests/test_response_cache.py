@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from redis import Redis
 from starlette.testclient import TestClient
 
@@ -149,17 +150,26 @@ def mget_calls(settings: Settings) -> int:
         redis.close()
 
 
+def lookups(cache: str, result: str) -> float:
+    labels = {"cache": cache, "result": result}
+    return REGISTRY.get_sample_value("corpgraph_cache_lookups_total", labels) or 0.0
+
+
 def test_a_popular_answer_skips_redis(settings: Settings) -> None:
     """Each process holds the answers it reads or makes for `response_cache_local`: hits on it
-    meanwhile make no round trip to Redis, and are the same answer."""
+    meanwhile make no round trip to Redis, are the same answer, and are counted apart from
+    Redis's hits (`response_held`)."""
     holding = settings.replace(response_cache_local=HELD)
     with TestClient(create_app(holding)) as client:
         first = persisted(client, PAGE, ticker="GS")
         before = mget_calls(settings)
+        counted = [lookups(cache, "hit") for cache in ("response_held", "response")]
         hits = [persisted(client, PAGE, ticker="GS") for _ in range(5)]
         assert mget_calls(settings) == before
+        held_hits, redis_hits = (lookups(cache, "hit") for cache in ("response_held", "response"))
     assert [hit(answer) for answer in hits] == [True] * 5
     assert all(answer["data"] == first["data"] for answer in hits)
+    assert (held_hits - counted[0], redis_hits - counted[1]) == (5, 0)
 
 
 def test_a_filing_drops_held_answers_in_every_process(settings: Settings, writer: str) -> None:

@@ -37,8 +37,10 @@ from loaders.request import EVERY_COMPANY
 from resolvers.context import Viewer
 
 log = logging.getLogger(__name__)
-HITS = CACHE_LOOKUPS.labels("response", "hit")
+HITS = CACHE_LOOKUPS.labels("response", "hit")  # in Redis
 MISSES = CACHE_LOOKUPS.labels("response", "miss")
+HELD_HITS = CACHE_LOOKUPS.labels("response_held", "hit")  # in the process, before Redis
+HELD_MISSES = CACHE_LOOKUPS.labels("response_held", "miss")
 
 PREFIX = "cg:response:v1:"
 INDEX = "cg:response:v1:company:"
@@ -130,10 +132,12 @@ class ResponseCache:
 
     async def lookup(self, key: str) -> Lookup | None:
         """The cached answer, if any; None when Redis is away (then nothing is kept either)."""
-        held = self._held.get(key)
-        if held is not None and held.until > time.monotonic():
-            HITS.inc()
-            return Lookup(key, held.answer, b"", held.settled)
+        if self.local:
+            held = self._held.get(key)
+            if held is not None and held.until > time.monotonic():
+                HELD_HITS.inc()
+                return Lookup(key, held.answer, b"", held.settled)
+            HELD_MISSES.inc()
         drops = self._drops
         try:
             answer, settled, epoch = await self.redis.mget([key, key + SETTLED, EPOCH])
