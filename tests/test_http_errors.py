@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from starlette.testclient import TestClient
+from starlette.types import Message, Scope
 
 from db.apikeys import create_key, revoke_key
 from db.engine import create_engine
@@ -78,6 +80,34 @@ def test_body_over_the_limit_is_413(client: TestClient) -> None:
     response = client.post("/graphql", json={"query": query})
     assert response.status_code == 413
     assert codes(response.json()) == ["BAD_REQUEST"]
+
+
+def test_a_client_that_leaves_mid_body_is_answered_not_raised(client: TestClient) -> None:
+    """Answered with its code (to no one): an exception would reach the server, which logs
+    it as an error (tests/test_slow_bodies.py)."""
+    messages: list[Message] = [
+        {"type": "http.request", "body": b'{"query": "{ __type', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+    scope: Scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": headers,
+                    "query_string": b"", "app": client.app}  # fmt: skip
+
+    async def ask() -> None:
+        await client.app(scope, receive, send)
+
+    assert client.portal is not None
+    client.portal.call(ask)
+    assert sent[0]["status"] == 400
+    assert codes(orjson.loads(sent[1]["body"])) == ["BAD_REQUEST"]
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,15 @@
 """Slow bodies: clients that send their headers, then a body byte at a time, hold no
 in-flight slot while it trickles in, and are answered 408 (BAD_REQUEST) once the body
-deadline passes. A real `corpgraph serve` process, attacked over raw sockets on 127.0.0.1."""
+deadline passes; clients that leave in the middle of their body leave nothing in the log. A
+real `corpgraph serve` process, attacked over raw sockets on 127.0.0.1."""
 
 import asyncio
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx2 as httpx
 import orjson
@@ -23,12 +26,20 @@ SLACK_SECONDS = 3.0
 DRIP_SECONDS = 0.5  # between two body bytes
 DRIPS = 20  # at most: the attack ends within DRIPS * DRIP_SECONDS
 QUERY = {"query": '{ company(ticker: "AAPL") { name } }'}
+LEAVERS = 5
+
+
+@dataclass(frozen=True)
+class Served:
+    address: str  # host:port
+    log: Path  # what the server wrote
 
 
 @pytest.fixture(scope="module", params=SERVERS)
-def server(request: pytest.FixtureRequest, database_url: str, redis_url: str) -> Iterator[str]:
+def server(request: pytest.FixtureRequest, database_url: str, redis_url: str) -> Iterator[Served]:
     """`corpgraph serve` on each HTTP server: the deadline is the app's, not the server's."""
     data_dir = tempfile.mkdtemp(prefix="corpgraph-slow-")
+    log = Path(data_dir) / "serve.log"
     environment = corpgraph_environment(
         database_url,
         redis_url,
@@ -38,12 +49,13 @@ def server(request: pytest.FixtureRequest, database_url: str, redis_url: str) ->
         body_timeout=str(BODY_SECONDS),
     )
     port = free_port()
-    process = start_corpgraph(port, environment)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop(process)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with log.open("wb") as output:
+        process = start_corpgraph(port, environment, output)
+        try:
+            yield Served(f"127.0.0.1:{port}", log)
+        finally:
+            stop(process)
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def http_response(reader: asyncio.StreamReader) -> bytes:
@@ -99,8 +111,8 @@ async def attack(server: str) -> tuple[list[tuple[bytes, float]], list[httpx.Res
     return await slow, normal
 
 
-def test_slow_bodies_hold_no_slot_and_are_cut_off(server: str) -> None:
-    slow, normal = asyncio.run(attack(server))
+def test_slow_bodies_hold_no_slot_and_are_cut_off(server: Served) -> None:
+    slow, normal = asyncio.run(attack(server.address))
     assert [r.status_code for r in normal] == [200] * len(normal)
     assert {r.json()["data"]["company"]["name"] for r in normal} == {"Apple Inc."}
     for answer, seconds in slow:
@@ -110,3 +122,32 @@ def test_slow_bodies_hold_no_slot_and_are_cut_off(server: str) -> None:
         assert error["extensions"]["code"] == "BAD_REQUEST"
         assert "2 s" in error["message"]
         assert BODY_SECONDS <= seconds <= BODY_SECONDS + SLACK_SECONDS
+
+
+async def half_body_and_leave(host: str, port: int) -> None:
+    _, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        f"POST /graphql HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        'Content-Length: 1000\r\n\r\n{"query": "{ __typename'.encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the server is reading the body
+    writer.close()
+    await writer.wait_closed()
+
+
+def test_clients_that_leave_mid_body_leave_no_error(server: Served) -> None:
+    """Anyone can open a request and leave before its body is whole: an exception the server
+    logged (with its trace) each time would let them fill the log, and page whoever watches
+    its errors."""
+    host, port = server.address.split(":")
+
+    async def leave_and_ask() -> httpx.Response:
+        await asyncio.gather(*(half_body_and_leave(host, int(port)) for _ in range(LEAVERS)))
+        async with httpx.AsyncClient(timeout=10) as client:
+            return await client.post(f"http://{server.address}/graphql", json=QUERY)
+
+    answer = asyncio.run(leave_and_ask())
+    assert answer.json()["data"]["company"]["name"] == "Apple Inc."
+    logged = server.log.read_text(errors="replace")
+    assert "Traceback" not in logged and "ClientDisconnect" not in logged, logged[-2000:]
