@@ -84,7 +84,7 @@ def test_body_over_the_limit_is_413(client: TestClient) -> None:
 
 def test_a_client_that_leaves_mid_body_is_answered_not_raised(client: TestClient) -> None:
     """Answered with its code (to no one): an exception would reach the server, which logs
-    it as an error (tests/test_slow_bodies.py)."""
+    it as an error (tests/test_hostile_clients.py)."""
     messages: list[Message] = [
         {"type": "http.request", "body": b'{"query": "{ __type', "more_body": True},
         {"type": "http.disconnect"},

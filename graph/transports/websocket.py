@@ -277,14 +277,20 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A message carries one operation, as a request body does: one larger than
         `CORPGRAPH_MAX_BODY_BYTES` closes the connection with 1009 before it is parsed.
-        (Hypercorn refuses it first; Granian's own bound is 16 MiB a frame.)"""
+        (Hypercorn refuses it first; Granian's own bound is 16 MiB a frame.) A binary one
+        closes it with 4400, as the protocols say: Strawberry knows a binary message by its
+        missing `text`, which Hypercorn sends as None (it failed on it, with 1011)."""
         limit = self.settings.max_body_bytes
 
         async def bounded() -> Message:
             message = await receive()
-            if message["type"] == "websocket.receive" and size_of(message) > limit:
+            if message["type"] != "websocket.receive":
+                return message
+            if size_of(message) > limit:
                 await send({"type": "websocket.close", "code": 1009, "reason": ""})
                 return {"type": "websocket.disconnect", "code": 1009}
+            if message.get("text") is None:
+                return {"type": "websocket.receive", "bytes": message.get("bytes")}
             return message
 
         await super().__call__(scope, bounded, send)

@@ -1,7 +1,10 @@
-"""Slow bodies: clients that send their headers, then a body byte at a time, hold no
-in-flight slot while it trickles in, and are answered 408 (BAD_REQUEST) once the body
-deadline passes; clients that leave in the middle of their body leave nothing in the log. A
-real `corpgraph serve` process, attacked over raw sockets on 127.0.0.1."""
+"""Clients that misbehave below GraphQL, against a real `corpgraph serve` process on each HTTP
+server, over sockets on 127.0.0.1: slow bodies (headers, then a byte at a time) hold no
+in-flight slot while they trickle in, and are answered 408 (BAD_REQUEST) once the body
+deadline passes; clients that leave in the middle of their body, and WebSocket messages that
+are not text, leave no error in the server's log. Anyone can do each of these, as often as
+they like: an error logged each time (with its trace) would fill the log and page whoever
+watches its errors."""
 
 import asyncio
 import shutil
@@ -14,6 +17,9 @@ from pathlib import Path
 import httpx2 as httpx
 import orjson
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.servers import SERVERS, corpgraph_environment, free_port, start_corpgraph, stop
 
@@ -136,10 +142,12 @@ async def half_body_and_leave(host: str, port: int) -> None:
     await writer.wait_closed()
 
 
+def assert_no_error_logged(server: Served) -> None:
+    logged = server.log.read_text(errors="replace")
+    assert "Traceback" not in logged and " ERROR " not in logged, logged[-2000:]
+
+
 def test_clients_that_leave_mid_body_leave_no_error(server: Served) -> None:
-    """Anyone can open a request and leave before its body is whole: an exception the server
-    logged (with its trace) each time would let them fill the log, and page whoever watches
-    its errors."""
     host, port = server.address.split(":")
 
     async def leave_and_ask() -> httpx.Response:
@@ -149,5 +157,25 @@ def test_clients_that_leave_mid_body_leave_no_error(server: Served) -> None:
 
     answer = asyncio.run(leave_and_ask())
     assert answer.json()["data"]["company"]["name"] == "Apple Inc."
-    logged = server.log.read_text(errors="replace")
-    assert "Traceback" not in logged and "ClientDisconnect" not in logged, logged[-2000:]
+    assert_no_error_logged(server)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "code"), [("graphql-transport-ws", 4400), ("graphql-ws", 1002)]
+)
+def test_a_binary_websocket_message_closes_the_connection(
+    server: Served, protocol: str, code: int
+) -> None:
+    """Both protocols carry JSON text only: anything else closes the connection, with
+    graphql-transport-ws's 4400, or legacy graphql-ws's 1002 (protocol error)."""
+
+    async def send_binary() -> int | None:
+        url = f"ws://{server.address}/graphql"
+        async with connect(url, subprotocols=[Subprotocol(protocol)]) as websocket:
+            await websocket.send(b'{"type": "connection_init"}')
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(websocket.recv(), 10)
+            return websocket.close_code
+
+    assert asyncio.run(send_binary()) == code
+    assert_no_error_logged(server)
