@@ -7,10 +7,13 @@ they like: an error logged each time (with its trace) would fill the log and pag
 watches its errors."""
 
 import asyncio
+import base64
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from graph.transports.ws_channel import CLOSE_GRACE_SECONDS
 from tests.servers import SERVERS, corpgraph_environment, free_port, start_corpgraph, stop
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +43,10 @@ LEAVERS = 5
 class Served:
     address: str  # host:port
     log: Path  # what the server wrote
+    pid: int
+
+    def open_files(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
 
 @pytest.fixture(scope="module", params=SERVERS)
@@ -58,7 +66,7 @@ def server(request: pytest.FixtureRequest, database_url: str, redis_url: str) ->
     with log.open("wb") as output:
         process = start_corpgraph(port, environment, output)
         try:
-            yield Served(f"127.0.0.1:{port}", log)
+            yield Served(f"127.0.0.1:{port}", log, process.pid)
         finally:
             stop(process)
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -178,4 +186,51 @@ def test_a_binary_websocket_message_closes_the_connection(
             return websocket.close_code
 
     assert asyncio.run(send_binary()) == code
+    assert_no_error_logged(server)
+
+
+EAGER = 20  # WebSocket clients that send a frame before the handshake is answered
+INIT_SECONDS = 10  # graphql-transport-ws's connection_init timeout (graph/transports/websocket.py)
+
+
+def masked_frame(payload: bytes) -> bytes:
+    """A client's text frame (RFC 6455: masked), of under 126 bytes."""
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+async def eager_websocket(host: str, port: int) -> None:
+    """An upgrade and connection_init in one write, then gone: RFC 6455 says to wait for the
+    101 first, which nothing enforces."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    upgrade = (
+        f"GET /graphql HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(upgrade.encode() + masked_frame(b'{"type": "connection_init"}'))
+    await writer.drain()
+    with suppress(TimeoutError):
+        await asyncio.wait_for(reader.read(100), 2)
+    writer.close()
+    await writer.wait_closed()
+
+
+def test_websockets_that_do_not_wait_for_the_handshake_let_go(server: Served) -> None:
+    """Hypercorn answers such a connection 400 and never tells the app it is gone: each held a
+    socket, and the app's task, for ever (and the connection_init timeout logged an error)."""
+    host, port = server.address.split(":")
+    httpx.post(f"http://{server.address}/graphql", json=QUERY)  # its pools are open
+    before = server.open_files()
+
+    async def attack() -> None:
+        await asyncio.gather(*(eager_websocket(host, int(port)) for _ in range(EAGER)))
+
+    asyncio.run(attack())
+    deadline = time.monotonic() + INIT_SECONDS + CLOSE_GRACE_SECONDS + SLACK_SECONDS
+    while server.open_files() > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert server.open_files() <= before + 2, (before, server.open_files())
     assert_no_error_logged(server)

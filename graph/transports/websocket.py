@@ -18,7 +18,7 @@ from typing import Any, cast
 from graphql import GraphQLFormattedError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
@@ -52,6 +52,7 @@ from graph.services import Services, new_context
 from graph.settings import Settings
 from graph.transports.connections import WebSocketConnection
 from graph.transports.streams import Subscription, subscription
+from graph.transports.ws_channel import Channel
 from resolvers.context import Context, Viewer
 
 log = logging.getLogger(__name__)
@@ -275,25 +276,8 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
         return self.started
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A message carries one operation, as a request body does: one larger than
-        `CORPGRAPH_MAX_BODY_BYTES` closes the connection with 1009 before it is parsed.
-        (Hypercorn refuses it first; Granian's own bound is 16 MiB a frame.) A binary one
-        closes it with 4400, as the protocols say: Strawberry knows a binary message by its
-        missing `text`, which Hypercorn sends as None (it failed on it, with 1011)."""
-        limit = self.settings.max_body_bytes
-
-        async def bounded() -> Message:
-            message = await receive()
-            if message["type"] != "websocket.receive":
-                return message
-            if size_of(message) > limit:
-                await send({"type": "websocket.close", "code": 1009, "reason": ""})
-                return {"type": "websocket.disconnect", "code": 1009}
-            if message.get("text") is None:
-                return {"type": "websocket.receive", "bytes": message.get("bytes")}
-            return message
-
-        await super().__call__(scope, bounded, send)
+        channel = Channel(receive, send, self.settings.max_body_bytes)
+        await super().__call__(scope, channel.receive, channel.send)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -372,14 +356,6 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
         if sent is not None and not isinstance(events, Outcome):
             await services.persisted.remember(sent, bucket_of(context.viewer))
         return events
-
-
-def size_of(message: Message) -> int:
-    """A WebSocket message's size in bytes."""
-    text = message.get("text")
-    if text is None:
-        return len(message.get("bytes") or b"")
-    return len(text) if text.isascii() else len(text.encode())
 
 
 def headers_of(params: Mapping[str, object], settings: Settings) -> dict[str, str]:
