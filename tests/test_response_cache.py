@@ -5,11 +5,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from starlette.testclient import TestClient
 
 from db.engine import create_engine
@@ -22,6 +24,7 @@ from graph.settings import Settings
 from resolvers.context import Viewer
 from tests.conftest import new_api_key
 from tests.filings import INGEST, NUMBERS
+from tests.servers import free_port, redis_server
 
 pytestmark = pytest.mark.executors  # the HTTP answers are the same with both
 
@@ -252,6 +255,40 @@ def test_an_answer_is_never_held_longer_than_redis_keeps_it(client: TestClient) 
 
     assert client.portal is not None
     assert client.portal.call(kept_then_gone) == (b"{}", None)
+
+
+def test_a_drop_redis_missed_is_sent_before_any_hit(tmp_path: Path) -> None:
+    """Redis down while a filing is ingested, then back from its own file with the answers
+    it had: the drop it missed reaches it before this process answers from it again, and an
+    answer looked up before the drop is not kept."""
+    port = free_port()
+    server = redis_server(port, tmp_path, durable=True)
+    address = f"redis://127.0.0.1:{port}"
+    redis = AsyncRedis.from_url(address, socket_timeout=1, socket_connect_timeout=1)
+    cache = ResponseCache(redis, timedelta(seconds=60), local=HELD)
+    key = cache.key(sha256("{ missed }"), None, None, Viewer())
+
+    async def missed_then_back() -> tuple[Any, ...]:
+        lookup = await cache.lookup(key)
+        assert lookup is not None and await cache.keep(lookup, b"{}", {"7"})
+        before = await cache.lookup(key)  # looked up before the drop
+        server.kill()
+        server.wait()
+        dropped = await cache.drop([7])  # Redis is away: nothing dropped there
+        away = await cache.lookup(key)
+        restarted = redis_server(port, tmp_path, durable=True)
+        try:
+            still_there = Redis.from_url(address).get(key)  # the answer came back with Redis
+            after = await cache.lookup(key)
+            assert before is not None and after is not None
+            kept = await cache.keep(before, b'{"stale": true}', {"7"})
+            return dropped, away, still_there, after.answer, kept
+        finally:
+            await redis.aclose()
+            restarted.terminate()
+            restarted.wait()
+
+    assert asyncio.run(missed_then_back()) == (0, None, b"{}", None, False)
 
 
 def test_what_is_never_kept(client: TestClient) -> None:

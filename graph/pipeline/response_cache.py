@@ -14,6 +14,11 @@ filing (through its alert broker), so a held answer outlives a drop only while t
 not heard of it, and never by more than `local`. An answer read before a drop is not held after
 it, as in Redis.
 
+A drop that does not reach Redis (away, or to come back from its own file with the answers it
+had) is sent again before this process answers from the cache: until it arrives, the cache is
+away for this process (every process hears of every filing, so each holds the drops it missed),
+and an answer looked up before it is not kept.
+
 A settled answer (read wholly as of instants long past: loaders/request.py) is kept longer,
 under its key with SETTLED appended, so that a hit knows it is settled without a second read;
 the company indexes live as long as the longest-lived answer they list.
@@ -115,6 +120,7 @@ class ResponseCache:
         self.local = min(local, ttl).total_seconds()  # never longer than Redis keeps it
         self._held: BoundedByBytes[str, Held] = BoundedByBytes(LOCAL_BYTES)
         self._drops = 0
+        self._undelivered: set[str] = set()  # company indexes whose drop Redis missed
         self._put = redis.register_script(PUT)
         self._drop = redis.register_script(DROP)
 
@@ -138,6 +144,8 @@ class ResponseCache:
                 HELD_HITS.inc()
                 return Lookup(key, held.answer, b"", held.settled)
             HELD_MISSES.inc()
+        if self._undelivered and not await self._deliver():
+            return None
         drops = self._drops
         try:
             answer, settled, epoch = await self.redis.mget([key, key + SETTLED, EPOCH])
@@ -163,7 +171,10 @@ class ResponseCache:
         self, lookup: Lookup, answer: bytes, companies: Collection[str], settled: bool = False
     ) -> bool:
         """Keeps `answer` under `lookup.key`, listed under each company, unless a filing was
-        ingested since the lookup; a settled one longer. Whether it was kept."""
+        ingested since the lookup (Redis's epoch; and this process's drops, for those Redis
+        missed); a settled one longer. Whether it was kept."""
+        if lookup.drops != self._drops:
+            return False
         indexes = [INDEX + company for company in companies]
         key = lookup.key + SETTLED if settled else lookup.key
         ttl = max(1, int((self.settled_ttl if settled else self.ttl).total_seconds()))
@@ -186,9 +197,20 @@ class ResponseCache:
         """Drops every answer read from these companies (or from a list of all filings); how
         many. Called after the commit of an ingested filing."""
         self.forget_held()  # first: a lookup under way must not hold what it read
-        indexes = [INDEX + str(company) for company in {*companies}]
+        indexes = {INDEX + EVERY_COMPANY, *(INDEX + str(company) for company in companies)}
         try:
-            return int(await self._drop([EPOCH, INDEX + EVERY_COMPANY, *indexes]))
-        except RedisError as error:  # answers expire within the TTL
-            log.warning("response cache invalidation failed: %s", error)
+            return int(await self._drop([EPOCH, *indexes]))
+        except RedisError as error:
+            log.warning("response cache invalidation failed, sent again before any hit: %s", error)
+            self._undelivered |= indexes
             return 0
+
+    async def _deliver(self) -> bool:
+        """Sends the drops Redis missed; whether it has them all now."""
+        indexes = [*self._undelivered]
+        try:
+            await self._drop([EPOCH, *indexes])
+        except RedisError:
+            return False
+        self._undelivered.difference_update(indexes)
+        return not self._undelivered
