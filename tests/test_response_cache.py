@@ -2,12 +2,15 @@
 whom, what a hit costs, and which ingested filings drop what (the API's and any other)."""
 
 import asyncio
+import gc
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 from redis import Redis
@@ -289,6 +292,36 @@ def test_a_drop_redis_missed_is_sent_before_any_hit(tmp_path: Path) -> None:
             restarted.wait()
 
     assert asyncio.run(missed_then_back()) == (0, None, b"{}", None, False)
+
+
+def test_held_answers_take_the_memory_they_are_counted_for(client: TestClient) -> None:
+    """The 16 MB bound counts each answer's length: what it holds must not be several times
+    that (orjson's encoded answers, as the pipeline keeps them, each keep 4 KB allocated)."""
+    shared = services_of(client.app).response_cache
+    assert shared is not None
+    cache = ResponseCache(shared.redis, timedelta(seconds=60), local=HELD)
+    answers = 300
+
+    async def hold_many() -> int:
+        keys = [cache.key(sha256("{ many }"), None, {"n": n}, Viewer()) for n in range(answers)]
+        lookups = [await cache.lookup(key) for key in keys]
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot()
+            encoded = [orjson.dumps({"company": {"name": f"Company {n}"}}) for n in range(answers)]
+            for lookup, answer in zip(lookups, encoded, strict=True):
+                assert lookup is not None and await cache.keep(lookup, answer, {"1"})
+            del encoded, answer, lookups, lookup
+            gc.collect()
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        return sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+
+    assert client.portal is not None
+    held = client.portal.call(hold_many)
+    assert held < 2 * cache.held_bytes, (held, cache.held_bytes)
 
 
 def test_what_is_never_kept(client: TestClient) -> None:

@@ -74,6 +74,7 @@ return 1
 """
 MAX_LISTED = 10_000
 LOCAL_BYTES = 16_000_000  # answers each process holds, at most (expired ones until pushed out)
+HELD_OVERHEAD = 256  # bytes a held answer takes beyond its key's and its own: the entry, Held
 # KEYS: epoch, company indexes. The answers a set lists are deleted by name: fine on one Redis
 # server (the cache role is never a cluster here).
 DROP = """
@@ -165,7 +166,7 @@ class ResponseCache:
         (`drops`: how many there had been)."""
         if self.local and drops == self._drops:
             held = Held(answer, settled, time.monotonic() + self.local)
-            self._held.put(key, held, len(key) + len(answer))
+            self._held.put(key, held, len(key) + len(answer) + HELD_OVERHEAD)
 
     async def keep(
         self, lookup: Lookup, answer: bytes, companies: Collection[str], settled: bool = False
@@ -184,9 +185,14 @@ class ResponseCache:
         except RedisError as error:
             log.warning("response cache write failed: %s", error)
             return False
-        if kept:
-            self._hold(lookup.key, answer, settled, lookup.drops)
+        if kept:  # a copy: orjson's bytes keep 4 KB allocated, however short (a 40-byte answer)
+            self._hold(lookup.key, bytes(memoryview(answer)), settled, lookup.drops)
         return bool(kept)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the answers this process holds are counted for, against LOCAL_BYTES."""
+        return self._held.bytes
 
     def forget_held(self) -> None:
         """Forgets the answers this process holds, and those its lookups under way read."""
