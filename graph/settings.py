@@ -237,16 +237,18 @@ class Settings(BaseSettings):
     response_cache: bool = True
     """Keep the answers of persisted queries in Redis (the cache role)."""
     response_cache_ttl: Duration = timedelta(seconds=60)
-    """How long an answer is kept; must be shorter than `CORPGRAPH_DOCUMENT_URL_TTL`, so a
-    cached answer never hands out an expired link."""
+    """How long an answer is kept, and the oldest it is served; with
+    `CORPGRAPH_HTTP_CACHE_MAX_AGE`, shorter than `CORPGRAPH_DOCUMENT_URL_TTL`, so that a cached
+    answer never hands out an expired link."""
     response_cache_local: Duration = timedelta(seconds=1)
     """How long each server process also holds an answer it has read from Redis or made, in its
-    own memory (16 MB at most; never longer than `CORPGRAPH_RESPONSE_CACHE_TTL`), so that a
+    own memory (16 MB at most; never longer than Redis still keeps it), so that a
     popular answer skips Redis; 0 turns it off. A filing ingested anywhere drops them at once,
     heard through the alert broker as for Redis: this is how long a held answer may outlive a
     drop the broker has not heard of yet."""
     http_cache_max_age: Duration = timedelta(seconds=60)
-    """`max-age` of cacheable GET answers; must be shorter than `CORPGRAPH_DOCUMENT_URL_TTL`."""
+    """`max-age` of cacheable GET answers; with `CORPGRAPH_RESPONSE_CACHE_TTL`, shorter than
+    `CORPGRAPH_DOCUMENT_URL_TTL`."""
     settled_after: Duration = timedelta(days=1)
     """An answer read wholly as of instants at least this long ago (`asOf`, `filedBefore`) is
     settled: filings filed since cannot change it (docs/api.md: backdated filings)."""
@@ -303,12 +305,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _caches_outlived_by_links(self) -> "Settings":
-        for name in ("response_cache_ttl", "http_cache_max_age"):
-            if getattr(self, name) >= self.document_url_ttl:
-                raise ValueError(
-                    f"{name} must be shorter than document_url_ttl: a cached answer would "
-                    "hand out document links that have expired"
-                )
+        """An answer may come from the response cache as old as its TTL, then be kept by an
+        HTTP cache for its max-age: the links it hands out must outlive both."""
+        if self.response_cache_ttl + self.http_cache_max_age >= self.document_url_ttl:
+            raise ValueError(
+                "response_cache_ttl + http_cache_max_age must be shorter than document_url_ttl: "
+                "a cached answer would hand out document links that have expired"
+            )
         return self
 
     @model_validator(mode="after")

@@ -203,13 +203,13 @@ def test_a_filing_drops_held_answers_in_every_process(settings: Settings, writer
 
 
 class DropWhileReading:
-    """The cache role's Redis, with a drop landing while a lookup's read is under way."""
+    """The cache's read of Redis, with a drop landing while it is under way."""
 
     def __init__(self, cache: ResponseCache) -> None:
-        self.cache, self.redis = cache, cache.redis
+        self.cache, self.read = cache, cache._read
 
-    async def mget(self, keys: list[str]) -> Any:
-        found = await self.redis.mget(keys)
+    async def __call__(self, keys: list[str]) -> Any:
+        found = await self.read(keys)
         await self.cache.drop([1])
         return found
 
@@ -229,9 +229,9 @@ def test_an_answer_read_before_a_drop_is_not_held(client: TestClient) -> None:
         assert lookup is not None
         assert await cache.keep(lookup, b"{}", {"1"})
         cache.forget_held()  # read from Redis next
-        cache.redis = DropWhileReading(cache)  # type: ignore[assignment]
+        reading, cache._read = cache._read, DropWhileReading(cache)  # type: ignore[assignment]
         read_during = await cache.lookup(key)
-        cache.redis = shared.redis
+        cache._read = reading
         after = await cache.lookup(key)
         assert read_during is not None and after is not None
         return read_during.answer, after.answer
@@ -322,6 +322,31 @@ def test_held_answers_take_the_memory_they_are_counted_for(client: TestClient) -
     assert client.portal is not None
     held = client.portal.call(hold_many)
     assert held < 2 * cache.held_bytes, (held, cache.held_bytes)
+
+
+def test_an_answer_read_from_redis_is_held_no_longer_than_it_has_left(
+    client: TestClient, settings: Settings
+) -> None:
+    """Another process made it a TTL ago, less a second: this one holds it for that second,
+    not for `local` (the answer, and the links it hands out, would outlive their TTL)."""
+    shared = services_of(client.app).response_cache
+    assert shared is not None
+    maker = ResponseCache(shared.redis, timedelta(seconds=60))
+    reader = ResponseCache(shared.redis, timedelta(seconds=60), local=HELD)
+    key = maker.key(sha256("{ nearly gone }"), None, None, Viewer())
+
+    async def read_near_its_end() -> tuple[Any, Any]:
+        lookup = await maker.lookup(key)
+        assert lookup is not None and await maker.keep(lookup, b"{}", {"1"})
+        await shared.redis.pexpire(key, 1000)  # as if made 59 s ago
+        soon = await reader.lookup(key)
+        await asyncio.sleep(1.5)
+        later = await reader.lookup(key)
+        assert soon is not None and later is not None
+        return soon.answer, later.answer
+
+    assert client.portal is not None
+    assert client.portal.call(read_near_its_end) == (b"{}", None)
 
 
 def test_what_is_never_kept(client: TestClient) -> None:
@@ -418,3 +443,6 @@ def test_gets_that_must_not_be_kept(client: TestClient) -> None:
 def test_cache_lifetimes_stay_below_document_links(settings: Settings) -> None:
     with pytest.raises(ValueError, match="document_url_ttl"):
         settings.replace(document_url_ttl=timedelta(seconds=30))
+    with pytest.raises(ValueError, match="document_url_ttl"):  # as old as both, at worst
+        settings.replace(document_url_ttl=timedelta(seconds=100))
+    settings.replace(document_url_ttl=timedelta(seconds=121))

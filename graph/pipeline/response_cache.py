@@ -8,11 +8,11 @@ passed), so a drop can never be overtaken by a slow request storing what it read
 Redis is an accelerator here: when it is away, requests run as if nothing were cached.
 
 Each process also holds the answers it reads or makes for a moment (`local`, a second by
-default) in its own memory, so that a popular answer skips the round trip to Redis. A drop
-forgets them all, before it sends anything to Redis; every process drops on every ingested
-filing (through its alert broker), so a held answer outlives a drop only while the broker has
-not heard of it, and never by more than `local`. An answer read before a drop is not held after
-it, as in Redis.
+default, never longer than Redis still keeps them) in its own memory, so that a popular answer
+skips the round trip to Redis. A drop forgets them all, before it sends anything to Redis;
+every process drops on every ingested filing (through its alert broker), so a held answer
+outlives a drop only while the broker has not heard of it, and never by more than `local`. An
+answer read before a drop is not held after it, as in Redis.
 
 A drop that does not reach Redis (away, or to come back from its own file with the answers it
 had) is sent again before this process answers from the cache: until it arrives, the cache is
@@ -72,6 +72,18 @@ for i = 3, #KEYS do
 end
 return 1
 """
+# KEYS: answer, settled answer, epoch. Both answers, the epoch, and the milliseconds the one
+# found has left (a held answer must not outlive it)
+READ = """
+local found = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])
+local left = 0
+if found[2] then
+  left = redis.call('PTTL', KEYS[2])
+elseif found[1] then
+  left = redis.call('PTTL', KEYS[1])
+end
+return {found[1], found[2], found[3], left}
+"""
 MAX_LISTED = 10_000
 LOCAL_BYTES = 16_000_000  # answers each process holds, at most (expired ones until pushed out)
 HELD_OVERHEAD = 256  # bytes a held answer takes beyond its key's and its own: the entry, Held
@@ -122,6 +134,7 @@ class ResponseCache:
         self._held: BoundedByBytes[str, Held] = BoundedByBytes(LOCAL_BYTES)
         self._drops = 0
         self._undelivered: set[str] = set()  # company indexes whose drop Redis missed
+        self._read = redis.register_script(READ)
         self._put = redis.register_script(PUT)
         self._drop = redis.register_script(DROP)
 
@@ -149,7 +162,7 @@ class ResponseCache:
             return None
         drops = self._drops
         try:
-            answer, settled, epoch = await self.redis.mget([key, key + SETTLED, EPOCH])
+            answer, settled, epoch, left = await self._read([key, key + SETTLED, EPOCH])
         except RedisError as error:
             log.warning("response cache read failed: %s", error)
             return None
@@ -158,14 +171,17 @@ class ResponseCache:
             MISSES.inc()
             return Lookup(key, None, epoch or b"0", drops=drops)
         HITS.inc()
-        self._hold(key, found, settled is not None, drops)
+        self._hold(key, found, settled is not None, drops, left / 1000)
         return Lookup(key, found, epoch or b"0", settled is not None)
 
-    def _hold(self, key: str, answer: bytes | str, settled: bool, drops: int) -> None:
-        """Holds an answer in this process for `local`, unless a drop came since it was read
-        (`drops`: how many there had been)."""
-        if self.local and drops == self._drops:
-            held = Held(answer, settled, time.monotonic() + self.local)
+    def _hold(
+        self, key: str, answer: bytes | str, settled: bool, drops: int, seconds_left: float
+    ) -> None:
+        """Holds an answer in this process for `local`, or the `seconds_left` to it in Redis if
+        fewer, unless a drop came since it was read (`drops`: how many there had been)."""
+        seconds = min(self.local, seconds_left)
+        if seconds > 0 and drops == self._drops:
+            held = Held(answer, settled, time.monotonic() + seconds)
             self._held.put(key, held, len(key) + len(answer) + HELD_OVERHEAD)
 
     async def keep(
@@ -186,7 +202,7 @@ class ResponseCache:
             log.warning("response cache write failed: %s", error)
             return False
         if kept:  # a copy: orjson's bytes keep 4 KB allocated, however short (a 40-byte answer)
-            self._hold(lookup.key, bytes(memoryview(answer)), settled, lookup.drops)
+            self._hold(lookup.key, bytes(memoryview(answer)), settled, lookup.drops, ttl)
         return bool(kept)
 
     @property
