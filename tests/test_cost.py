@@ -81,6 +81,9 @@ COSTS: list[tuple[str, dict[str, Any] | None, int]] = [
     ('{ filing(accessionNumber: "x") { similarFilings { filing { similarFilings(first: 3) '
      "{ score } } } } }", None, 3 * F + 1 + 5 * (5 + 1 + 3 * 5)),
     ('{ company(ticker: "A") { similarCompanies(first: 20) { name } } }', None, 2 * F + 1 + 20 * 5),
+    # null is the argument's default, as the resolvers read it (typed clients send null)
+    ('{ company(ticker: "A") { similarCompanies(first: null) { name } } }', None, 2 * F + 1 + 25),
+    ("query($n: Int) { companies(first: $n) { nodes { name } } }", {"n": None}, F + 1 + 20),
     # a series per ticker, a point per bucket: from 2016-09-30 (ten years) to today, 11 years
     ('{ metricSeries(tickers: ["A"], metric: "revenue", interval: YEAR) { points { value } } }',
      None, F + 1 + 11),
@@ -159,7 +162,7 @@ def kept_and_costs(model: CostModel, query: str) -> tuple[Prepared, Callable[...
 def test_requested_costs_are_kept_by_the_variables_sizes_read() -> None:
     """A request's requested cost is looked up among those worked out for its operation, by the
     values of the variables its list sizes read (the page size, not the ticker); an omitted
-    `first` is its default (5), a null one the default list size (10)."""
+    `first` and a null one are its default (5), each kept under its own key."""
     query = (
         "query($t: String!, $n: Int) { company(ticker: $t) { similarCompanies(first: $n) "
         "{ name } } }"
@@ -168,13 +171,13 @@ def test_requested_costs_are_kept_by_the_variables_sizes_read() -> None:
     assert [cost(t="A"), cost(t="B"), cost(t="B", n=None), cost(t="C", n=2), cost(t="D", n=2)] == [
         2 * F + 1 + 5 * 5,
         2 * F + 1 + 5 * 5,
-        2 * F + 1 + 10 * 5,
+        2 * F + 1 + 5 * 5,
         2 * F + 1 + 2 * 5,
         2 * F + 1 + 2 * 5,
     ]
     kept = prepared.costings[None]
     assert kept._memo.read == {"n"}
-    assert len(kept._memo.costs) == 3  # one per page size: the ticker is in no key
+    assert len(kept._memo.costs) == 3  # omitted, null, 2: the ticker is in no key
     with pytest.raises(ListSizeError):  # refused on every request, never kept
         cost(t="A", n=0)
     with pytest.raises(ListSizeError):

@@ -55,6 +55,7 @@ from graphql import (
     ObjectTypeExtensionNode,
     OperationDefinitionNode,
     OperationType,
+    Undefined,
     Visitor,
     get_named_type,
     is_abstract_type,
@@ -337,7 +338,12 @@ class Costing:
         return arguments
 
     def slice_size(
-        self, field: FieldNode, coordinate: str, config: FieldCost, arguments: dict[str, Any]
+        self,
+        field: FieldNode,
+        coordinate: str,
+        config: FieldCost,
+        definition: GraphQLField,
+        arguments: dict[str, Any],
     ) -> int:
         if coordinate == "Query._entities":
             return len(arguments.get("representations") or ())
@@ -345,7 +351,9 @@ class Costing:
         sizes = []
         for argument in config.slicing_arguments:
             size = arguments.get(argument)
-            if size is None:
+            if size is None and argument in definition.args:  # null: the default, as resolvers
+                size = definition.args[argument].default_value  # read it (Undefined if none)
+            if size is None or size is Undefined:
                 continue
             if not isinstance(size, int) or not 1 <= size <= maximum:
                 raise ListSizeError(field, coordinate, argument, size, maximum)
@@ -411,13 +419,14 @@ class Costing:
         below: Sized = None
         if config.sized_fields:
             arguments = self.arguments(definition, node)
-            below = (config.sized_fields, self.slice_size(node, coordinate, config, arguments))
+            size = self.slice_size(node, coordinate, config, definition, arguments)
+            below = (config.sized_fields, size)
         if not is_list(definition.type):
             return 1, below
         if sized is not None and node.name.value in sized[0]:
             return sized[1], below
         arguments = self.arguments(definition, node)
-        return self.slice_size(node, coordinate, config, arguments), below
+        return self.slice_size(node, coordinate, config, definition, arguments), below
 
     # actual: after execution, from the response
 
