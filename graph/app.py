@@ -32,7 +32,7 @@ from graph.transports.documents import document, document_store
 from graph.transports.graphiql import ASSETS_PATH, graphiql_assets
 from graph.transports.http import GraphQLEndpoint, InFlight
 from graph.transports.websocket import SubscriptionsOverWebSocket
-from loaders.cache import CompanyMemory, EntityCache
+from loaders.cache import Breaker, CompanyMemory, EntityCache
 from loaders.filings import FilingRow
 from schema.schema import build_schema, sdl
 
@@ -95,12 +95,14 @@ def create_app(settings: Settings) -> Starlette:
         )
         redis = redis_client(settings.redis_url)
         cache_redis = redis_client(settings.cache_redis_url) if settings.cache_redis_url else redis
+        cache_breaker = Breaker()  # the caches on the cache role's Redis
         response_cache = (
             ResponseCache(
                 cache_redis,
                 settings.response_cache_ttl,
                 settings.settled_max_age,
                 local=settings.response_cache_local,
+                breaker=cache_breaker,
             )
             if cache_redis and settings.response_cache
             else None
@@ -122,7 +124,7 @@ def create_app(settings: Settings) -> Starlette:
             )
             if settings.metrics
             else None,
-            entity_cache=EntityCache(cache_redis, settings.entity_cache_ttl)
+            entity_cache=EntityCache(cache_redis, settings.entity_cache_ttl, cache_breaker)
             if cache_redis and settings.entity_cache
             else None,
             company_memory=CompanyMemory(memory_ttl) if memory_ttl else None,

@@ -12,6 +12,7 @@ as the SQL statement it saves; a hit in memory costs neither, nor a DataLoader b
 
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, get_type_hints
@@ -40,6 +41,7 @@ ENTITY_MISSES = CACHE_LOOKUPS.labels("entity", "miss")
 MEMORY_HITS = CACHE_LOOKUPS.labels("company_memory", "hit")
 MEMORY_MISSES = CACHE_LOOKUPS.labels("company_memory", "miss")
 COMPANIES_REMEMBERED = 10_000  # per key, per worker: a few MB
+RETRY_SECONDS = 1.0  # how long a Redis that failed is left alone
 
 
 def shaped_kind(kind: str, row_type: type) -> str:
@@ -65,24 +67,45 @@ class CompanyMemory:
             self.by_id[row.id] = self.by_ticker[row.ticker] = self.by_cik[row.cik] = row
 
 
+class Breaker:
+    """A Redis that failed is left alone for RETRY_SECONDS, then tried again: while it hangs
+    (stopped, or on a network that drops its packets) each request would otherwise wait out
+    the client's timeout on each call; now one request a second does. The caches on one Redis
+    share one."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    @property
+    def open(self) -> bool:
+        return time.monotonic() < self._until
+
+    def trip(self) -> None:
+        self._until = time.monotonic() + RETRY_SECONDS
+
+
 class EntityCache:
-    def __init__(self, redis: Redis, ttl: timedelta) -> None:
+    def __init__(self, redis: Redis, ttl: timedelta, breaker: Breaker | None = None) -> None:
         self.redis = redis
         self.ttl = ttl
+        self.breaker = breaker or Breaker()
 
     @staticmethod
     def key(kind: str, key: str) -> str:
         return f"{PREFIX}:{kind}:{key}"
 
     async def get_many(self, kind: str, keys: Sequence[str]) -> list[bytes | str | None]:
+        if self.breaker.open:
+            return [None] * len(keys)
         try:
             return list(await self.redis.mget([self.key(kind, k) for k in keys]))
         except RedisError as error:
+            self.breaker.trip()
             log.warning("entity cache read failed, reading PostgreSQL: %s", error)
             return [None] * len(keys)
 
     async def set_many(self, kind: str, items: dict[str, bytes]) -> None:
-        if not items:
+        if not items or self.breaker.open:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -90,6 +113,7 @@ class EntityCache:
                     pipe.set(self.key(kind, key), value, ex=self.ttl)
                 await pipe.execute()
         except RedisError as error:
+            self.breaker.trip()
             log.warning("entity cache write failed: %s", error)
 
     async def invalidate(self, kind: str, keys: Sequence[str]) -> None:

@@ -3,6 +3,8 @@ whom, what a hit costs, and which ingested filings drop what (the API's and any 
 
 import asyncio
 import gc
+import logging
+import signal
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from graph.pipeline.persisted import sha256
 from graph.pipeline.response_cache import ResponseCache
 from graph.services import services_of
 from graph.settings import Settings
+from loaders.cache import RETRY_SECONDS, EntityCache
 from resolvers.context import Viewer
 from tests.conftest import new_api_key
 from tests.filings import INGEST, NUMBERS
@@ -282,6 +285,7 @@ def test_a_drop_redis_missed_is_sent_before_any_hit(tmp_path: Path) -> None:
         restarted = redis_server(port, tmp_path, durable=True)
         try:
             still_there = Redis.from_url(address).get(key)  # the answer came back with Redis
+            await asyncio.sleep(RETRY_SECONDS)  # Redis failed: left alone meanwhile
             after = await cache.lookup(key)
             assert before is not None and after is not None
             kept = await cache.keep(before, b'{"stale": true}', {"7"})
@@ -347,6 +351,44 @@ def test_an_answer_read_from_redis_is_held_no_longer_than_it_has_left(
 
     assert client.portal is not None
     assert client.portal.call(read_near_its_end) == (b"{}", None)
+
+
+def test_a_hung_redis_costs_one_timeout_a_second_not_one_a_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stopped (SIGSTOP: nothing refuses the connection, nothing answers): the first
+    lookup waits out the client's timeout and the caches on that Redis are away for
+    RETRY_SECONDS; the lookups meanwhile do not wait. Redis back, the cache answers again."""
+    port = free_port()
+    server = redis_server(port, tmp_path)
+    redis = AsyncRedis.from_url(f"redis://127.0.0.1:{port}", socket_timeout=0.5)
+    cache = ResponseCache(redis, timedelta(seconds=60))
+    entities = EntityCache(redis, timedelta(seconds=60), cache.breaker)
+    key = cache.key(sha256("{ hung }"), None, None, Viewer())
+
+    async def through_a_stop() -> tuple[list[Any], Any]:
+        lookup = await cache.lookup(key)
+        assert lookup is not None and await cache.keep(lookup, b"{}", {"1"})
+        server.send_signal(signal.SIGSTOP)
+        try:
+            stopped: list[Any] = [await cache.lookup(key) for _ in range(10)]
+            stopped.append(await entities.get_many("company", ["1"]))
+        finally:
+            server.send_signal(signal.SIGCONT)
+        await asyncio.sleep(RETRY_SECONDS)
+        back = await cache.lookup(key)
+        await redis.aclose()
+        return stopped, back and back.answer
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            stopped, back = asyncio.run(through_a_stop())
+    finally:
+        server.terminate()
+        server.wait()
+    assert stopped == [None] * 10 + [[None]] and back == b"{}"
+    warned = [record.message.split(":")[0] for record in caplog.records]
+    assert warned == ["response cache read failed"]
 
 
 def test_what_is_never_kept(client: TestClient) -> None:

@@ -37,7 +37,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from graph.bounded import BoundedByBytes
-from loaders.cache import CACHE_LOOKUPS
+from loaders.cache import CACHE_LOOKUPS, Breaker
 from loaders.request import EVERY_COMPANY
 from resolvers.context import Viewer
 
@@ -127,8 +127,10 @@ class ResponseCache:
         settled_ttl: timedelta | None = None,
         max_listed: int = MAX_LISTED,
         local: timedelta = timedelta(0),
+        breaker: Breaker | None = None,
     ) -> None:
         self.redis, self.ttl, self.max_listed = redis, ttl, max_listed
+        self.breaker = breaker or Breaker()  # while it is open, Redis is away
         self.settled_ttl = settled_ttl or ttl
         self.local = min(local, ttl).total_seconds()  # never longer than Redis keeps it
         self._held: BoundedByBytes[str, Held] = BoundedByBytes(LOCAL_BYTES)
@@ -158,12 +160,13 @@ class ResponseCache:
                 HELD_HITS.inc()
                 return Lookup(key, held.answer, b"", held.settled)
             HELD_MISSES.inc()
-        if self._undelivered and not await self._deliver():
+        if self.breaker.open or (self._undelivered and await self._deliver() is None):
             return None
         drops = self._drops
         try:
             answer, settled, epoch, left = await self._read([key, key + SETTLED, EPOCH])
         except RedisError as error:
+            self.breaker.trip()
             log.warning("response cache read failed: %s", error)
             return None
         found = answer if settled is None else settled
@@ -190,7 +193,7 @@ class ResponseCache:
         """Keeps `answer` under `lookup.key`, listed under each company, unless a filing was
         ingested since the lookup (Redis's epoch; and this process's drops, for those Redis
         missed); a settled one longer. Whether it was kept."""
-        if lookup.drops != self._drops:
+        if lookup.drops != self._drops or self.breaker.open:
             return False
         indexes = [INDEX + company for company in companies]
         key = lookup.key + SETTLED if settled else lookup.key
@@ -199,6 +202,7 @@ class ResponseCache:
             keys, arguments = [EPOCH, key, *indexes], [lookup.epoch, answer, ttl]
             kept = await self._put(keys, [*arguments, self.max_listed])
         except RedisError as error:
+            self.breaker.trip()
             log.warning("response cache write failed: %s", error)
             return False
         if kept:  # a copy: orjson's bytes keep 4 KB allocated, however short (a 40-byte answer)
@@ -219,20 +223,20 @@ class ResponseCache:
         """Drops every answer read from these companies (or from a list of all filings); how
         many. Called after the commit of an ingested filing."""
         self.forget_held()  # first: a lookup under way must not hold what it read
-        indexes = {INDEX + EVERY_COMPANY, *(INDEX + str(company) for company in companies)}
-        try:
-            return int(await self._drop([EPOCH, *indexes]))
-        except RedisError as error:
-            log.warning("response cache invalidation failed, sent again before any hit: %s", error)
-            self._undelivered |= indexes
+        self._undelivered |= {INDEX + EVERY_COMPANY, *(INDEX + str(c) for c in companies)}
+        if self.breaker.open:
             return 0
+        return await self._deliver() or 0
 
-    async def _deliver(self) -> bool:
-        """Sends the drops Redis missed; whether it has them all now."""
+    async def _deliver(self) -> int | None:
+        """Sends the drops Redis has not had: how many answers they dropped; None when it is
+        away (they are sent again before any hit)."""
         indexes = [*self._undelivered]
         try:
-            await self._drop([EPOCH, *indexes])
-        except RedisError:
-            return False
+            dropped = int(await self._drop([EPOCH, *indexes]))
+        except RedisError as error:
+            self.breaker.trip()
+            log.warning("response cache invalidation failed, sent again before any hit: %s", error)
+            return None
         self._undelivered.difference_update(indexes)
-        return not self._undelivered
+        return dropped
