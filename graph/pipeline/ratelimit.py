@@ -28,12 +28,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from graph.settings import Tier
+from loaders.cache import RETRY_SECONDS
 
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 1.0
 LEASE_SHARE = 0.02  # of a bucket's capacity
-RETRY_REDIS_SECONDS = 1.0  # while degraded, how often a request tries Redis again
 MAX_CLIENTS = 10_000  # leases kept before idle ones are forgotten
 
 # KEYS[1]: the bucket. ARGV: capacity, restore rate (points/s), points given back, points
@@ -184,7 +184,7 @@ class RateLimiter:
 
     def _degrade(self, error: Exception) -> None:
         self.degraded = True
-        self._retry_at = time.monotonic() + RETRY_REDIS_SECONDS
+        self._retry_at = time.monotonic() + RETRY_SECONDS  # as the caches do
         if not self._warned:
             self._warned = True
             log.warning("rate limiting per process: Redis is unreachable (%s)", error)
