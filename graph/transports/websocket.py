@@ -19,7 +19,7 @@ from graphql import GraphQLFormattedError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -56,6 +56,7 @@ from graph.transports.ws_channel import Channel
 from resolvers.context import Context, Viewer
 
 log = logging.getLogger(__name__)
+DISCONNECTED = WebSocketState.DISCONNECTED
 KEY_PARAMS = frozenset({"authorization", "x-api-key", "apikey"})
 
 
@@ -130,6 +131,18 @@ class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.to_remember: dict[str, Document] = {}
+
+    async def handle_connection_init_timeout(self) -> None:
+        """Strawberry's, unless the connection is closed already: it would close it again,
+        which Starlette refuses, and log that as an error (Hypercorn, a client that sent its
+        frames before the handshake's answer)."""
+        delay = self.connection_init_wait_timeout.total_seconds()
+        await asyncio.sleep(delay)
+        websocket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+        if self.connection_init_received or websocket.application_state == DISCONNECTED:
+            return
+        self.connection_timed_out = True
+        await self.websocket.close(code=4408, reason="Connection initialisation timeout")
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         try:
