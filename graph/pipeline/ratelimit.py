@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from graph.settings import Tier
-from loaders.cache import RETRY_SECONDS
+from loaders.cache import Breaker
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,13 @@ class RateLimiter:
         self.local = LocalBuckets()
         self.degraded = redis is None
         self._warned = False
-        self._retry_at = 0.0
+        self._breaker = Breaker()  # while open, Redis is not tried
         self._trips: dict[str, asyncio.Lock] = {}
 
     async def debit(self, client: str, tier: Tier, cost: int) -> Throttle:
         if (leased := self._from_lease(client, tier, cost)) is not None:
             return leased
-        if self.script is None or (self.degraded and time.monotonic() < self._retry_at):
+        if self.script is None or self._breaker.open:
             return self._local(client, tier, cost)
         # one trip to Redis per client at a time: a burst waits for the lease the first takes
         # instead of each taking one of its own
@@ -184,7 +184,7 @@ class RateLimiter:
 
     def _degrade(self, error: Exception) -> None:
         self.degraded = True
-        self._retry_at = time.monotonic() + RETRY_SECONDS  # as the caches do
+        self._breaker.trip()
         if not self._warned:
             self._warned = True
             log.warning("rate limiting per process: Redis is unreachable (%s)", error)
