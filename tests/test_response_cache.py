@@ -205,6 +205,13 @@ def test_a_filing_drops_held_answers_in_every_process(settings: Settings, writer
     assert number in numbers
 
 
+def app_redis(client: TestClient) -> AsyncRedis:
+    """The running app's cache-role Redis, on which tests make caches of their own."""
+    cache = services_of(client.app).response_cache
+    assert cache is not None
+    return cache.redis
+
+
 class DropWhileReading:
     """The cache's read of Redis, with a drop landing while it is under way."""
 
@@ -218,9 +225,8 @@ class DropWhileReading:
 
 
 def test_an_answer_read_before_a_drop_is_not_held(client: TestClient) -> None:
-    shared = services_of(client.app).response_cache
-    assert shared is not None
-    cache = ResponseCache(shared.redis, timedelta(seconds=60), local=HELD)
+    redis = app_redis(client)
+    cache = ResponseCache(redis, timedelta(seconds=60), local=HELD)
     key = cache.key(sha256("{ held }"), None, None, Viewer())
 
     async def race() -> tuple[Any, Any]:
@@ -244,9 +250,8 @@ def test_an_answer_read_before_a_drop_is_not_held(client: TestClient) -> None:
 
 
 def test_an_answer_is_never_held_longer_than_redis_keeps_it(client: TestClient) -> None:
-    shared = services_of(client.app).response_cache
-    assert shared is not None
-    cache = ResponseCache(shared.redis, timedelta(seconds=1), local=HELD)
+    redis = app_redis(client)
+    cache = ResponseCache(redis, timedelta(seconds=1), local=HELD)
     key = cache.key(sha256("{ brief }"), None, None, Viewer())
 
     async def kept_then_gone() -> tuple[Any, Any]:
@@ -301,9 +306,8 @@ def test_a_drop_redis_missed_is_sent_before_any_hit(tmp_path: Path) -> None:
 def test_held_answers_take_the_memory_they_are_counted_for(client: TestClient) -> None:
     """The 16 MB bound counts each answer's length: what it holds must not be several times
     that (orjson's encoded answers, as the pipeline keeps them, each keep 4 KB allocated)."""
-    shared = services_of(client.app).response_cache
-    assert shared is not None
-    cache = ResponseCache(shared.redis, timedelta(seconds=60), local=HELD)
+    redis = app_redis(client)
+    cache = ResponseCache(redis, timedelta(seconds=60), local=HELD)
     answers = 300
 
     async def hold_many() -> int:
@@ -333,16 +337,15 @@ def test_an_answer_read_from_redis_is_held_no_longer_than_it_has_left(
 ) -> None:
     """Another process made it a TTL ago, less a second: this one holds it for that second,
     not for `local` (the answer, and the links it hands out, would outlive their TTL)."""
-    shared = services_of(client.app).response_cache
-    assert shared is not None
-    maker = ResponseCache(shared.redis, timedelta(seconds=60))
-    reader = ResponseCache(shared.redis, timedelta(seconds=60), local=HELD)
+    redis = app_redis(client)
+    maker = ResponseCache(redis, timedelta(seconds=60))
+    reader = ResponseCache(redis, timedelta(seconds=60), local=HELD)
     key = maker.key(sha256("{ nearly gone }"), None, None, Viewer())
 
     async def read_near_its_end() -> tuple[Any, Any]:
         lookup = await maker.lookup(key)
         assert lookup is not None and await maker.keep(lookup, b"{}", {"1"})
-        await shared.redis.pexpire(key, 1000)  # as if made 59 s ago
+        await redis.pexpire(key, 1000)  # as if made 59 s ago
         soon = await reader.lookup(key)
         await asyncio.sleep(1.5)
         later = await reader.lookup(key)
@@ -422,9 +425,8 @@ def test_an_answer_read_during_an_ingestion_is_not_kept(client: TestClient) -> N
 def test_a_full_index_is_dropped_with_its_answers(client: TestClient) -> None:
     """An index lists at most `max_listed` answers: past that, they are all dropped (misses
     later), so members can never pile up behind answers that expired."""
-    shared = services_of(client.app).response_cache
-    assert shared is not None
-    cache = ResponseCache(shared.redis, timedelta(seconds=60), max_listed=2)
+    redis = app_redis(client)
+    cache = ResponseCache(redis, timedelta(seconds=60), max_listed=2)
     keys = [cache.key(sha256(f"{{ n{n} }}"), None, None, Viewer()) for n in range(3)]
 
     async def fill() -> list[bool]:
