@@ -5,7 +5,6 @@ import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -23,6 +22,7 @@ from graph.pipeline.persisted import PersistedDocuments, load_manifests
 from graph.pipeline.pipeline import CostControl, Pipeline
 from graph.pipeline.ratelimit import RateLimiter
 from graph.pipeline.response_cache import ResponseCache
+from graph.redis_client import redis_client
 from graph.services import Services, services_of, started
 from graph.settings import Settings
 from graph.transports.broker import FilingBroker
@@ -35,10 +35,6 @@ from graph.transports.websocket import SubscriptionsOverWebSocket
 from loaders.cache import Breaker, CompanyMemory, EntityCache
 from loaders.filings import FilingRow
 from schema.schema import build_schema, sdl
-
-
-def redis_client(url: str | None) -> Redis | None:
-    return Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0) if url else None
 
 
 def tune_garbage_collector(threshold: int) -> None:

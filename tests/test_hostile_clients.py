@@ -2,7 +2,8 @@
 server, over sockets on 127.0.0.1: slow bodies (headers, then a byte at a time) hold no
 in-flight slot while they trickle in, and are answered 408 (BAD_REQUEST) once the body
 deadline passes; clients that leave in the middle of their body, and WebSocket messages that
-are not text, leave no error in the server's log. Anyone can do each of these, as often as
+are not text, leave no error in the server's log; subscribers that quit in the middle of a
+replay leave no subscription running. Anyone can do each of these, as often as
 they like: an error logged each time (with its trace) would fill the log and page whoever
 watches its errors."""
 
@@ -244,4 +245,48 @@ def test_websockets_that_do_not_wait_for_the_handshake_let_go(server: Served) ->
     while server.open_files() > before + 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert server.open_files() <= before + 2, (before, server.open_files())
+    assert_no_error_logged(server)
+
+
+REPLAYED = {  # AAPL's filings from the first one on: a replay, then the live wait
+    "query": 'subscription { filingAdded(tickers: ["AAPL"], since: "aW5nZXN0OjE=") '
+    "{ accessionNumber } }"
+}
+QUITTERS = 5
+
+
+def active_subscriptions(server: Served) -> float:
+    metrics = httpx.get(f"http://{server.address}/metrics").text
+    line = next(m for m in metrics.splitlines() if m.startswith("corpgraph_subscriptions_active"))
+    return float(line.split()[-1])
+
+
+async def quit_during_replay(address: str) -> None:
+    """Subscribes, takes two of the replayed filings and closes, as the rest are sent."""
+    url = f"ws://{address}/graphql"
+    protocol = Subprotocol("graphql-transport-ws")
+    async with connect(url, subprotocols=[protocol], open_timeout=5) as websocket:
+        await websocket.send(orjson.dumps({"type": "connection_init"}).decode())
+        await asyncio.wait_for(websocket.recv(), 5)  # connection_ack
+        subscribe = {"id": "1", "type": "subscribe", "payload": REPLAYED}
+        await websocket.send(orjson.dumps(subscribe).decode())
+        for _ in range(2):
+            assert orjson.loads(await asyncio.wait_for(websocket.recv(), 5))["type"] == "next"
+
+
+def test_subscriptions_whose_client_quits_during_their_replay_end(server: Served) -> None:
+    """Each was cancelled as it charged an event to the budget in Redis, which redis-py lost
+    on Python 3.11: it then waited for live alerts for ever, on Hypercorn, holding the client's
+    connection and subscription slots (graph/redis_client.py)."""
+    assert active_subscriptions(server) == 0
+
+    async def quitters() -> None:
+        for _ in range(QUITTERS):
+            await quit_during_replay(server.address)
+
+    asyncio.run(quitters())
+    deadline = time.monotonic() + SLACK_SECONDS
+    while active_subscriptions(server) > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert active_subscriptions(server) == 0
     assert_no_error_logged(server)
