@@ -103,7 +103,8 @@ def create_app(settings: Settings) -> Starlette:
             if cache_redis and settings.response_cache
             else None
         )
-        limiter = RateLimiter(redis)
+        state_breaker = Breaker()  # the budgets and persisted documents on the state role's Redis
+        limiter = RateLimiter(redis, breaker=state_breaker)
         memory_ttl = settings.company_memory_ttl
         POOL_SIZE.labels("write").set(connections)
         POOL_SIZE.labels("read").set(connections)
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> Starlette:
                 settings.apq_ttl,
                 settings.apq_max_bytes,
                 settings.apq_client_bytes,
+                state_breaker,
             ),
             limiter=limiter,
             response_cache=response_cache,

@@ -39,10 +39,10 @@ from graphql import (
 )
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from graph.bounded import BoundedByBytes
-from loaders.cache import CACHE_LOOKUPS
+from loaders.cache import CACHE_LOOKUPS, Breaker
 
 log = logging.getLogger(__name__)
 HITS = CACHE_LOOKUPS.labels("persisted", "hit")
@@ -118,8 +118,10 @@ class PersistedDocuments:
         ttl: timedelta,
         max_bytes: int,
         client_bytes: int,
+        breaker: Breaker | None = None,
     ) -> None:
         self.mode, self.manifest, self.redis = mode, manifest, redis
+        self.breaker = breaker or Breaker()  # while open (Redis failed), Redis is not tried
         self.ttl, self.max_bytes, self.client_bytes = ttl, max_bytes, client_bytes
         self.script = redis.register_script(STORE_SCRIPT) if redis is not None else None
         self._kept: BoundedByBytes[str, str] = BoundedByBytes(KEPT_BYTES)
@@ -186,11 +188,12 @@ class PersistedDocuments:
         self._kept.put(wanted, document, len(document))
 
     async def _stored(self, wanted: str) -> str | None:
-        if self.redis is None:
+        if self.redis is None or self.breaker.open:
             return None
         try:
             found = await self.redis.get(KEY_PREFIX + wanted)
         except RedisError as error:
+            self.breaker.trip()
             log.warning("persisted documents: Redis read failed: %s", error)
             return None
         if isinstance(found, bytes):
@@ -201,6 +204,9 @@ class PersistedDocuments:
         """Whether the document is stored (or no Redis is configured: kept per process)."""
         if self.script is None:
             return True
+        if self.breaker.open:
+            NOT_STORED.labels("redis").inc()
+            return False
         keys = [KEY_PREFIX + wanted, QUOTA_PREFIX + client]
         ttl_ms = int(self.ttl.total_seconds() * 1000)
         try:
@@ -208,6 +214,8 @@ class PersistedDocuments:
                 keys=keys, args=[document, ttl_ms, len(document.encode()), self.client_bytes]
             )
         except RedisError as error:  # full (OOM) or away: the client sends it again next time
+            if not isinstance(error, ResponseError):  # away, not full
+                self.breaker.trip()
             NOT_STORED.labels("redis").inc()
             log.warning("persisted documents: Redis write failed: %s", error)
             return False

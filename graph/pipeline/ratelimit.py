@@ -104,14 +104,16 @@ class LocalBuckets:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis | None, prefix: str = "corpgraph:bucket:") -> None:
+    def __init__(
+        self, redis: Redis | None, prefix: str = "corpgraph:bucket:", breaker: Breaker | None = None
+    ) -> None:
         self.prefix = prefix
         self.script = redis.register_script(TAKE_SCRIPT) if redis is not None else None
         self.leases: dict[str, Lease] = {}
         self.local = LocalBuckets()
         self.degraded = redis is None
         self._warned = False
-        self._breaker = Breaker()  # while open, Redis is not tried
+        self._breaker = breaker or Breaker()  # while open, Redis is not tried
         self._trips: dict[str, asyncio.Lock] = {}
 
     async def debit(self, client: str, tier: Tier, cost: int) -> Throttle:
@@ -120,11 +122,13 @@ class RateLimiter:
         if self.script is None or self._breaker.open:
             return self._local(client, tier, cost)
         # one trip to Redis per client at a time: a burst waits for the lease the first takes
-        # instead of each taking one of its own
+        # instead of each taking one of its own, or for the first to find Redis away
         lock = self._trips.setdefault(client, asyncio.Lock())
         async with lock:
             if (leased := self._from_lease(client, tier, cost)) is not None:
                 return leased
+            if self._breaker.open:
+                return self._local(client, tier, cost)
             return await self._trip(client, tier, cost)
 
     def _from_lease(self, client: str, tier: Tier, cost: int) -> Throttle | None:
@@ -170,7 +174,7 @@ class RateLimiter:
         """Gives `points` back; takes them when negative, even beyond what the bucket holds
         (a request that cost more than it requested pays the difference: the bucket may go
         below zero, and the client waits longer)."""
-        if self.script is None or self.degraded:
+        if self.script is None or self.degraded or self._breaker.open:
             return self._local(client, tier, -points, force=True)
         lease = self.leases.get(client)
         if lease is None:
