@@ -9,6 +9,7 @@ cursors or SET) that a reset would have to clear.
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any, cast
@@ -45,6 +46,15 @@ def compiled(statement: ClauseElement) -> tuple[str, tuple[str, ...]]:
     kept, it cannot be freed and its id reused)."""
     result = cast(SQLCompiler, statement.compile(dialect=DIALECT))
     return result.string, tuple(result.positiontup or ())
+
+
+# a pooled connection whose backend is gone (terminated, or PostgreSQL restarted), handed out
+# before asyncpg saw its socket close: the statement did not run, or its answer went with it
+STALE = (
+    asyncpg.InternalClientError,  # "cannot switch to state ...": the server's farewell unread
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+)
 
 
 class PoolExhausted(Exception):
@@ -87,11 +97,22 @@ class Reader:
         """One statement on its own pooled connection: batches of different loaders run as
         concurrent tasks, and a connection serves one statement at a time. `hints` (`SET
         LOCAL` commands) are planner settings for this statement alone: with them it runs in
-        a transaction of its own, three more round trips."""
+        a transaction of its own, three more round trips. A connection found dead (STALE) is
+        closed, and the statement, a read, sent again on another."""
         sql, names = self.compiled(statement)
         arguments = [params[name] for name in names] if params else []
         for observe in self.observers:
             observe(sql)
+        stale_left = self.pool.get_max_size()  # a restart leaves every pooled one dead
+        while True:
+            try:
+                return await self._fetch(sql, arguments, hints)
+            except STALE:
+                if stale_left == 0:
+                    raise
+                stale_left -= 1
+
+    async def _fetch(self, sql: str, arguments: list[Any], hints: str) -> Sequence[asyncpg.Record]:
         connection = await self.acquire()
         try:
             rows = await (
@@ -102,7 +123,10 @@ class Reader:
         except asyncio.CancelledError:
             self.release_later(connection)
             raise
-        except BaseException:
+        except BaseException as error:
+            if isinstance(error, STALE):
+                with suppress(asyncpg.InterfaceError):  # closed, and back in the pool already
+                    connection.terminate()  # the pool opens another in its place
             await self.release(connection)
             raise
         await self.release(connection)

