@@ -2,6 +2,7 @@
 transport, before anything runs: PostgreSQL's text cannot hold one. The arguments are
 generated from the schema, so a new text argument is covered without being listed here."""
 
+import json
 from typing import Any
 
 import pytest
@@ -110,3 +111,48 @@ def test_nul_over_websocket_is_refused(client: TestClient) -> None:
         message = ws.receive_json()
         assert message["id"] == "2", message
         assert "BAD_USER_INPUT" in str(message["payload"]), message
+
+
+LONE_SURROGATE = '"\\ud800"'  # JSON's escape of half a UTF-16 pair: no character at all
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"type": "connection_init", "payload": {"authorization": "Bearer cg_\\ud800"}}',
+        '{"type": "connection_init", "payload": {"x-api-key": "cg_\\udfffabc"}}',
+        '{"type": "connection_init", "payload": {"note": ' + LONE_SURROGATE + "}}",
+    ],
+)
+def test_a_lone_surrogate_is_not_json_over_websocket(client: TestClient, message: str) -> None:
+    """As over HTTP (400, not valid JSON): it had reached Redis and PostgreSQL, which cannot
+    encode it (an internal error; close 1011 when it was the key)."""
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_text(message)
+        closed = ws.receive()
+        assert closed == {
+            "type": "websocket.close",
+            "code": 4400,
+            "reason": "WebSocket message must be valid JSON",
+        }, closed
+
+
+def with_lone_surrogate(message: dict[str, Any]) -> str:
+    """`message` as JSON, each "SURROGATE" in it written as a lone surrogate."""
+    return json.dumps(message).replace('"SURROGATE"', LONE_SURROGATE)
+
+
+def test_a_lone_surrogate_in_subscription_variables_closes_the_connection(
+    client: TestClient,
+) -> None:
+    query = "subscription($t: [String!]) { filingAdded(tickers: $t) { accessionNumber } }"
+    payload = {"query": query, "variables": {"t": ["SURROGATE"]}}
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_text(with_lone_surrogate({"id": "1", "type": "subscribe", "payload": payload}))
+        assert ws.receive()["code"] == 4400
+    body = with_lone_surrogate(payload)
+    answer = client.post("/graphql", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
