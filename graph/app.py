@@ -184,7 +184,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
     routes: list[BaseRoute] = [
-        Route("/graphql", GraphQLEndpoint(), methods=["GET", "POST"]),
+        Route("/graphql", GraphQLEndpoint()),  # every method: the endpoint refuses with a code
         WebSocketRoute("/graphql", subscriptions),
         Route("/documents/{key:path}", document, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),

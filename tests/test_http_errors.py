@@ -75,6 +75,15 @@ def test_bad_envelopes(client: TestClient, body: bytes, content_type: str, statu
     assert codes(response.json()) == ["BAD_REQUEST"]
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND"])
+def test_other_methods_are_405_with_a_code(client: TestClient, method: str) -> None:
+    """Not Starlette's plain-text 405: a client reads every refusal the same way."""
+    response = client.request(method, "/graphql", json={"query": "{ __typename }"})
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, POST")
+    assert codes(response.json()) == ["BAD_REQUEST"]
+    assert method in response.json()["errors"][0]["message"]
+
+
 def test_body_over_the_limit_is_413(client: TestClient) -> None:
     query = "{ __typename }" + " " * 1_000_001
     response = client.post("/graphql", json={"query": query})

@@ -97,6 +97,18 @@ def http_refusal(code: str, message: str, status: int) -> Outcome:
     return outcome
 
 
+METHODS = frozenset({"GET", "HEAD", "POST"})  # /graphql's: others are refused as GraphQL errors
+
+
+def method_not_allowed(method: str) -> Outcome:
+    message = (
+        f"{method[:16]} is not a GraphQL method: send operations with POST, or queries with GET."
+    )
+    outcome = http_refusal("BAD_REQUEST", message, 405)
+    outcome.headers["Allow"] = "GET, POST"
+    return outcome
+
+
 def http_cached(request: Request, outcome: Outcome, viewer: Viewer, max_age: timedelta) -> Response:
     """A GET's answer. A complete answer to a query that reads no per-request state may be
     kept by the client (`private` when a key asked) or a shared cache, and has an ETag over
@@ -369,6 +381,8 @@ async def admitted(request: Request, services: Services) -> Response:
     """The answer to a GraphQL request. Its body arrives before it takes an in-flight slot:
     a client trickling one in holds a connection, not a slot."""
     settings = services.settings
+    if request.method not in METHODS:
+        return response(request, method_not_allowed(request.method))
     try:
         csrf_check(request, settings)
         if request.method == "GET":
