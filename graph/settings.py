@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -360,3 +368,20 @@ class Settings(BaseSettings):
     @property
     def introspection_enabled(self) -> bool:
         return not self.production if self.introspection is None else self.introspection
+
+
+def problems(error: ValidationError) -> list[str]:
+    """What is wrong with the settings, each line naming the variable and its value as an
+    operator set them: `CORPGRAPH_PORT='abc': Input should be ...`."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = []
+    for problem in error.errors():
+        message = problem["msg"].removeprefix("Value error, ")
+        if not problem["loc"]:  # a rule across settings
+            lines.append(message)
+            continue
+        field, *inside = (str(part) for part in problem["loc"])
+        named = prefix + field.upper() + (f" ({'.'.join(inside)})" if inside else "")
+        value = "" if inside else f"={problem.get('input')!r}"  # (a secret is any text: valid)
+        lines.append(f"{named}{value}: {message}")
+    return lines

@@ -69,3 +69,16 @@ def test_seed_twice_says_what_it_did_then_why_not(tmp_path: Path) -> None:
     assert "Seed skipped: the database already holds companies" in second
     assert "PostgreSQL started in " in second and "Loaded" not in second
     assert not (data_dir / "redis").exists()  # seeding needs no Redis: none was started
+
+
+def test_a_bad_setting_is_named_with_its_value_not_traced(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CORPGRAPH_")}
+    environment |= {"CORPGRAPH_PORT": "abc", "CORPGRAPH_TIERS": '{"free": {"capacity": "x"}}'}
+    command = [sys.executable, "-m", "graph", "serve", "--data-dir", str(tmp_path)]
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert "corpgraph: CORPGRAPH_PORT='abc': Input should be a valid integer" in lines[0]
+    assert any(line.startswith("corpgraph: CORPGRAPH_TIERS (free.capacity):") for line in lines)
+    assert not list(tmp_path.iterdir())  # stopped before starting anything

@@ -44,12 +44,20 @@ SeedSize = Literal["small", "default"]
 
 
 def settings_for(data_dir: Path | None, **overrides: Any) -> "Settings":
-    from graph.settings import Settings
+    """The settings, or exit 2 saying which variables are wrong."""
+    from pydantic import ValidationError
+
+    from graph.settings import Settings, problems
 
     given = {key: value for key, value in overrides.items() if value is not None}
     if data_dir is not None:
         given["data_dir"] = data_dir
-    return Settings(**given)
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        for line in problems(error):
+            typer.echo(f"corpgraph: {line}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
