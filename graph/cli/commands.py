@@ -162,9 +162,8 @@ def apikey_create(
         key_id, key = asyncio.run(
             with_engine(running, lambda db: create_key(db, tier, scope_list, name, expires))
         )
-    typer.echo(
-        f"Created API key {key_id} (tier {tier}, scopes {scope_list or 'none'}). Keep it secret:"
-    )
+    listed = ", ".join(scope_list) or "none"
+    typer.echo(f"Created API key {key_id} (tier {tier}, scopes {listed}). Keep it secret:")
     typer.echo(key)
 
 
