@@ -3,7 +3,8 @@ server, over sockets on 127.0.0.1: slow bodies (headers, then a byte at a time) 
 in-flight slot while they trickle in, and are answered 408 (BAD_REQUEST) once the body
 deadline passes; clients that leave in the middle of their body, and WebSocket messages that
 are not text, leave no error in the server's log; subscribers that quit in the middle of a
-replay leave no subscription running. Anyone can do each of these, as often as
+replay leave no subscription running, and WebSockets that never send connection_init are
+closed, on both protocols. Anyone can do each of these, as often as
 they like: an error logged each time (with its trace) would fill the log and page whoever
 watches its errors."""
 
@@ -289,4 +290,27 @@ def test_subscriptions_whose_client_quits_during_their_replay_end(server: Served
     while active_subscriptions(server) > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert active_subscriptions(server) == 0
+    assert_no_error_logged(server)
+
+
+async def closed_without_init(address: str, protocol: str) -> int | None:
+    """The close code a WebSocket gets that never sends connection_init."""
+    subprotocol = Subprotocol(protocol)
+    async with connect(f"ws://{address}/graphql", subprotocols=[subprotocol]) as websocket:
+        with suppress(ConnectionClosed):
+            await asyncio.wait_for(websocket.recv(), INIT_SECONDS + SLACK_SECONDS)
+        return websocket.close_code
+
+
+def test_a_websocket_that_never_initialises_is_closed(server: Served) -> None:
+    """On both protocols: legacy graphql-ws had no timeout, and such a connection (which takes
+    no slot before connection_init) held a socket and a task for ever."""
+
+    async def both() -> list[int | None]:
+        protocols = ("graphql-transport-ws", "graphql-ws")
+        return list(
+            await asyncio.gather(*(closed_without_init(server.address, p) for p in protocols))
+        )
+
+    assert asyncio.run(both()) == [4408, 4408]
     assert_no_error_logged(server)

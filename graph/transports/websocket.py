@@ -208,8 +208,26 @@ class PersistedWS(BaseGraphQLWSHandler[Context, None]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.to_remember: dict[str, Document] = {}
+        self.init_received = False
+
+    async def handle(self) -> None:
+        """Strawberry's, with graphql-transport-ws's connection_init timeout (4408): the legacy
+        protocol has none, and a client that never sent connection_init held a socket and a
+        task for ever, without taking a connection slot (that is taken at connection_init)."""
+        waiting = asyncio.create_task(self.close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            waiting.cancel()
+
+    async def close_unless_initialised(self) -> None:
+        await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
+        websocket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+        if not self.init_received and websocket.application_state != DISCONNECTED:
+            await self.websocket.close(code=4408, reason="Connection initialisation timeout")
 
     async def handle_connection_init(self, message: WSInitMessage) -> None:
+        self.init_received = True
         try:
             await super().handle_connection_init(message)
         except Exception as error:
