@@ -84,6 +84,15 @@ def test_other_methods_are_405_with_a_code(client: TestClient, method: str) -> N
     assert method in response.json()["errors"][0]["message"]
 
 
+def test_head_answers_with_a_gets_headers(client: TestClient) -> None:
+    """Load balancers and uptime checks send HEAD: it had gone the POST way (415, not JSON)."""
+    params = {"query": "{ __typename }"}
+    head, get = client.head("/graphql", params=params), client.get("/graphql", params=params)
+    assert (head.status_code, head.headers["etag"]) == (200, get.headers["etag"])
+    page = client.head("/graphql", headers={"accept": "text/html"})
+    assert (page.status_code, page.headers["content-type"]) == (200, "text/html; charset=utf-8")
+
+
 def test_body_over_the_limit_is_413(client: TestClient) -> None:
     query = "{ __typename }" + " " * 1_000_001
     response = client.post("/graphql", json={"query": query})

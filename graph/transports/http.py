@@ -97,7 +97,7 @@ def http_refusal(code: str, message: str, status: int) -> Outcome:
     return outcome
 
 
-METHODS = frozenset({"GET", "HEAD", "POST"})  # /graphql's: others are refused as GraphQL errors
+METHODS = frozenset({"GET", "POST"})  # /graphql's (HEAD is a GET): others are refused
 
 
 def method_not_allowed(method: str) -> Outcome:
@@ -368,6 +368,8 @@ class GraphQLEndpoint:
     layer per request, which this one, answering every error itself, does not need)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "HEAD":  # a GET's answer: the server sends its headers only
+            scope = {**scope, "method": "GET"}
         request = Request(scope, receive, send)
         services = services_of(request.app)  # once: every step below is given them
         if wants_graphiql(request, services.settings):
