@@ -24,7 +24,9 @@ from urllib.parse import quote, urlsplit
 
 from minio import Minio
 
-KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,200}$")
+KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,200}")
+EXPIRES = re.compile(r"[0-9]{1,12}")  # Unix seconds
+SIGNATURE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # base64url, unpadded
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ class LocalDocuments:
         self.key = signing_key(directory)
 
     def path(self, key: str) -> Path:
-        if not KEY.match(key) or ".." in key:
+        if not KEY.fullmatch(key) or ".." in key:
             raise ValueError(f"not a document key: {key!r}")
         return self.directory / key
 
@@ -149,9 +151,11 @@ class LocalDocuments:
 
     def open(self, key: str, expires: str, signature: str) -> tuple[Path, str] | None:
         """The document's path and media type, if the link is genuine and still valid."""
-        if not expires.isdigit() or int(expires) < time.time():
-            return None
-        if not hmac.compare_digest(self.sign(key, int(expires)), signature):
+        if not (EXPIRES.fullmatch(expires) and SIGNATURE.fullmatch(signature)):
+            return None  # (isdigit() takes "²", which int() refuses; compare_digest, non-ASCII)
+        if int(expires) < time.time() or not hmac.compare_digest(
+            self.sign(key, int(expires)), signature
+        ):
             return None
         try:
             path = self.path(key)

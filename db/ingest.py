@@ -29,10 +29,10 @@ INGEST_LOCK = 0x636F7270_696E6773  # "corpings": one advisory lock for all of in
 # NOTIFY'd inside the ingest transaction, so delivered only on commit; the payload is the
 # filing's ingest_seq, a wake-up call: listeners read new filings from the table in order
 FILINGS_CHANNEL = "corpgraph_filings"
-ACCESSION = re.compile(r"^\d{10}-\d{2}-\d{6}$")
-FORM_TYPE = re.compile(r"^[0-9A-Z][0-9A-Z/.-]{0,15}$")
+ACCESSION = re.compile(r"[0-9]{10}-[0-9]{2}-[0-9]{6}")  # ASCII digits: \d is any script's
+FORM_TYPE = re.compile(r"[0-9A-Z][0-9A-Z/.-]{0,15}")
 FISCAL_PERIODS = {"FY", "Q1", "Q2", "Q3", "Q4", "H1", "H2"}
-METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_METRICS = 500
 MAX_TITLE = 1_000
 MAX_SUMMARY = 10_000
@@ -41,7 +41,7 @@ EARLIEST_FILING = datetime(1993, 1, 1, tzinfo=UTC)
 EARLIEST_PERIOD = date(1970, 1, 1)
 # above any amount a company reports (a quadrillion): sums of many stay far from overflowing
 MAX_METRIC_VALUE = 1e15
-MEDIA_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+(; ?charset=[a-z0-9-]+)?$", re.IGNORECASE)
+MEDIA_TYPE = re.compile(r"[a-z]+/[a-z0-9.+-]+(; ?charset=[a-z0-9-]+)?", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -196,13 +196,13 @@ def problems_of(
     if filing.document is not None:
         if len(filing.document.data) > max_document_bytes:
             problems["document"] = f"is larger than {max_document_bytes} bytes"
-        if not MEDIA_TYPE.match(filing.document.content_type):
+        if not MEDIA_TYPE.fullmatch(filing.document.content_type):
             problems["documentContentType"] = "must be a media type such as text/html"
-    if not ACCESSION.match(filing.accession_number):
+    if not ACCESSION.fullmatch(filing.accession_number):
         problems["accessionNumber"] = "must look like 0000320193-24-000123 (10-2-6 digits)"
-    if filing.amends is not None and not ACCESSION.match(filing.amends):
+    if filing.amends is not None and not ACCESSION.fullmatch(filing.amends):
         problems["amends"] = "must be an accession number such as 0000320193-24-000123"
-    if not FORM_TYPE.match(filing.form_type):
+    if not FORM_TYPE.fullmatch(filing.form_type):
         problems["formType"] = "must be an SEC form type such as 10-K, 10-Q or 8-K"
     if filing.filed_at.tzinfo is None:
         problems["filedAt"] = "must carry a time zone"
@@ -218,8 +218,7 @@ def problems_of(
     problems |= nul_problems(
         {"ticker": filing.ticker, "title": filing.title, "summary": filing.summary}
     )
-    if filing.fiscal_period is not None and filing.fiscal_period not in FISCAL_PERIODS:
-        problems["fiscalPeriod"] = f"must be one of {', '.join(sorted(FISCAL_PERIODS))}"
+    problems |= fiscal_period_problems("fiscalPeriod", filing.fiscal_period)
     if filing.title is not None and len(filing.title) > MAX_TITLE:
         problems["title"] = f"is longer than {MAX_TITLE} characters"
     if filing.summary is not None and len(filing.summary) > MAX_SUMMARY:
@@ -229,7 +228,7 @@ def problems_of(
     seen: set[tuple[str, date]] = set()
     for index, metric in enumerate(filing.metrics):
         where = f"metrics[{index}]"
-        if not METRIC_NAME.match(metric.name):
+        if not METRIC_NAME.fullmatch(metric.name):
             problems[f"{where}.name"] = "must be snake_case, e.g. net_income"
         if (metric.name, metric.period_end) in seen:
             problems[f"{where}.name"] = f"{metric.name!r} appears twice for the same period"
@@ -237,6 +236,9 @@ def problems_of(
         if not (math.isfinite(metric.value) and abs(metric.value) <= MAX_METRIC_VALUE):
             problems[f"{where}.value"] = f"must be a finite number within ±{MAX_METRIC_VALUE:g}"
         problems |= period_problems(f"{where}.periodEnd", metric.period_end)
+        if metric.period_end > filing.filed_at.date():
+            problems[f"{where}.periodEnd"] = "is after filedAt"  # reported: a period past
+        problems |= fiscal_period_problems(f"{where}.fiscalPeriod", metric.fiscal_period)
         if metric.period_start is not None:
             problems |= period_problems(f"{where}.periodStart", metric.period_start)
             if metric.period_start > metric.period_end:
@@ -258,6 +260,12 @@ def fiscal_year_problems(name: str, year: int | None, filed_at: datetime) -> dic
     """A fiscal year is named by the calendar year it ends in: at most one after filing."""
     if year is not None and not EARLIEST_PERIOD.year <= year <= filed_at.year + 1:
         return {name: f"must be between {EARLIEST_PERIOD.year} and {filed_at.year + 1}"}
+    return {}
+
+
+def fiscal_period_problems(name: str, period: str | None) -> dict[str, str]:
+    if period is not None and period not in FISCAL_PERIODS:
+        return {name: f"must be one of {', '.join(sorted(FISCAL_PERIODS))}"}
     return {}
 
 

@@ -36,7 +36,7 @@ async def metric_series(
             "or YEAR.",
             argument="interval",
         )
-    if not METRIC_NAME.match(metric):
+    if not METRIC_NAME.fullmatch(metric):
         raise UserInputError(f"{metric[:64]!r} is not a metric name.", argument="metric")
     as_of = instant(as_of)
     chosen = revision_of(values, as_of)

@@ -62,6 +62,8 @@ def test_text_and_bytes_round_trip(client: TestClient, writer: str) -> None:
     assert response.status_code == 200
     assert response.text == "Item 8.01 Other Events"
     assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-security-policy"].startswith("sandbox;")  # no script runs
 
     encoded = base64.b64encode(PDF).decode()
     pdf = ingest(client, writer, "0000320193-26-500002", documentBase64=encoded,
@@ -70,6 +72,22 @@ def test_text_and_bytes_round_trip(client: TestClient, writer: str) -> None:
     assert response.status_code == 200
     assert hashlib.sha256(response.content).digest() == hashlib.sha256(PDF).digest()
     assert response.headers["content-type"] == "application/pdf"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "expires=%C2%B2&signature=x",  # a superscript two: isdigit(), and not int()
+        "expires=1796693193&signature=%C3%A9",  # compare_digest takes ASCII only
+        "expires=" + "9" * 5000 + "&signature=x",  # beyond int()'s digits
+        "signature=x",
+        "",
+    ],
+)
+def test_malformed_links_are_refused_not_failed(client: TestClient, query: str) -> None:
+    """Anyone can send these: each was a plain-text 500, with a trace in the log."""
+    answer = client.get(f"/documents/filings/0000320193-26-500001/x?{query}")
+    assert answer.status_code == 403
 
 
 def test_tampered_and_expired_links_are_refused(client: TestClient, writer: str) -> None:

@@ -158,6 +158,15 @@ REVENUE = {"name": "revenue", "value": 1.0, "unit": "USD", "periodEnd": "2026-09
         ({"fiscalYear": -5}, "fiscalYear"),
         ({"fiscalYear": 2099}, "fiscalYear"),
         ({"periodEnd": "0001-01-01"}, "periodEnd"),
+        # a period past the filing: "9999-12-31" broke every series of the company
+        ({"metrics": [{**REVENUE, "periodEnd": "9999-12-31"}]}, "metrics[0].periodEnd"),
+        ({"metrics": [{**REVENUE, "fiscalPeriod": "QQQQQ"}]}, "metrics[0].fiscalPeriod"),
+        # a final newline, or another script's digits: stored, or an internal error
+        ({"accessionNumber": "0000320193-26-900099\n"}, "accessionNumber"),
+        ({"accessionNumber": "\u0660" * 10 + "-26-900099"}, "accessionNumber"),
+        ({"formType": "8-K\n"}, "formType"),
+        ({"metrics": [{**REVENUE, "name": "revenue\n"}]}, "metrics[0].name"),
+        ({"documentText": "hi", "documentContentType": "text/plain\n"}, "documentContentType"),
     ],
 )
 def test_bad_input_is_refused_by_field(

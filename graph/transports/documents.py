@@ -8,6 +8,16 @@ from db.documents import DocumentStore, LocalDocuments, S3Documents
 from graph.services import services_of
 from graph.settings import Settings
 
+# A document is what its writer sent, served on the API's origin: as its own media type (an
+# HTML filing shows as HTML), but never sniffed as another, and in a sandbox (no script, no
+# same-origin access): a writer's HTML or SVG runs nothing beside GraphiQL.
+DOCUMENT_HEADERS = {
+    "Cache-Control": "private",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self' data:; "
+    "style-src 'unsafe-inline'",
+}
+
 
 def document_store(settings: Settings) -> DocumentStore:
     """The S3-compatible store when one is configured, else the local directory."""
@@ -43,4 +53,4 @@ async def document(request: Request) -> Response:
     if found is None:
         return PlainTextResponse("This link is not valid, or has expired.", 403)
     path, media_type = found
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})
+    return FileResponse(path, media_type=media_type, headers=DOCUMENT_HEADERS)
