@@ -169,3 +169,42 @@ def test_persisted_subscriptions_over_websocket(client: TestClient) -> None:
         assert error_code(ws, "5") == "PERSISTED_QUERY_HASH_MISMATCH"
         ws.send_json({"id": "6", "type": "subscribe", "payload": ["not", "an", "object"]})
         assert error_code(ws, "6") == "BAD_REQUEST"
+
+
+NOT_OBJECTS = ["[1, 2]", "5", '"text"', "null"]
+
+
+@pytest.mark.parametrize("frame", NOT_OBJECTS)
+def test_a_message_that_is_not_an_object_is_refused(client: TestClient, frame: str) -> None:
+    """graphql-transport-ws closes with 4400; legacy graphql-ws ignores it, as any message that
+    is not JSON. Strawberry's handlers had failed on each (close 1011, and a logged trace)."""
+    with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_text(frame)
+        assert ws.receive()["code"] == 4400
+    with client.websocket_connect("/graphql", subprotocols=["graphql-ws"]) as ws:
+        ws.send_text(frame)
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {},
+        {"type": 5},
+        {"id": "1", "type": "start"},
+        {"id": ["1"], "type": "start", "payload": {"query": ALERT}},
+        {"type": "stop"},
+    ],
+)
+def test_a_legacy_message_of_another_shape_closes_with_1002(
+    client: TestClient, message: dict[str, Any]
+) -> None:
+    with client.websocket_connect("/graphql", subprotocols=["graphql-ws"]) as ws:
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+        ws.send_json(message)
+        closed = ws.receive()
+        while closed.get("type") == "websocket.send":  # a keep-alive
+            closed = ws.receive()
+        assert (closed["type"], closed["code"]) == ("websocket.close", 1002), closed

@@ -35,7 +35,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ErrorMessage as TransportError,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import CompleteMessage, StartMessage
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    CompleteMessage,
+    OperationMessage,
+    StartMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as WSInitMessage,
 )
@@ -86,6 +90,16 @@ async def with_document(
     return {**payload, "query": document.text}, document if document.sent else None
 
 
+def well_formed(message: Mapping[str, Any]) -> bool:
+    """A legacy graphql-ws message: a `type`; an `id` to start or stop; a `payload` to start."""
+    kind = message.get("type")
+    if kind in ("start", "stop") and not isinstance(message.get("id"), str):
+        return False
+    if kind == "start" and not isinstance(message.get("payload"), dict):
+        return False
+    return isinstance(kind, str)
+
+
 def refusal(error: PersistedError) -> GraphQLFormattedError:
     return {"message": str(error), "extensions": {**error.extensions, "code": error.code}}
 
@@ -107,6 +121,7 @@ class TooManyConnections(Exception):
 
 
 FORBIDDEN = 4403  # WebSocket close codes, on both protocols
+PROTOCOL_ERROR = 1002  # legacy graphql-ws's, for a message it cannot take
 TOO_MANY = 4429
 
 
@@ -226,6 +241,14 @@ class PersistedWS(BaseGraphQLWSHandler[Context, None]):
         if not self.init_received and websocket.application_state != DISCONNECTED:
             await self.websocket.close(code=4408, reason="Connection initialisation timeout")
 
+    async def handle_message(self, message: OperationMessage) -> None:
+        """Strawberry's, for messages of the protocol's shape: it failed on others (a missing
+        `type` or `payload`, an `id` that is not a string: close 1011, and a logged trace)."""
+        if not well_formed(message):
+            await self.websocket.close(code=PROTOCOL_ERROR, reason="Invalid message")
+            return
+        await super().handle_message(message)
+
     async def handle_connection_init(self, message: WSInitMessage) -> None:
         self.init_received = True
         try:
@@ -310,8 +333,12 @@ class SubscriptionsOverWebSocket(GraphQL[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         """As the HTTP endpoint reads JSON: a lone surrogate (`"\\ud800"`) is not valid JSON
         (Python's json module let it through to Redis and PostgreSQL, which cannot encode it:
-        an internal error, and close 1011 when it was an API key)."""
-        return orjson.loads(data)
+        an internal error, and close 1011 when it was an API key). A message is an object:
+        Strawberry's handlers failed on any other (close 1011, and a logged trace)."""
+        message = orjson.loads(data)
+        if not isinstance(message, dict):
+            raise orjson.JSONDecodeError("a message is a JSON object", str(data)[:64], 0)
+        return message
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         channel = Channel(receive, send, self.settings.max_body_bytes)
