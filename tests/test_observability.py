@@ -34,7 +34,7 @@ from websockets.typing import Subprotocol
 
 from graph.app import create_app
 from graph.observability.logs import configure_logging, redact
-from graph.observability.metrics import ANONYMOUS, OperationNames
+from graph.observability.metrics import ANONYMOUS, MAX_NAME_CHARS, OperationNames
 from graph.observability.telemetry import RequestSpans, start_tracing
 from graph.settings import Settings, Tier
 from resolvers.subscriptions import to_ingest_cursor
@@ -379,6 +379,13 @@ def test_operation_names_are_bounded() -> None:
     assert names.label("Made1") == "Made1"  # admitted ones stay
     assert names.label("CompanyPage") == "CompanyPage"  # the manifests' never run out
     assert names.label(None) == ANONYMOUS
+
+
+def test_long_operation_names_share_one_label() -> None:
+    names = OperationNames((), limit=100)
+    assert names.label("N" * MAX_NAME_CHARS) == "N" * MAX_NAME_CHARS
+    assert names.label("M" * (MAX_NAME_CHARS + 1)) == ANONYMOUS
+    assert names.room == 99  # the long one took no room
 
 
 def test_log_lines_are_json_with_trace_ids_and_no_secrets() -> None:
