@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx2 as httpx
 import orjson
@@ -314,3 +315,23 @@ def test_a_websocket_that_never_initialises_is_closed(server: Served) -> None:
 
     assert asyncio.run(both()) == [4408, 4408]
     assert_no_error_logged(server)
+
+
+def test_an_event_streams_status_comes_before_its_first_event(server: Served) -> None:
+    """A stream with nothing to send yet still answers its status and headers at once (an
+    EventSource's `onopen`), not with its first heartbeat 15 s later."""
+    host, port = server.address.split(":")
+    query = quote('subscription { filingAdded(tickers: ["AAPL"]) { formType } }')  # none yet
+
+    async def head() -> bytes:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"GET /graphql?query={query} HTTP/1.1\r\nHost: {host}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
+        try:
+            return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), SLACK_SECONDS)
+        finally:
+            writer.close()
+
+    assert asyncio.run(head()).startswith(b"HTTP/1.1 200")
