@@ -323,7 +323,7 @@ async def write(
         select(companies.c.id).where(companies.c.ticker == filing.ticker.upper())
     )
     if company_id is None:
-        raise InvalidFiling({"ticker": f"no company has the ticker {filing.ticker!r}"})
+        raise InvalidFiling({"ticker": f"no company has the ticker {filing.ticker[:32]!r}"})
     existing = (
         await conn.execute(
             select(filings.c.content_sha256).where(

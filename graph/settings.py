@@ -226,7 +226,8 @@ class Settings(BaseSettings):
     document_url_ttl: Duration = timedelta(minutes=15)
     """How long a document link works."""
     max_document_bytes: int = Field(default=5_000_000, ge=1)
-    """The largest document accepted by `ingestFiling`."""
+    """The largest document accepted by `ingestFiling` (its request must also fit in
+    `CORPGRAPH_MAX_BODY_BYTES`)."""
 
     persisted_mode: Literal["apq", "trusted"] = "apq"
     """`apq` runs any document and keeps those sent with their hash; `trusted` runs only the

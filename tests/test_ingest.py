@@ -190,6 +190,13 @@ NUL_CASES = [
 ]
 
 
+def test_an_unknown_ticker_is_not_echoed_whole(ingest: Ingest) -> None:
+    body = ingest(filing(**{"ticker": "X" * 100_000}))
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert len(error["message"]) < 200, len(error["message"])
+
+
 @pytest.mark.parametrize(("overrides", "field"), NUL_CASES)
 def test_nul_characters_are_refused_by_field(
     ingest: Ingest, database_url: str, overrides: dict[str, Any], field: str
