@@ -34,6 +34,7 @@ FORM_TYPE = re.compile(r"[0-9A-Z][0-9A-Z/.-]{0,15}")
 FISCAL_PERIODS = {"FY", "Q1", "Q2", "Q3", "Q4", "H1", "H2"}
 METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_METRICS = 500
+SORTED = orjson.OPT_SORT_KEYS
 MAX_TITLE = 1_000
 MAX_SUMMARY = 10_000
 # EDGAR took its first electronic filings in 1993; no period reported then began before 1970
@@ -75,21 +76,26 @@ class FilingInput:
         """What its embedding is made from."""
         return filing_text(self.title, self.summary)
 
-    def fingerprint(self) -> str:
-        """SHA-256 of the content, order of metrics aside."""
+    def fingerprint(self, by_name: bool = False) -> str:
+        """SHA-256 of the content, order of metrics aside; `by_name`, aside from the order of
+        differently named ones only, as filings were fingerprinted before (two values of one
+        metric sent in the other order made the same filing a CONFLICT)."""
         content = asdict(self)
         if self.summary is None:
             del content["summary"]  # as fingerprinted before summaries were taken
         if self.amends is None:
             del content["amends"]  # as fingerprinted before amendments were named
         content["ticker"] = self.ticker.upper()
-        content["metrics"] = sorted(content["metrics"], key=lambda metric: metric["name"])
+        content["metrics"] = sorted(
+            content["metrics"],
+            key=(lambda m: m["name"]) if by_name else (lambda m: orjson.dumps(m, option=SORTED)),
+        )
         if self.document is not None:
             content["document"] = {
                 "sha256": hashlib.sha256(self.document.data).hexdigest(),
                 "content_type": self.document.content_type,
             }
-        return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return hashlib.sha256(orjson.dumps(content, option=SORTED)).hexdigest()
 
 
 def document_of(text: str | None, encoded: str | None, content_type: str | None) -> Document | None:
@@ -332,7 +338,7 @@ async def write(
         )
     ).first()
     if existing is not None:
-        if existing.content_sha256 != fingerprint:
+        if existing.content_sha256 not in (fingerprint, filing.fingerprint(by_name=True)):
             raise Conflict(f"{filing.accession_number} was ingested before with other content")
         return filing.accession_number, False
     await check_metric_kinds(conn, filing.metrics)

@@ -113,6 +113,20 @@ def test_the_same_filing_again_changes_nothing(ingest: Ingest, database_url: str
     assert counts(database_url) == before
 
 
+def test_two_values_of_one_metric_in_the_other_order_are_the_same_filing(
+    ingest: Ingest, database_url: str
+) -> None:
+    """Fingerprints sorted metrics by name alone: reordered, they were a CONFLICT."""
+    later = {**REVENUE, "periodStart": "2026-06-29"}
+    earlier = {**later, "periodStart": "2026-03-30", "periodEnd": "2026-06-28", "value": 2.0}
+    first = ingest(filing(accessionNumber="0000320193-26-900004", metrics=[later, earlier]))
+    assert "errors" not in first, first
+    before = counts(database_url)
+    again = ingest(filing(accessionNumber="0000320193-26-900004", metrics=[earlier, later]))
+    assert again["data"] == first["data"]
+    assert counts(database_url) == before
+
+
 def test_other_content_under_the_same_number_conflicts(ingest: Ingest, database_url: str) -> None:
     ingest(filing(accessionNumber="0000320193-26-900003"))
     before = counts(database_url)
