@@ -122,6 +122,7 @@ class TooManyConnections(Exception):
 
 FORBIDDEN = 4403  # WebSocket close codes, on both protocols
 PROTOCOL_ERROR = 1002  # legacy graphql-ws's, for a message it cannot take
+INIT_TIMEOUT, INIT_TIMEOUT_REASON = 4408, "Connection initialisation timeout"  # Strawberry's
 TOO_MANY = 4429
 
 
@@ -158,7 +159,7 @@ class PersistedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         if self.connection_init_received or websocket.application_state == DISCONNECTED:
             return
         self.connection_timed_out = True
-        await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+        await self.websocket.close(code=INIT_TIMEOUT, reason=INIT_TIMEOUT_REASON)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         try:
@@ -239,7 +240,7 @@ class PersistedWS(BaseGraphQLWSHandler[Context, None]):
         await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
         websocket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
         if not self.init_received and websocket.application_state != DISCONNECTED:
-            await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+            await self.websocket.close(code=INIT_TIMEOUT, reason=INIT_TIMEOUT_REASON)
 
     async def handle_message(self, message: OperationMessage) -> None:
         """Strawberry's, for messages of the protocol's shape: it failed on others (a missing
