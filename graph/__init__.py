@@ -7,5 +7,5 @@
 - `execution`: the executors.
 
 Beside them, `app.py` assembles everything (`create_app`), `services.py` is what the app builds
-at start and passes down, `settings.py` the one settings object; every part may use those three
-and `bounded.py`."""
+at start and passes down, `settings.py` the one settings object; every part may use those three,
+`bounded.py` and `redis_client.py` (the Redis client of every role)."""
